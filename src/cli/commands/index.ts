@@ -1,0 +1,6 @@
+/** Every subcommand, in the order `pagelab --help` lists them. Add one line per command file. */
+import type { Command } from "@commander-js/extra-typings";
+
+export function registerCommands(program: Command): void {
+  void program;
+}

@@ -1,0 +1,28 @@
+/**
+ * The `pagelab` command line. Each subcommand lives in its own file under ./commands and registers
+ * itself on the program; this file only assembles them and turns PagelabErrors into clear messages.
+ */
+import { Command } from "@commander-js/extra-typings";
+import { PagelabError } from "../errors.ts";
+import { registerCommands } from "./commands/index.ts";
+
+const program = new Command()
+  .name("pagelab")
+  .description(
+    "A laboratory for the memory manager of an x86-64 kernel: boot a simulated machine from a real\n" +
+      "firmware memory map, bring up the memory-manager design you pick, and measure it with counters.",
+  )
+  .version("0.1.0")
+  .showHelpAfterError("(run with --help for usage)");
+
+registerCommands(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  if (e instanceof PagelabError) {
+    process.stderr.write(`pagelab: error [${e.code}]: ${e.message}\n`);
+    process.exit(2);
+  }
+  throw e;
+}

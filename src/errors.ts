@@ -1,0 +1,29 @@
+/**
+ * One error type for every bad input pagelab meets. `code` is stable (scripts and tests match on it);
+ * `message` names the file, line, byte offset or field and what was expected.
+ */
+export class PagelabError extends Error {
+  readonly code: string;
+  readonly details: Record<string, unknown>;
+
+  constructor(code: string, message: string, details: Record<string, unknown> = {}) {
+    super(message);
+    this.name = "PagelabError";
+    this.code = code;
+    this.details = details;
+  }
+}
+
+export function fail(code: string, message: string, details: Record<string, unknown> = {}): never {
+  throw new PagelabError(code, message, details);
+}
+
+/** Format a physical or virtual address (number below 2^53, or bigint) as 0x%016x. */
+export function hex64(v: number | bigint): string {
+  return `0x${BigInt(v).toString(16).padStart(16, "0")}`;
+}
+
+/** Format as short hex (0x1f000). */
+export function hex(v: number | bigint): string {
+  return `0x${BigInt(v).toString(16)}`;
+}

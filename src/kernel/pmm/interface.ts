@@ -1,0 +1,114 @@
+/**
+ * The one interface every physical memory manager (PMM) design implements.
+ *
+ * A design keeps ALL of its state in simulated physical memory (free stacks, stack pages, bitmaps,
+ * buddy free lists, per-page records), reached only through the `PhysPort` it is given. Only a few
+ * scalar registers - the kernel's global variables (a stack top, a list head, a hint) - may live in
+ * JS fields. The boot sequence binds the port to the kernel's mapping strategy (direct map, recursive
+ * mapping, temporary windows), so every metadata access is translated and counted.
+ *
+ * Life cycle, as a kernel does it:
+ *   1. `design.metadataBytes(layout)` sizes the standing metadata from the sanitized map;
+ *   2. the caller places it (early allocator), maps it, and calls `design.create(env, layout, metadataPa)`;
+ *   3. the caller "frees" every usable range minus its reservations with `addFree(startPfn, count)`;
+ *   4. from then on: `alloc`/`free`, `stats`, `check`.
+ */
+import type { Counters } from "../../machine/counters.ts";
+import type { PhysPort } from "../../machine/phys-mem.ts";
+
+/** A usable range of frames [start, end) (end exclusive), with its NUMA node. */
+export interface FrameRange {
+  start: number;
+  end: number;
+  node?: number;
+}
+
+/** What a design is told about the machine at creation: the usable RAM, as frame ranges. */
+export interface PmmLayout {
+  /** Usable RAM, sorted, disjoint, in frames [start, end). Reserved frames inside stay out of addFree. */
+  usable: FrameRange[];
+  /** Number of CPUs (for per-CPU caches). Default 1. */
+  cpus?: number;
+  /** Number of cache colours (for colouring compositions). Default 1. */
+  colours?: number;
+}
+
+/** Constraints on an allocation. All optional. */
+export interface AllocConstraints {
+  /** Exclusive upper physical address limit, e.g. 16 MiB (ZONE_DMA) or 4 GiB (ZONE_DMA32). */
+  maxAddr?: number;
+  /** Preferred NUMA node (compositions fall back in distance order). */
+  node?: number;
+  /** Wanted cache colour: pfn % colours === colour. */
+  colour?: number;
+  /** CPU making the request (per-CPU lists). */
+  cpu?: number;
+}
+
+/**
+ * A kernel virtual region that a design may grow and shrink page by page, for metadata that must be
+ * virtually contiguous (the free-page stack). The kernel-mapping strategy implements it with real page
+ * tables; `offset` is the byte offset from the region's base.
+ */
+export interface GrowableRegion {
+  /** Bytes currently mapped (a multiple of 4096). */
+  readonly mappedBytes: number;
+  /** Maximum bytes the region may ever map. */
+  readonly maxBytes: number;
+  read32(offset: number): number;
+  write32(offset: number, value: number): void;
+  /** Map frame `pfn` as the next page at the end of the region: the frame becomes metadata. */
+  grow(pfn: number): void;
+  /** Unmap the last page of the region and return its frame (which the design may hand out). */
+  shrink(): number;
+}
+
+/** What a design is given to work with. */
+export interface PmmEnv {
+  /** The only door to physical memory. */
+  port: PhysPort;
+  counters: Counters;
+  /** Creates a growable kernel virtual region (only designs that need one call it). */
+  region?: (name: string, maxBytes: number) => GrowableRegion;
+}
+
+export interface PmmStats {
+  /** Frames ever given to the allocator by addFree (its managed RAM). */
+  managedFrames: number;
+  /** Frames currently free (in the allocator, including per-CPU caches). */
+  freeFrames: number;
+  /** Standing metadata bytes (placed at creation). */
+  metadataBytes: number;
+  /** Transient metadata bytes: frames currently used to hold the allocator's own structures. */
+  transientBytes: number;
+  /** Free blocks per order 0..10 (buddy-style view; designs without orders derive it from runs). */
+  freeByOrder: number[];
+  /** Largest run of physically contiguous free frames. */
+  largestFreeRun: number;
+}
+
+export interface FrameAllocator {
+  readonly name: string;
+  /** Give frames [startPfn, startPfn+count) to the allocator (boot-time freeing of usable RAM). */
+  addFree(startPfn: number, count: number): void;
+  /**
+   * Allocate 2^order physically contiguous frames, naturally aligned. Returns the first frame number,
+   * or -1 when no block satisfies the request (out of memory is a normal answer, not an exception).
+   */
+  alloc(order: number, c?: AllocConstraints): number;
+  /** Free a block from `alloc`. Double, misaligned, wrong-order or foreign frees throw, state unchanged. */
+  free(pfn: number, order: number): void;
+  stats(): PmmStats;
+  /** Invariant checker: throws PagelabError("PMM_INVARIANT", ...) naming the first violation. */
+  check(): void;
+}
+
+export interface PmmDesign {
+  /** CLI name: stack, stack-pages, freelist, bitmap, buddy, ... */
+  readonly name: string;
+  /** One sentence: what it guarantees and what it costs. */
+  readonly summary: string;
+  /** Standing metadata bytes the design needs for this layout (0 if none); placed by the caller. */
+  metadataBytes(layout: PmmLayout): number;
+  create(env: PmmEnv, layout: PmmLayout, metadataPa: number): FrameAllocator;
+}

@@ -1,0 +1,74 @@
+/**
+ * The single registry of simulated costs. Every component of one machine increments fields of the same
+ * `Counters` object: plain numbers, so the hot paths stay monomorphic. Host time is never a counter.
+ *
+ * Later floors (allocators, shootdowns, heaps) add fields here so that one snapshot shows everything.
+ */
+export class Counters {
+  /** 32-bit (or narrower) loads from simulated RAM, by anyone. */
+  memReads = 0;
+  /** 32-bit (or narrower) stores to simulated RAM, by anyone. */
+  memWrites = 0;
+  /** Bytes moved by bulk operations (zeroFrame, fill, copy). */
+  memBulkBytes = 0;
+
+  /** Page walks started by the MMU (TLB misses that reached the page tables). */
+  walks = 0;
+  /** Paging-structure entries read by the MMU during walks (the memory references of a walk). */
+  walkReads = 0;
+  /** Accessed/Dirty-bit updates written back by the MMU. */
+  walkWrites = 0;
+  /** Walks that ended in a page fault. */
+  pageFaults = 0;
+
+  tlbL1Hits = 0;
+  tlbL2Hits = 0;
+  tlbMisses = 0;
+  tlbHits4k = 0;
+  tlbHits2m = 0;
+  tlbHits1g = 0;
+  /** Walks shortened by a paging-structure cache hit. */
+  pscHits = 0;
+
+  invlpg = 0;
+  invpcid = 0;
+  cr3Writes = 0;
+  /** Full (non-global) TLB flushes, from CR3 writes without the no-flush bit or explicit flushes. */
+  tlbFullFlushes = 0;
+  /** Flushes that also dropped global entries (CR4.PGE toggle, INVPCID type 2). */
+  tlbGlobalFlushes = 0;
+
+  /** Page-table pages currently allocated by mappers (gauge) and the peak. */
+  ptPages = 0;
+  ptPagesPeak = 0;
+  ptPagesAllocated = 0;
+  ptPagesFreed = 0;
+
+  /** Stale TLB entries found by the checker (a missing flush). */
+  staleTlbHits = 0;
+
+  /** A plain copy of every field, for reports and determinism checks. */
+  snapshot(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [k, v] of Object.entries(this)) if (typeof v === "number") out[k] = v;
+    return out;
+  }
+
+  reset(): void {
+    for (const k of Object.keys(this)) {
+      if (typeof (this as unknown as Record<string, unknown>)[k] === "number") {
+        (this as unknown as Record<string, number>)[k] = 0;
+      }
+    }
+  }
+
+  /** Field-by-field difference `after - before` of two snapshots, dropping zeros. */
+  static diff(before: Record<string, number>, after: Record<string, number>): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const k of Object.keys(after)) {
+      const d = after[k] - (before[k] ?? 0);
+      if (d !== 0) out[k] = d;
+    }
+    return out;
+  }
+}

@@ -1,0 +1,60 @@
+import { describe, expect, it } from "vitest";
+import { PagelabError } from "../../src/errors.ts";
+import { PhysMem, read64, write64 } from "../../src/machine/phys-mem.ts";
+
+describe("PhysMem", () => {
+  it("reads zero from untouched memory without backing it", () => {
+    const m = new PhysMem({ maxPhysAddrBits: 52 });
+    expect(m.read32(0x1234_5678_9000)).toBe(0);
+    expect(m.backedBytes).toBe(0);
+    m.write32(0x10, 0); // storing zero into untouched memory backs nothing
+    expect(m.backedBytes).toBe(0);
+  });
+
+  it("stores u8/u16/u32/u64 little-endian, sparse across terabytes", () => {
+    const m = new PhysMem({ maxPhysAddrBits: 52 });
+    const far = 128 * 2 ** 40 + 0x1000; // 128 TiB
+    m.write32(far, 0xdeadbeef);
+    expect(m.read32(far)).toBe(0xdeadbeef);
+    expect(m.read8(far)).toBe(0xef);
+    expect(m.read8(far + 3)).toBe(0xde);
+    expect(m.read16(far + 2)).toBe(0xdead);
+    m.write8(far + 1, 0x11);
+    expect(m.read32(far)).toBe(0xdead11ef);
+    m.write16(far + 2, 0xcafe);
+    expect(m.read32(far)).toBe(0xcafe11ef);
+    write64(m, 0x2000, 2 ** 52 - 1);
+    expect(read64(m, 0x2000)).toBe(2 ** 52 - 1);
+    expect(m.backedBytes).toBe(2 * 2 * 1024 * 1024); // two 2 MiB chunks
+  });
+
+  it("counts accesses", () => {
+    const m = new PhysMem();
+    m.write32(0, 1);
+    m.read32(0);
+    m.read32(4);
+    expect(m.counters.memWrites).toBe(1);
+    expect(m.counters.memReads).toBe(2);
+  });
+
+  it("rejects addresses beyond MAXPHYADDR and misaligned accesses with typed errors", () => {
+    const m = new PhysMem({ maxPhysAddrBits: 36 });
+    expect(() => m.read32(2 ** 36)).toThrow(PagelabError);
+    expect(() => m.write32(2 ** 36, 1)).toThrow(/beyond MAXPHYADDR \(36 bits\)/);
+    expect(() => m.read32(2)).toThrow(/not 4-byte aligned/);
+    expect(() => new PhysMem({ maxPhysAddrBits: 60 })).toThrow(/32 to 52/);
+  });
+
+  it("zeroes frames and bulk-copies across chunk boundaries", () => {
+    const m = new PhysMem();
+    const edge = 0x200000 - 8;
+    m.fill(edge, 16, 0xab);
+    expect(m.read32(edge)).toBe(0xabababab);
+    expect(m.read32(0x200004)).toBe(0xabababab);
+    m.copy(0x400000, edge, 16);
+    expect([...m.readBytes(0x400000, 16)].every((b) => b === 0xab)).toBe(true);
+    m.zeroFrame(0x400);
+    expect(m.read32(0x400000)).toBe(0);
+    expect(m.backedChunks()).toEqual([0, 0x200000, 0x400000]);
+  });
+});
