@@ -12,6 +12,16 @@
  *   2. the caller places it (early allocator), maps it, and calls `design.create(env, layout, metadataPa)`;
  *   3. the caller "frees" every usable range minus its reservations with `addFree(startPfn, count)`;
  *   4. from then on: `alloc`/`free`, `stats`, `check`.
+ *
+ * Optional additions (issue 4), which every design in this folder implements:
+ *   - `AllocConstraints.pageSize` (4 KiB / 2 MiB / 1 GiB pages: the order counts pages of that size) and
+ *     `AllocConstraints.mobility` (migrate type, for buddies that group pageblocks by mobility);
+ *   - `FrameAllocator.maxOrder` (largest order `alloc` can ever satisfy; larger orders return -1),
+ *     `allocFrames(n, out)` ("N frames", not necessarily contiguous), `forEachFree` and
+ *     `forEachMetaFrame` (for checkers and measures), `dump()` (registers and summary, for
+ *     before/after comparisons) and, for buddies, `buddyinfo()` (`/proc/buddyinfo` lines);
+ *   - `PmmStats.perRegion` (free frames per usable region);
+ *   - `GrowableRegion.pageFrame(i)` (the frame backing page i, for checkers).
  */
 import type { Counters } from "../../machine/counters.ts";
 import type { PhysPort } from "../../machine/phys-mem.ts";
@@ -43,7 +53,17 @@ export interface AllocConstraints {
   colour?: number;
   /** CPU making the request (per-CPU lists). */
   cpu?: number;
+  /**
+   * Page size of the request: the block is 2^order pages of this size, i.e. the order in 4 KiB frames
+   * is `order + 9` for 2 MiB and `order + 18` for 1 GiB. Default 4096.
+   */
+  pageSize?: PageSize;
+  /** Mobility (Linux migrate type) for buddies grouping pageblocks by mobility. Default "unmovable". */
+  mobility?: Mobility;
 }
+
+export type PageSize = 4096 | 0x200000 | 0x40000000;
+export type Mobility = "unmovable" | "movable" | "reclaimable";
 
 /**
  * A kernel virtual region that a design may grow and shrink page by page, for metadata that must be
@@ -61,6 +81,8 @@ export interface GrowableRegion {
   grow(pfn: number): void;
   /** Unmap the last page of the region and return its frame (which the design may hand out). */
   shrink(): number;
+  /** The frame backing page `i` of the region (a page-table lookup; for checkers, uncounted). */
+  pageFrame?(i: number): number;
 }
 
 /** What a design is given to work with. */
@@ -85,6 +107,15 @@ export interface PmmStats {
   freeByOrder: number[];
   /** Largest run of physically contiguous free frames. */
   largestFreeRun: number;
+  /** Free frames per usable range of the layout, in layout order. */
+  perRegion?: RegionStat[];
+}
+
+export interface RegionStat {
+  start: number;
+  end: number;
+  node: number;
+  freeFrames: number;
 }
 
 export interface FrameAllocator {
@@ -101,6 +132,21 @@ export interface FrameAllocator {
   stats(): PmmStats;
   /** Invariant checker: throws PagelabError("PMM_INVARIANT", ...) naming the first violation. */
   check(): void;
+  /** Largest order `alloc` may satisfy (0 for the stacks, 10 for the buddy, 18 for 1 GiB pools). */
+  readonly maxOrder?: number;
+  /**
+   * Allocate `n` frames, not necessarily contiguous, into `out` (order-0 frames, freed one by one).
+   * Returns how many were allocated (fewer than `n` when memory runs out; those stay allocated).
+   */
+  allocFrames?(n: number, out: number[], c?: AllocConstraints): number;
+  /** Calls `fn(pfn, count)` for every free block (blocks are disjoint, not necessarily maximal). */
+  forEachFree?(fn: (pfn: number, count: number) => void): void;
+  /** Calls `fn(pfn)` for every frame currently holding transient metadata (stack pages...). */
+  forEachMetaFrame?(fn: (pfn: number) => void): void;
+  /** Registers and a summary of the state, as text: equal dumps mean equal allocator state. */
+  dump?(): string;
+  /** `/proc/buddyinfo` lines (`Node 0, zone   Normal      1      0 ...`), for buddy designs. */
+  buddyinfo?(): string[];
 }
 
 export interface PmmDesign {
