@@ -38,6 +38,7 @@ interface TableLine {
 function modernLine(m: RegExpExecArray, at: string): TableLine | undefined {
   const [, prefix, kind, s, t, word] = m;
   const known = TABLE_PREFIXES.includes(prefix);
+  if (!known && /^e820\b/.test(prefix)) return undefined; // e820: edits and notes, not table lines
   if (kind === "gap") return known ? { prefix } : undefined;
   if (word === undefined) {
     if (known) fail("BAD_LINE", `${at}: expected a type after '[mem ${s}-${t}]' (e.g. usable)`);
@@ -55,7 +56,9 @@ export function parseTableLine(text: string, at: string): TableLine | undefined 
   const m = MODERN.exec(text);
   if (m) return modernLine(m, at);
   const l = LEGACY.exec(text);
-  if (l && (TABLE_PREFIXES.includes(l[1]) || parseE820TypeName(l[4]) !== undefined)) {
+  const legacyOk =
+    l && (TABLE_PREFIXES.includes(l[1]) || (!/^e820\b/.test(l[1]) && parseE820TypeName(l[4]) !== undefined));
+  if (l && legacyOk) {
     const start = parseHex(l[2], "start", at);
     const endEx = parseHex(l[3], "end", at);
     return { prefix: l[1], entry: { start, end: endEx - 1n, type: requireE820Type(l[4], at) } };
@@ -104,8 +107,26 @@ interface Table {
   entries: MapEntry[];
 }
 
+/**
+ * Parse a table line; a malformed line of the redundant `reserve setup_data` printout (the same table
+ * split at setup_data blocks, often cut short in pasted logs) becomes a note instead of an error.
+ */
+function tableLineOrNote(line: Line, source: string | undefined, changes: Change[]): TableLine | undefined {
+  try {
+    return parseTableLine(line.text, where(source, line.no));
+  } catch (e) {
+    if (!line.text.startsWith("reserve setup_data:")) throw e;
+    changes.push({
+      kind: "note",
+      line: line.no,
+      message: `ignored a malformed setup_data line: ${(e as Error).message}`,
+    });
+    return undefined;
+  }
+}
+
 /** Group table lines into tables: a new table starts at a header line or when the prefix changes. */
-function collectTables(lines: readonly Line[], source?: string): Table[] {
+function collectTables(lines: readonly Line[], source: string | undefined, changes: Change[]): Table[] {
   const tables: Table[] = [];
   let header = "";
   let current: Table | undefined;
@@ -115,7 +136,7 @@ function collectTables(lines: readonly Line[], source?: string): Table[] {
       current = undefined;
       continue;
     }
-    const t = parseTableLine(line.text, where(source, line.no));
+    const t = tableLineOrNote(line, source, changes);
     if (!t) continue;
     if (!current || current.prefix !== t.prefix) {
       current = { prefix: t.prefix, header: header || `${t.prefix} table`, line: line.no, entries: [] };
@@ -129,6 +150,13 @@ function collectTables(lines: readonly Line[], source?: string): Table[] {
 
 const SRAT = /^(?:ACPI: )?SRAT: Node (\d+) PXM \d+ \[mem (0x[0-9a-fA-F]+)-(0x[0-9a-fA-F]+)\]/;
 const NODE_RANGE = /^node +(\d+): \[mem (0x[0-9a-fA-F]+)-(0x[0-9a-fA-F]+)\]$/;
+/** Before 2.6.39 (`early_node_map[N] active PFN ranges`): `0: 0x00000001 -> 0x000000a0`, pfns, end exclusive. */
+const NODE_PFNS = /^(\d+): (0x[0-9a-fA-F]+) -> (0x[0-9a-fA-F]+)$/;
+
+function oldNodeLine(line: Line, source?: string): NodeRange | undefined {
+  const r = nodeLine(NODE_PFNS, line, source);
+  return r && { node: r.node, start: r.start << 12n, end: (r.end << 12n) - 1n };
+}
 
 function nodeLine(re: RegExp, line: Line, source?: string): NodeRange | undefined {
   const m = re.exec(line.text);
@@ -166,7 +194,7 @@ function parseLog(lines: readonly Line[], tables: readonly Table[], source?: str
     if (edit) edits.push(edit);
     const s = nodeLine(SRAT, line, source);
     if (s) srat.push(s);
-    const n = nodeLine(NODE_RANGE, line, source);
+    const n = nodeLine(NODE_RANGE, line, source) ?? oldNodeLine(line, source);
     if (n) nodeRanges.push(n);
     const mem = /^Memory: \d+K\/(\d+)K available/.exec(line.text);
     if (mem && info.memoryTotalKiB === undefined) info.memoryTotalKiB = Number(mem[1]);
@@ -197,7 +225,7 @@ function mainTables(tables: Table[], changes: Change[]): Table[] {
 export function parseDmesg(text: string, source?: string): MemoryMap {
   const lines = splitLines(text).filter((l) => !l.text.startsWith("#"));
   const changes: Change[] = [];
-  const tables = mainTables(collectTables(lines, source), changes);
+  const tables = mainTables(collectTables(lines, source, changes), changes);
   if (tables.length === 0 || tables[0].entries.length === 0) {
     fail(
       "NO_TABLE",
