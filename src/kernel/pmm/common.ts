@@ -1,0 +1,340 @@
+/**
+ * What every PMM design in this folder shares: order and constraint arithmetic, the typed errors of a
+ * bad free, the region table (the "region bases" registers that turn a frame number into an index of a
+ * packed per-frame array, so a map of 0-4 GiB plus 128-130 TiB costs metadata for 6 GiB, not 130 TiB),
+ * the allocation bitmap of the order-0 designs, and statistics derived from free blocks.
+ *
+ * Nothing here keeps allocator state in JS beyond registers: the bitmaps live in simulated RAM.
+ */
+import { fail, hex } from "../../errors.ts";
+import type { PhysPort } from "../../machine/phys-mem.ts";
+import type {
+  AllocConstraints,
+  FrameAllocator,
+  FrameRange,
+  PmmLayout,
+  PmmStats,
+  RegionStat,
+} from "./interface.ts";
+
+/** Largest buddy order (Linux's MAX_PAGE_ORDER: 4 MiB blocks); stats report orders 0..MAX_ORDER. */
+export const MAX_ORDER = 10;
+export const NR_ORDERS = MAX_ORDER + 1;
+/** Order of 2 MiB and 1 GiB pages in 4 KiB frames. */
+export const ORDER_2M = 9;
+export const ORDER_1G = 18;
+/** "No link" in u32 list fields. */
+export const NIL = 0xffffffff;
+export const PAGE = 4096;
+const TWO32 = 4294967296;
+
+/** Round bytes up to whole 4 KiB pages (metadata is placed in frames). */
+export function pageRound(bytes: number): number {
+  return Math.ceil(bytes / PAGE) * PAGE;
+}
+
+/** The order in 4 KiB frames of a request, after `pageSize`; throws on a malformed order. */
+export function effectiveOrder(order: number, c: AllocConstraints | undefined): number {
+  if (!Number.isInteger(order) || order < 0 || order > 52) {
+    fail("BAD_ORDER", `order must be an integer from 0 to 52, got ${order}`, { order });
+  }
+  if (c === undefined || c.pageSize === undefined || c.pageSize === 4096) return order;
+  if (c.pageSize === 0x200000) return order + ORDER_2M;
+  if (c.pageSize === 0x40000000) return order + ORDER_1G;
+  return fail("BAD_PAGE_SIZE", `page size must be 4096, 2 MiB or 1 GiB, got ${c.pageSize}`);
+}
+
+/** True when the constraints restrict WHICH frames may be returned (address limit or colour). */
+export function isHard(c: AllocConstraints | undefined): boolean {
+  return c !== undefined && (c.maxAddr !== undefined || c.colour !== undefined);
+}
+
+/** Does the block [pfn, pfn + 2^order) satisfy the hard constraints? */
+export function fits(pfn: number, order: number, c: AllocConstraints | undefined, colours: number): boolean {
+  if (c === undefined) return true;
+  if (c.maxAddr !== undefined && (pfn + 2 ** order) * PAGE > c.maxAddr) return false;
+  if (c.colour !== undefined && pfn % colours !== c.colour) return false;
+  return true;
+}
+
+/** Read a u64 frame number; all ones (the list terminator) reads as -1. */
+export function rd64(port: PhysPort, pa: number): number {
+  const lo = port.read32(pa);
+  const hi = port.read32(pa + 4);
+  return hi === NIL ? -1 : hi * TWO32 + lo;
+}
+
+/** Write a u64 frame number, -1 as all ones. */
+export function wr64(port: PhysPort, pa: number, v: number): void {
+  if (v < 0) {
+    port.write32(pa, NIL);
+    port.write32(pa + 4, NIL);
+  } else {
+    port.write32(pa, v >>> 0);
+    port.write32(pa + 4, (v / TWO32) >>> 0);
+  }
+}
+
+export function popcount32(x: number): number {
+  x -= (x >>> 1) & 0x55555555;
+  x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
+  return (Math.imul((x + (x >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24) & 0xff;
+}
+
+export function invariant(design: string, message: string, details: Record<string, unknown> = {}): never {
+  return fail("PMM_INVARIANT", `${design}: ${message}`, details);
+}
+
+/**
+ * A typed error for a bad free. Codes: DOUBLE_FREE (already free), BAD_FREE (never allocated, reserved,
+ * metadata, inside a block, or outside usable RAM), MISALIGNED_FREE (pfn not a multiple of 2^order),
+ * WRONG_ORDER (the block at pfn was allocated with another order). Thrown before any state changes.
+ */
+export function badFree(code: string, design: string, pfn: number, order: number, why: string): never {
+  return fail(code, `${design}: free(${hex(pfn)}, order ${order}): ${why}`, { pfn, order });
+}
+
+/** Validate the frame number and order of a free: integers, order in range, aligned. */
+export function checkFreeArgs(design: string, pfn: number, order: number, maxOrder: number): void {
+  if (!Number.isInteger(pfn) || pfn < 0) badFree("BAD_FREE", design, pfn, order, "not a frame number");
+  if (!Number.isInteger(order) || order < 0 || order > maxOrder) {
+    badFree("WRONG_ORDER", design, pfn, order, `this design only hands out orders 0..${maxOrder}`);
+  }
+  if (pfn % 2 ** order !== 0) {
+    badFree("MISALIGNED_FREE", design, pfn, order, `not aligned to ${2 ** order} frames`);
+  }
+}
+
+/** Validate the layout: sorted, disjoint, non-empty integer ranges. */
+export function checkLayout(layout: PmmLayout): void {
+  let prev = -1;
+  for (const r of layout.usable) {
+    if (!Number.isInteger(r.start) || !Number.isInteger(r.end) || r.start < 0 || r.end <= r.start) {
+      fail("BAD_LAYOUT", `usable range [${r.start}, ${r.end}) is empty or not made of frame numbers`);
+    }
+    if (r.start < prev) fail("BAD_LAYOUT", `usable ranges are not sorted and disjoint at ${hex(r.start)}`);
+    prev = r.end;
+  }
+}
+
+/**
+ * The region registers: usable ranges, optionally widened to `align` frames (and merged where the
+ * widened ranges touch), with the index of each region's first frame in a packed per-frame array.
+ * `slot(pfn)` is that index (or -1 outside every region); lookups remember the last region hit.
+ */
+export class RegionTable {
+  readonly count: number;
+  readonly start: number[];
+  readonly end: number[];
+  readonly base: number[];
+  readonly node: number[];
+  /** Frames covered by all regions (the size of a packed per-frame array). */
+  readonly frames: number;
+  private hint = 0;
+
+  constructor(ranges: readonly FrameRange[], align = 1) {
+    this.start = [];
+    this.end = [];
+    this.base = [];
+    this.node = [];
+    let total = 0;
+    for (const r of ranges) {
+      const s = Math.floor(r.start / align) * align;
+      const e = Math.ceil(r.end / align) * align;
+      const n = this.start.length;
+      if (n > 0 && s <= this.end[n - 1]) {
+        if (e > this.end[n - 1]) {
+          total += e - this.end[n - 1];
+          this.end[n - 1] = e;
+        }
+        continue;
+      }
+      this.start.push(s);
+      this.end.push(e);
+      this.base.push(total);
+      this.node.push(r.node ?? 0);
+      total += e - s;
+    }
+    this.count = this.start.length;
+    this.frames = total;
+  }
+
+  /** Index of the region holding pfn, or -1. */
+  indexOf(pfn: number): number {
+    const h = this.hint;
+    if (h < this.count && pfn >= this.start[h] && pfn < this.end[h]) return h;
+    let lo = 0;
+    let hi = this.count - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      if (pfn < this.start[mid]) hi = mid - 1;
+      else if (pfn >= this.end[mid]) lo = mid + 1;
+      else {
+        this.hint = mid;
+        return mid;
+      }
+    }
+    return -1;
+  }
+
+  /** Packed index of pfn, or -1 outside every region. */
+  slot(pfn: number): number {
+    const r = this.indexOf(pfn);
+    return r < 0 ? -1 : this.base[r] + (pfn - this.start[r]);
+  }
+
+  /** Inverse of slot(). */
+  pfnOf(slot: number): number {
+    const h = this.hint;
+    if (h < this.count && slot >= this.base[h] && slot - this.base[h] < this.end[h] - this.start[h]) {
+      return this.start[h] + (slot - this.base[h]);
+    }
+    let lo = 0;
+    let hi = this.count - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >>> 1;
+      if (this.base[mid] <= slot) lo = mid;
+      else hi = mid - 1;
+    }
+    this.hint = lo;
+    return this.start[lo] + (slot - this.base[lo]);
+  }
+}
+
+/**
+ * One bit per frame of the usable regions, in simulated RAM: set = allocated (handed out by `alloc`).
+ * The order-0 designs (stacks, free list) keep it when `checked` so that double frees and frees of
+ * reserved or never-allocated frames are caught; a kernel without such checks drops it (0.003 % of RAM).
+ */
+export class AllocMap {
+  private readonly regions: RegionTable;
+
+  constructor(
+    private readonly port: PhysPort,
+    layout: PmmLayout,
+    private readonly pa: number,
+  ) {
+    this.regions = new RegionTable(layout.usable, 32);
+    for (let off = 0; off < AllocMap.bytes(layout); off += PAGE) port.zeroFrame((pa + off) / PAGE);
+  }
+
+  static bytes(layout: PmmLayout): number {
+    return pageRound(new RegionTable(layout.usable, 32).frames / 8);
+  }
+
+  private wordPa(slot: number): number {
+    return this.pa + (slot >>> 5) * 4;
+  }
+
+  isSet(pfn: number): boolean {
+    const s = this.regions.slot(pfn);
+    if (s < 0) return false;
+    return ((this.port.read32(this.wordPa(s)) >>> (s & 31)) & 1) === 1;
+  }
+
+  set(pfn: number): void {
+    const s = this.regions.slot(pfn);
+    const a = this.wordPa(s);
+    this.port.write32(a, (this.port.read32(a) | (1 << (s & 31))) >>> 0);
+  }
+
+  clear(pfn: number): void {
+    const s = this.regions.slot(pfn);
+    const a = this.wordPa(s);
+    this.port.write32(a, (this.port.read32(a) & ~(1 << (s & 31))) >>> 0);
+  }
+
+  /** Number of set bits (allocated frames), for the checker. */
+  popcount(): number {
+    let n = 0;
+    for (let w = 0; w < this.regions.frames / 32; w++) n += popcount32(this.port.read32(this.pa + w * 4));
+    return n;
+  }
+}
+
+/**
+ * Statistics from an allocator's free blocks: runs are merged, then cut into naturally aligned blocks of
+ * at most MAX_ORDER (the buddy view of memory that is not kept by a buddy).
+ */
+export function statsFromFree(
+  a: FrameAllocator,
+  layout: PmmLayout,
+  managedFrames: number,
+  metadataBytes: number,
+  transientBytes: number,
+): PmmStats {
+  const blocks: number[] = [];
+  a.forEachFree!((pfn, count) => {
+    blocks.push(pfn, count);
+  });
+  const idx = Array.from({ length: blocks.length / 2 }, (_, i) => i);
+  idx.sort((x, y) => blocks[2 * x] - blocks[2 * y]);
+  const freeByOrder = new Array<number>(NR_ORDERS).fill(0);
+  const perRegion: RegionStat[] = layout.usable.map((r) => ({
+    start: r.start,
+    end: r.end,
+    node: r.node ?? 0,
+    freeFrames: 0,
+  }));
+  let freeFrames = 0;
+  let largest = 0;
+  let runStart = -1;
+  let runEnd = -1;
+  let reg = 0;
+  const closeRun = () => {
+    if (runStart < 0) return;
+    largest = Math.max(largest, runEnd - runStart);
+    for (let p = runStart; p < runEnd; ) {
+      let o = MAX_ORDER;
+      while (o > 0 && (p % 2 ** o !== 0 || p + 2 ** o > runEnd)) o--;
+      freeByOrder[o]++;
+      p += 2 ** o;
+    }
+  };
+  for (const i of idx) {
+    const s = blocks[2 * i];
+    const n = blocks[2 * i + 1];
+    freeFrames += n;
+    while (reg < perRegion.length && perRegion[reg].end <= s) reg++;
+    if (reg < perRegion.length) perRegion[reg].freeFrames += n;
+    if (s === runEnd) runEnd += n;
+    else {
+      closeRun();
+      runStart = s;
+      runEnd = s + n;
+    }
+  }
+  closeRun();
+  return {
+    managedFrames,
+    freeFrames,
+    metadataBytes,
+    transientBytes,
+    freeByOrder,
+    largestFreeRun: largest,
+    perRegion,
+  };
+}
+
+/** `allocFrames` for any allocator: order-0 allocations until n or out of memory. */
+export function allocFramesVia(a: FrameAllocator, n: number, out: number[], c?: AllocConstraints): number {
+  let got = 0;
+  while (got < n) {
+    const pfn = a.alloc(0, c);
+    if (pfn < 0) break;
+    out.push(pfn);
+    got++;
+  }
+  return got;
+}
+
+/** Split the layout's usable ranges at the given frame boundaries (for zones and nodes). */
+export function cutRanges(usable: readonly FrameRange[], lo: number, hi: number): FrameRange[] {
+  const out: FrameRange[] = [];
+  for (const r of usable) {
+    const s = Math.max(r.start, lo);
+    const e = Math.min(r.end, hi);
+    if (e > s) out.push({ start: s, end: e, node: r.node ?? 0 });
+  }
+  return out;
+}

@@ -1,0 +1,198 @@
+/**
+ * Design 3: the intrusive free list, as xv6's kalloc.c: each free frame holds, in its first 8 bytes, the
+ * frame number of the next free frame; one register holds the head.
+ *
+ *     head ──> [frame 0x1f3: next=0x1f2] ──> [frame 0x1f2: next=0x87] ──> ... ──> [next = -1]
+ *
+ * free(pfn) writes the old head INTO the freed frame; alloc reads the next pointer OUT OF the frame it
+ * returns. So every operation touches the frame itself: the kernel must have it mapped (a direct map of
+ * all RAM, or a temporary mapping per operation): that is the whole lesson of this design.
+ *
+ * Guarantees: O(1) order-0 alloc and free, zero metadata beyond free memory. Costs: no contiguity
+ * (maxOrder 0), a linear walk for constraints, the frame's cache line on every operation, and (like
+ * the stacks) bad-free detection only through the optional 1-bit-per-frame allocation bitmap (`checked`).
+ */
+import type { PhysPort } from "../../machine/phys-mem.ts";
+import {
+  AllocMap,
+  allocFramesVia,
+  badFree,
+  checkFreeArgs,
+  checkLayout,
+  effectiveOrder,
+  fits,
+  invariant,
+  isHard,
+  RegionTable,
+  rd64,
+  statsFromFree,
+  wr64,
+} from "./common.ts";
+import type {
+  AllocConstraints,
+  FrameAllocator,
+  PmmDesign,
+  PmmEnv,
+  PmmLayout,
+  PmmStats,
+} from "./interface.ts";
+
+export interface FreeListOptions {
+  checked?: boolean;
+}
+
+export function freeListDesign(opts: FreeListOptions = {}): PmmDesign {
+  const checked = opts.checked ?? true;
+  return {
+    name: checked ? "freelist" : "freelist-unchecked",
+    summary:
+      "xv6-style intrusive free list: the next pointer lives in each free frame, so every alloc and free " +
+      "touches (and needs a mapping of) the frame itself.",
+    metadataBytes: (layout) => (checked ? AllocMap.bytes(layout) : 0),
+    create: (env, layout, metadataPa) => new FreeList(env, layout, metadataPa, checked),
+  };
+}
+
+export class FreeList implements FrameAllocator {
+  readonly name: string;
+  readonly maxOrder = 0;
+  private readonly port: PhysPort;
+  private readonly amap: AllocMap | null;
+  private readonly regions: RegionTable;
+  private readonly colours: number;
+  /** Registers: list head (-1: empty), free frames, managed frames. */
+  private head = -1;
+  private nfree = 0;
+  private managed = 0;
+
+  constructor(
+    env: PmmEnv,
+    private readonly layout: PmmLayout,
+    metadataPa: number,
+    checked: boolean,
+  ) {
+    checkLayout(layout);
+    this.name = checked ? "freelist" : "freelist-unchecked";
+    this.port = env.port;
+    this.regions = new RegionTable(layout.usable);
+    this.colours = layout.colours ?? 1;
+    this.amap = checked ? new AllocMap(env.port, layout, metadataPa) : null;
+  }
+
+  addFree(startPfn: number, count: number): void {
+    for (let i = 0; i < count; i++) {
+      if (this.regions.indexOf(startPfn + i) < 0) {
+        badFree("BAD_FREE", this.name, startPfn + i, 0, "addFree outside the usable RAM of the layout");
+      }
+    }
+    for (let i = 0; i < count; i++) this.push(startPfn + i);
+    this.managed += count;
+  }
+
+  private push(pfn: number): void {
+    const pa = pfn * 4096;
+    const h = this.head;
+    if (h < 0) {
+      this.port.write32(pa, 0xffffffff);
+      this.port.write32(pa + 4, 0xffffffff);
+    } else {
+      this.port.write32(pa, h >>> 0);
+      this.port.write32(pa + 4, (h / 4294967296) >>> 0);
+    }
+    this.head = pfn;
+    this.nfree++;
+  }
+
+  alloc(order: number, c?: AllocConstraints): number {
+    if (order !== 0 || c !== undefined) {
+      if (effectiveOrder(order, c) !== 0) return -1;
+      if (isHard(c)) return this.allocConstrained(c!);
+    }
+    const pfn = this.head;
+    if (pfn < 0) return -1;
+    const pa = pfn * 4096;
+    const hi = this.port.read32(pa + 4);
+    this.head = hi === 0xffffffff ? -1 : hi * 4294967296 + this.port.read32(pa);
+    this.nfree--;
+    if (this.amap !== null) this.amap.set(pfn);
+    return pfn;
+  }
+
+  /** Walk the list with a trailing pointer and unlink the first frame meeting the constraints. */
+  private allocConstrained(c: AllocConstraints): number {
+    let prev = -1;
+    for (let p = this.head; p >= 0; ) {
+      const next = rd64(this.port, p * 4096);
+      if (fits(p, 0, c, this.colours)) {
+        if (prev < 0) this.head = next;
+        else wr64(this.port, prev * 4096, next);
+        this.nfree--;
+        if (this.amap !== null) this.amap.set(p);
+        return p;
+      }
+      prev = p;
+      p = next;
+    }
+    return -1;
+  }
+
+  allocFrames(n: number, out: number[], c?: AllocConstraints): number {
+    return allocFramesVia(this, n, out, c);
+  }
+
+  free(pfn: number, order: number): void {
+    checkFreeArgs(this.name, pfn, order, 0);
+    if (this.regions.indexOf(pfn) < 0) badFree("BAD_FREE", this.name, pfn, order, "not in usable RAM");
+    if (this.amap !== null && !this.amap.isSet(pfn)) {
+      let dbl = false;
+      this.forEachFree((p) => {
+        if (p === pfn) dbl = true;
+      });
+      badFree(
+        dbl ? "DOUBLE_FREE" : "BAD_FREE",
+        this.name,
+        pfn,
+        order,
+        dbl ? "already free" : "never allocated (reserved or metadata)",
+      );
+    }
+    if (this.amap !== null) this.amap.clear(pfn);
+    this.push(pfn);
+  }
+
+  forEachFree(fn: (pfn: number, count: number) => void): void {
+    let n = 0;
+    for (let p = this.head; p >= 0 && n <= this.nfree; p = rd64(this.port, p * 4096), n++) fn(p, 1);
+  }
+
+  forEachMetaFrame(_fn: (pfn: number) => void): void {}
+
+  stats(): PmmStats {
+    const standing = this.amap !== null ? AllocMap.bytes(this.layout) : 0;
+    return statsFromFree(this, this.layout, this.managed, standing, 0);
+  }
+
+  check(): void {
+    const all: number[] = [];
+    this.forEachFree((p) => all.push(p));
+    if (all.length !== this.nfree)
+      invariant(this.name, `list holds ${all.length} frames (or loops), register says ${this.nfree}`);
+    all.sort((a, b) => a - b);
+    for (let i = 0; i < all.length; i++) {
+      if (this.regions.indexOf(all[i]) < 0)
+        invariant(this.name, `frame ${all[i]} on the list is outside usable RAM`);
+      if (i > 0 && all[i] === all[i - 1]) invariant(this.name, `frame ${all[i]} is on the list twice`);
+      if (this.amap?.isSet(all[i])) invariant(this.name, `free frame ${all[i]} is marked allocated`);
+    }
+    if (this.amap !== null && this.amap.popcount() + all.length !== this.managed) {
+      invariant(
+        this.name,
+        `allocated ${this.amap.popcount()} + free ${all.length} != managed ${this.managed}`,
+      );
+    }
+  }
+
+  dump(): string {
+    return `${this.name}: head=${this.head} free=${this.nfree} managed=${this.managed}`;
+  }
+}

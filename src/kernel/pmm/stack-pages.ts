@@ -1,0 +1,268 @@
+/**
+ * Design 2: linked stack pages. Each stack page is a free frame holding a pointer to the next stack page
+ * and up to 511 free frame numbers (u64 each, 4 KiB in all):
+ *
+ *     head ──> +--------------+    +--------------+
+ *              | next ────────+──> | next = -1    |
+ *              | pfn[0]       |    | pfn[0..510]  |   every page but the top one is full (511)
+ *              | ...          |    +--------------+
+ *              | pfn[top-1]   |    registers: head (pfn of the top page), top (entries in it)
+ *              +--------------+
+ *
+ * Free pushes into the top page; when it is full, the frame being freed becomes the new top page. Alloc
+ * pops from the top page; when it is empty, the page itself is handed out and its successor becomes the
+ * top. Zero standing overhead: the stack lives entirely in free frames, reached by physical address (so
+ * a kernel must be able to map any frame: direct map, or a temporary window per stack-page access).
+ *
+ * Guarantees: O(1) order-0 alloc and free. Costs: no contiguity (maxOrder 0); constraints need a linear
+ * search; bad-free detection needs the optional allocation bitmap (`checked`, default true, 1 bit/frame).
+ */
+import type { PhysPort } from "../../machine/phys-mem.ts";
+import {
+  AllocMap,
+  allocFramesVia,
+  badFree,
+  checkFreeArgs,
+  checkLayout,
+  effectiveOrder,
+  fits,
+  invariant,
+  isHard,
+  RegionTable,
+  rd64,
+  statsFromFree,
+  wr64,
+} from "./common.ts";
+import type {
+  AllocConstraints,
+  FrameAllocator,
+  PmmDesign,
+  PmmEnv,
+  PmmLayout,
+  PmmStats,
+} from "./interface.ts";
+
+/** Frame numbers per stack page (the first u64 is the link). */
+export const PER_STACK_PAGE = 511;
+
+export interface StackPagesOptions {
+  /** Keep the allocation bitmap that catches double and foreign frees (default true). */
+  checked?: boolean;
+}
+
+export function stackPagesDesign(opts: StackPagesOptions = {}): PmmDesign {
+  const checked = opts.checked ?? true;
+  return {
+    name: checked ? "stack-pages" : "stack-pages-unchecked",
+    summary:
+      "Linked stack pages of 511 free frame numbers each, the pages being free frames themselves: O(1), " +
+      "zero standing overhead, no contiguity.",
+    metadataBytes: (layout) => (checked ? AllocMap.bytes(layout) : 0),
+    create: (env, layout, metadataPa) => new StackPages(env, layout, metadataPa, checked),
+  };
+}
+
+export class StackPages implements FrameAllocator {
+  readonly name: string;
+  readonly maxOrder = 0;
+  private readonly port: PhysPort;
+  private readonly amap: AllocMap | null;
+  private readonly regions: RegionTable;
+  private readonly colours: number;
+  /** Registers: the top stack page (-1: empty), entries in it, pages, free entries, managed frames. */
+  private head = -1;
+  private top = 0;
+  private pages = 0;
+  private entries = 0;
+  private managed = 0;
+
+  constructor(
+    env: PmmEnv,
+    private readonly layout: PmmLayout,
+    metadataPa: number,
+    checked: boolean,
+  ) {
+    checkLayout(layout);
+    this.name = checked ? "stack-pages" : "stack-pages-unchecked";
+    this.port = env.port;
+    this.regions = new RegionTable(layout.usable);
+    this.colours = layout.colours ?? 1;
+    this.amap = checked ? new AllocMap(env.port, layout, metadataPa) : null;
+  }
+
+  addFree(startPfn: number, count: number): void {
+    for (let i = 0; i < count; i++) {
+      if (this.regions.indexOf(startPfn + i) < 0) {
+        badFree("BAD_FREE", this.name, startPfn + i, 0, "addFree outside the usable RAM of the layout");
+      }
+    }
+    for (let i = 0; i < count; i++) this.push(startPfn + i);
+    this.managed += count;
+  }
+
+  /** Give one frame back; exported for compositions (colour stacks) that own the checking. */
+  push(pfn: number): void {
+    if (this.head < 0 || this.top === PER_STACK_PAGE) {
+      wr64(this.port, pfn * 4096, this.head); // the freed frame becomes the new top page
+      this.head = pfn;
+      this.top = 0;
+      this.pages++;
+      return;
+    }
+    const pa = this.head * 4096 + 8 + this.top * 8;
+    this.port.write32(pa, pfn >>> 0);
+    this.port.write32(pa + 4, (pfn / 4294967296) >>> 0);
+    this.top++;
+    this.entries++;
+  }
+
+  /** Take one frame (no checking, no constraints); -1 when empty. */
+  pop(): number {
+    const h = this.head;
+    if (h < 0) return -1;
+    if (this.top === 0) {
+      this.head = rd64(this.port, h * 4096); // hand out the empty stack page itself
+      this.top = this.head < 0 ? 0 : PER_STACK_PAGE;
+      this.pages--;
+      return h;
+    }
+    this.top--;
+    this.entries--;
+    const pa = h * 4096 + 8 + this.top * 8;
+    return this.port.read32(pa + 4) * 4294967296 + this.port.read32(pa);
+  }
+
+  alloc(order: number, c?: AllocConstraints): number {
+    if (order !== 0 || c !== undefined) {
+      if (effectiveOrder(order, c) !== 0) return -1;
+      if (isHard(c)) return this.take(this.popMatching(c!));
+    }
+    const pfn = this.pop();
+    if (pfn >= 0 && this.amap !== null) this.amap.set(pfn);
+    return pfn;
+  }
+
+  private take(pfn: number): number {
+    if (pfn >= 0 && this.amap !== null) this.amap.set(pfn);
+    return pfn;
+  }
+
+  /** Linear search through the pages for a frame meeting the constraints; -1 if none. */
+  popMatching(c: AllocConstraints): number {
+    if (this.head < 0) return -1;
+    if (this.top === 0 && fits(this.head, 0, c, this.colours)) return this.pop();
+    let page = this.head;
+    let n = this.top;
+    while (page >= 0) {
+      for (let i = n - 1; i >= 0; i--) {
+        const pa = page * 4096 + 8 + i * 8;
+        const pfn = rd64(this.port, pa);
+        if (!fits(pfn, 0, c, this.colours)) continue;
+        // Fill the hole with the top entry, or with the empty top page itself.
+        const filler = this.pop();
+        if (filler !== pfn) wr64(this.port, pa, filler);
+        return pfn;
+      }
+      // A full stack page below the top is metadata: it is not a candidate (it cannot be unlinked cheaply).
+      page = rd64(this.port, page * 4096);
+      n = PER_STACK_PAGE;
+    }
+    return -1;
+  }
+
+  allocFrames(n: number, out: number[], c?: AllocConstraints): number {
+    return allocFramesVia(this, n, out, c);
+  }
+
+  free(pfn: number, order: number): void {
+    checkFreeArgs(this.name, pfn, order, 0);
+    if (this.regions.indexOf(pfn) < 0) badFree("BAD_FREE", this.name, pfn, order, "not in usable RAM");
+    if (this.amap !== null && !this.amap.isSet(pfn)) {
+      const dbl = this.contains(pfn);
+      badFree(
+        dbl ? "DOUBLE_FREE" : "BAD_FREE",
+        this.name,
+        pfn,
+        order,
+        dbl ? "already free" : "never allocated (reserved or metadata)",
+      );
+    }
+    if (this.amap !== null) this.amap.clear(pfn);
+    this.push(pfn);
+  }
+
+  contains(pfn: number): boolean {
+    let found = false;
+    this.forEachFree((p) => {
+      if (p === pfn) found = true;
+    });
+    this.forEachMetaFrame((p) => {
+      if (p === pfn) found = true;
+    });
+    return found;
+  }
+
+  forEachFree(fn: (pfn: number, count: number) => void): void {
+    let page = this.head;
+    let n = this.top;
+    while (page >= 0) {
+      for (let i = 0; i < n; i++) fn(rd64(this.port, page * 4096 + 8 + i * 8), 1);
+      page = rd64(this.port, page * 4096);
+      n = PER_STACK_PAGE;
+    }
+  }
+
+  forEachMetaFrame(fn: (pfn: number) => void): void {
+    for (let page = this.head; page >= 0; page = rd64(this.port, page * 4096)) fn(page);
+  }
+
+  get freeCount(): number {
+    return this.entries;
+  }
+
+  get managedCount(): number {
+    return this.managed;
+  }
+
+  get pageCount(): number {
+    return this.pages;
+  }
+
+  stats(): PmmStats {
+    const standing = this.amap !== null ? AllocMap.bytes(this.layout) : 0;
+    return statsFromFree(this, this.layout, this.managed, standing, this.pages * 4096);
+  }
+
+  check(): void {
+    const all: number[] = [];
+    this.forEachFree((p) => all.push(p));
+    let pages = 0;
+    this.forEachMetaFrame((p) => {
+      all.push(p);
+      pages++;
+    });
+    if (pages !== this.pages)
+      invariant(this.name, `${pages} stack pages linked, register says ${this.pages}`);
+    if (all.length - pages !== this.entries)
+      invariant(this.name, `${all.length - pages} entries, register says ${this.entries}`);
+    if (this.head >= 0 && (this.top < 0 || this.top > PER_STACK_PAGE))
+      invariant(this.name, `top ${this.top} out of range`);
+    all.sort((a, b) => a - b);
+    for (let i = 0; i < all.length; i++) {
+      if (this.regions.indexOf(all[i]) < 0)
+        invariant(this.name, `frame ${all[i]} on the stack is outside usable RAM`);
+      if (i > 0 && all[i] === all[i - 1]) invariant(this.name, `frame ${all[i]} is on the stack twice`);
+      if (this.amap?.isSet(all[i])) invariant(this.name, `free frame ${all[i]} is marked allocated`);
+    }
+    if (this.amap !== null && this.amap.popcount() + all.length !== this.managed) {
+      invariant(
+        this.name,
+        `allocated ${this.amap.popcount()} + free ${all.length} != managed ${this.managed}`,
+      );
+    }
+  }
+
+  dump(): string {
+    return `${this.name}: head=${this.head} top=${this.top} pages=${this.pages} entries=${this.entries} managed=${this.managed}`;
+  }
+}

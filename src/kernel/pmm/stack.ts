@@ -1,0 +1,230 @@
+/**
+ * Design 1: the free-page stack in contiguous kernel virtual memory.
+ *
+ * A growable region holds u64 frame numbers, 512 per page; `n` (a register) counts them. Boot frees the
+ * usable RAM frame by frame. When a free finds the stack full (every mapped page full), the frame being
+ * freed is mapped as the next page of the stack instead of being pushed; when an allocation finds the
+ * last page empty, that page is unmapped and handed out. So the stack never costs memory that is not
+ * free: its pages ARE free memory (reported as transient metadata).
+ *
+ *     region:  | page 0: 512 pfns | page 1: 512 pfns | ... | page P-1: 0..512 pfns |
+ *                                                              ^ n = top of stack
+ *     invariant: (P-1)*512 <= n <= P*512  (the last page may be empty), or P = 0 and n = 0
+ *
+ * Guarantees: O(1) order-0 alloc and free (2 u64 accesses = 4 counted 32-bit references). Costs: no
+ * contiguity at all (maxOrder 0), constraints (address limit, colour) need a linear search, and a free
+ * cannot tell a double free without help: with `checked` (default) a 1-bit-per-frame allocation bitmap
+ * (standing metadata, 32 KiB per GiB) catches double and foreign frees; `checked: false` is the bare
+ * kernel version (0 standing bytes), used by the benchmark.
+ */
+import type { PhysPort } from "../../machine/phys-mem.ts";
+import {
+  AllocMap,
+  allocFramesVia,
+  badFree,
+  checkFreeArgs,
+  checkLayout,
+  effectiveOrder,
+  fits,
+  invariant,
+  isHard,
+  RegionTable,
+  statsFromFree,
+} from "./common.ts";
+import type {
+  AllocConstraints,
+  FrameAllocator,
+  GrowableRegion,
+  PmmDesign,
+  PmmEnv,
+  PmmLayout,
+  PmmStats,
+} from "./interface.ts";
+
+const PER_PAGE = 512;
+
+export interface StackOptions {
+  /** Keep the allocation bitmap that catches double and foreign frees (default true). */
+  checked?: boolean;
+}
+
+export function stackDesign(opts: StackOptions = {}): PmmDesign {
+  const checked = opts.checked ?? true;
+  return {
+    name: checked ? "stack" : "stack-unchecked",
+    summary:
+      "Free-page stack in a growable virtual region, extended with the very frame being freed: O(1), " +
+      "no contiguity, costs nothing beyond free memory (plus 1 bit/frame to catch bad frees).",
+    metadataBytes: (layout) => (checked ? AllocMap.bytes(layout) : 0),
+    create: (env, layout, metadataPa) => new FreePageStack(env, layout, metadataPa, checked),
+  };
+}
+
+export class FreePageStack implements FrameAllocator {
+  readonly name: string;
+  readonly maxOrder = 0;
+  private readonly port: PhysPort;
+  private readonly region: GrowableRegion;
+  private readonly amap: AllocMap | null;
+  private readonly regions: RegionTable;
+  private readonly colours: number;
+  /** Register: number of frame numbers on the stack. */
+  private n = 0;
+  /** Register: frames given by addFree. */
+  private managed = 0;
+
+  constructor(
+    env: PmmEnv,
+    private readonly layout: PmmLayout,
+    readonly metadataPa: number,
+    checked: boolean,
+  ) {
+    checkLayout(layout);
+    if (env.region === undefined) throw new Error("the stack design needs env.region (a growable region)");
+    this.name = checked ? "stack" : "stack-unchecked";
+    this.port = env.port;
+    this.regions = new RegionTable(layout.usable);
+    this.colours = layout.colours ?? 1;
+    this.region = env.region(
+      "pmm-free-stack",
+      Math.max(4096, Math.ceil(this.regions.frames / PER_PAGE) * 4096),
+    );
+    this.amap = checked ? new AllocMap(env.port, layout, metadataPa) : null;
+  }
+
+  addFree(startPfn: number, count: number): void {
+    for (let i = 0; i < count; i++) {
+      if (this.regions.indexOf(startPfn + i) < 0) {
+        badFree("BAD_FREE", this.name, startPfn + i, 0, "addFree outside the usable RAM of the layout");
+      }
+    }
+    for (let i = 0; i < count; i++) this.push(startPfn + i);
+    this.managed += count;
+  }
+
+  private push(pfn: number): void {
+    const off = this.n * 8;
+    if (off === this.region.mappedBytes) {
+      this.region.grow(pfn); // the freed frame becomes the next page of the stack
+      return;
+    }
+    this.region.write32(off, pfn >>> 0);
+    this.region.write32(off + 4, (pfn / 4294967296) >>> 0);
+    this.n++;
+  }
+
+  private entry(i: number): number {
+    return this.region.read32(i * 8 + 4) * 4294967296 + this.region.read32(i * 8);
+  }
+
+  alloc(order: number, c?: AllocConstraints): number {
+    if (order !== 0 || c !== undefined) {
+      if (effectiveOrder(order, c) !== 0) return -1;
+      if (isHard(c)) return this.allocConstrained(c!);
+    }
+    const pages = this.region.mappedBytes >>> 12;
+    if (pages === 0) return -1;
+    let pfn: number;
+    if (this.n === (pages - 1) * PER_PAGE) pfn = this.region.shrink();
+    else pfn = this.entry(--this.n);
+    if (this.amap !== null) this.amap.set(pfn);
+    return pfn;
+  }
+
+  /** Linear search from the top for a frame meeting the constraints; it is swapped out of the stack. */
+  private allocConstrained(c: AllocConstraints): number {
+    const pages = this.region.mappedBytes >>> 12;
+    if (pages === 0) return -1;
+    const lastEmpty = this.n === (pages - 1) * PER_PAGE;
+    if (lastEmpty) {
+      const page = this.region.pageFrame!(pages - 1);
+      if (fits(page, 0, c, this.colours)) return this.take(this.region.shrink());
+    }
+    for (let i = this.n - 1; i >= 0; i--) {
+      const pfn = this.entry(i);
+      if (!fits(pfn, 0, c, this.colours)) continue;
+      const top = this.entry(this.n - 1);
+      this.region.write32(i * 8, top >>> 0);
+      this.region.write32(i * 8 + 4, (top / 4294967296) >>> 0);
+      this.n--;
+      if (lastEmpty) this.push(this.region.shrink()); // keep (P-1)*512 <= n: the empty page refills the hole
+      return this.take(pfn);
+    }
+    return -1;
+  }
+
+  private take(pfn: number): number {
+    if (this.amap !== null) this.amap.set(pfn);
+    return pfn;
+  }
+
+  allocFrames(n: number, out: number[], c?: AllocConstraints): number {
+    return allocFramesVia(this, n, out, c);
+  }
+
+  free(pfn: number, order: number): void {
+    checkFreeArgs(this.name, pfn, order, 0);
+    if (this.regions.indexOf(pfn) < 0) badFree("BAD_FREE", this.name, pfn, order, "not in usable RAM");
+    if (this.amap !== null && !this.amap.isSet(pfn)) {
+      const dbl = this.contains(pfn);
+      badFree(
+        dbl ? "DOUBLE_FREE" : "BAD_FREE",
+        this.name,
+        pfn,
+        order,
+        dbl ? "already free" : "never allocated (reserved or metadata)",
+      );
+    }
+    if (this.amap !== null) this.amap.clear(pfn);
+    this.push(pfn);
+  }
+
+  /** Is pfn on the stack or one of its pages? (error path and checker only: linear) */
+  private contains(pfn: number): boolean {
+    for (let i = 0; i < this.n; i++) if (this.entry(i) === pfn) return true;
+    const pages = this.region.mappedBytes >>> 12;
+    for (let i = 0; i < pages; i++) if (this.region.pageFrame!(i) === pfn) return true;
+    return false;
+  }
+
+  forEachFree(fn: (pfn: number, count: number) => void): void {
+    for (let i = 0; i < this.n; i++) fn(this.entry(i), 1);
+  }
+
+  forEachMetaFrame(fn: (pfn: number) => void): void {
+    const pages = this.region.mappedBytes >>> 12;
+    for (let i = 0; i < pages; i++) fn(this.region.pageFrame!(i));
+  }
+
+  stats(): PmmStats {
+    const standing = this.amap !== null ? AllocMap.bytes(this.layout) : 0;
+    return statsFromFree(this, this.layout, this.managed, standing, this.region.mappedBytes);
+  }
+
+  check(): void {
+    const pages = this.region.mappedBytes >>> 12;
+    if (pages === 0 ? this.n !== 0 : this.n < (pages - 1) * PER_PAGE || this.n > pages * PER_PAGE) {
+      invariant(this.name, `stack top ${this.n} does not fit ${pages} mapped pages`);
+    }
+    const all: number[] = [];
+    this.forEachFree((p) => all.push(p));
+    this.forEachMetaFrame((p) => all.push(p));
+    all.sort((a, b) => a - b);
+    for (let i = 0; i < all.length; i++) {
+      if (this.regions.indexOf(all[i]) < 0)
+        invariant(this.name, `frame ${all[i]} on the stack is outside usable RAM`);
+      if (i > 0 && all[i] === all[i - 1]) invariant(this.name, `frame ${all[i]} is on the stack twice`);
+      if (this.amap?.isSet(all[i])) invariant(this.name, `free frame ${all[i]} is marked allocated`);
+    }
+    if (this.amap !== null && this.amap.popcount() + all.length !== this.managed) {
+      invariant(
+        this.name,
+        `allocated ${this.amap.popcount()} + free ${all.length} != managed ${this.managed}`,
+      );
+    }
+  }
+
+  dump(): string {
+    return `${this.name}: n=${this.n} pages=${this.region.mappedBytes >>> 12} managed=${this.managed}`;
+  }
+}
