@@ -155,6 +155,27 @@ export class PhysMem implements PhysPort {
     c[(lo & 0x1fffff) >>> 2] = value;
   }
 
+  /**
+   * Uncounted 32-bit load, for the MMU's own page walks (counted by it as `walkReads`) and for
+   * inspection tools (dumps, checkers) that are not part of the simulated kernel.
+   */
+  peek32(pa: number): number {
+    if ((pa & 3) !== 0 || pa >= this.limit || pa < 0) this.badAccess(pa, 4);
+    const g = Math.floor(pa / GIB);
+    const dir = g === this.lastGiB ? this.lastDir : this.dirFor(g, false);
+    if (dir === null) return 0;
+    const lo = pa - g * GIB;
+    const c = dir[lo >>> 21];
+    return c === null ? 0 : c[(lo & 0x1fffff) >>> 2];
+  }
+
+  /** Uncounted 32-bit store, for the MMU's Accessed/Dirty updates (counted by it as `walkWrites`). */
+  poke32(pa: number, value: number): void {
+    const r = this.counters.memWrites;
+    this.write32(pa, value);
+    this.counters.memWrites = r;
+  }
+
   read8(pa: number): number {
     return (this.read32(pa - (pa & 3)) >>> ((pa & 3) * 8)) & 0xff;
   }

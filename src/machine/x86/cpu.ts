@@ -1,0 +1,365 @@
+/**
+ * One x86-64 logical CPU as far as memory management sees it: the control-register bits that govern
+ * paging (CR0.WP, CR3 with its PCID and no-flush bit, CR4.PGE/PCIDE/SMEP/SMAP/PKE/LA57, EFER.NXE,
+ * EFLAGS.AC, PKRU), its TLBs and paging-structure caches, and the TLB-management instructions
+ * (MOV to CR3, INVLPG, INVPCID types 0-3, CR4.PGE toggle).
+ *
+ * `translate(vpn, access)` is the hot path: L1 TLB, then STLB, then the page walk (mmu.ts).
+ *
+ * Stale-entry detector: with `checkStale` on, every TLB hit is compared with a side-effect-free walk of
+ * the current page tables; an entry that maps another frame, or grants more than the tables now grant
+ * (write, user, execute), or maps a page that is no longer present, is a missing flush. It is recorded in
+ * `staleReports` and counted in `counters.staleTlbHits`. (An entry that grants *less* is legal: the
+ * SDM lets software skip flushes on permission upgrades, at the price of a spurious fault.)
+ */
+import { fail, hex } from "../../errors.ts";
+import type { Counters } from "../counters.ts";
+import type { PhysMem } from "../phys-mem.ts";
+import { Access, checkRights, PfErr, pageFault, peekWalk, walk } from "./mmu.ts";
+import { reservedHiMask } from "./pte.ts";
+import { GOLDEN_COVE, PagingStructureCache, Tlb, type TlbArray, type TlbGeometry, TlbPerm } from "./tlb.ts";
+import type { Levels } from "./vaddr.ts";
+
+export interface CpuOptions {
+  id?: number;
+  levels?: Levels;
+  tlb?: TlbGeometry;
+  /** Model paging-structure caches (PML4E/PDPTE/PDE caches). Default false. */
+  pagingStructureCaches?: boolean;
+  /** CPUID.80000001H:EDX.Page1GB. Default true. */
+  pdpe1gb?: boolean;
+  /** Compare every TLB hit with the page tables (the stale-entry detector). Default false. */
+  checkStale?: boolean;
+  /** Initial control bits (defaults: WP, NXE, PGE on; PCIDE, SMEP, SMAP, PKE off). */
+  wp?: boolean;
+  nxe?: boolean;
+  pge?: boolean;
+  pcide?: boolean;
+  smep?: boolean;
+  smap?: boolean;
+  pke?: boolean;
+}
+
+export interface StaleReport {
+  cpu: number;
+  vpn: number;
+  pcid: number;
+  /** What the TLB entry said. */
+  cachedPfn: number;
+  cachedPerm: number;
+  /** What the page tables say now (null: not mapped). */
+  actualPfn: number | null;
+  actualPerm: number | null;
+  reason: string;
+}
+
+export class Cpu {
+  readonly id: number;
+  readonly mem: PhysMem;
+  readonly counters: Counters;
+  readonly levels: Levels;
+  readonly tlb: Tlb;
+  readonly psc: PagingStructureCache | null;
+  readonly pdpe1gb: boolean;
+  checkStale: boolean;
+  readonly staleReports: StaleReport[] = [];
+
+  // Control state.
+  wp: boolean;
+  nxe: boolean;
+  pge: boolean;
+  pcide: boolean;
+  smep: boolean;
+  smap: boolean;
+  pke: boolean;
+  /** EFLAGS.AC (STAC/CLAC). */
+  ac = false;
+  pkru = 0;
+  /** CR3: root table frame and (with PCIDE) the current PCID. */
+  cr3Pfn = 0;
+  currentPcid = 0;
+  /** Reserved high-word bits for this MAXPHYADDR and NXE (cached for the walk). */
+  reservedHi: number;
+
+  // Last page fault.
+  faultCode = 0;
+  cr2Vpn = 0;
+
+  // Flyweight out-parameters of the STLB lookup.
+  private hitArr: TlbArray;
+  private hitShift = 0;
+
+  constructor(mem: PhysMem, opts: CpuOptions = {}) {
+    this.id = opts.id ?? 0;
+    this.mem = mem;
+    this.counters = mem.counters;
+    this.levels = opts.levels ?? 4;
+    this.tlb = new Tlb(opts.tlb ?? GOLDEN_COVE);
+    this.psc = opts.pagingStructureCaches ? new PagingStructureCache() : null;
+    this.pdpe1gb = opts.pdpe1gb ?? true;
+    this.checkStale = opts.checkStale ?? false;
+    this.wp = opts.wp ?? true;
+    this.nxe = opts.nxe ?? true;
+    this.pge = opts.pge ?? true;
+    this.pcide = opts.pcide ?? false;
+    this.smep = opts.smep ?? false;
+    this.smap = opts.smap ?? false;
+    this.pke = opts.pke ?? false;
+    this.reservedHi = reservedHiMask(mem.maxPhysAddrBits, this.nxe);
+    this.hitArr = this.tlb.stlb;
+  }
+
+  /**
+   * Translate `vpn` for an access (Access bits). Returns the 4 KiB frame number, or -1 after a page
+   * fault (`faultCode`, `cr2Vpn`).
+   */
+  translate(vpn: number, access: number): number {
+    const pcid = this.currentPcid;
+    const tlb = this.tlb;
+    const c = this.counters;
+    const fetch = (access & Access.FETCH) !== 0;
+    let arr: TlbArray = fetch ? tlb.i4k : tlb.d4k;
+    let shift = 0;
+    let i = arr.lookup(vpn, 0, pcid);
+    if (i < 0) {
+      shift = 9;
+      arr = fetch ? tlb.i2m : tlb.d2m;
+      i = arr.lookup(Math.floor(vpn / 512), 9, pcid);
+      if (i < 0 && !fetch) {
+        shift = 18;
+        arr = tlb.d1g;
+        i = arr.lookup(Math.floor(vpn / 262144), 18, pcid);
+      }
+    }
+    if (i >= 0) {
+      c.tlbL1Hits++;
+    } else {
+      i = this.lookupStlb(vpn, pcid, access);
+      if (i < 0) {
+        c.tlbMisses++;
+        return walk(this, vpn, access);
+      }
+      c.tlbL2Hits++;
+      arr = this.hitArr;
+      shift = this.hitShift;
+    }
+    return this.useEntry(arr, i, shift, vpn, access);
+  }
+
+  private lookupStlb(vpn: number, pcid: number, access: number): number {
+    const tlb = this.tlb;
+    let i = tlb.stlb.lookup(vpn, 0, pcid);
+    let shift = 0;
+    let arr = tlb.stlb;
+    if (i < 0) {
+      shift = 9;
+      i = tlb.stlb.lookup(Math.floor(vpn / 512), 9, pcid);
+      if (i < 0) {
+        shift = 18;
+        arr = tlb.stlb1g;
+        i = arr.lookup(Math.floor(vpn / 262144), 18, pcid);
+      }
+    }
+    if (i < 0) return -1;
+    // Refill the first level from the second.
+    this.fillL1(vpn, shift, arr.base[i], arr.perm[i], arr.global[i], access);
+    this.hitArr = arr;
+    this.hitShift = shift;
+    return i;
+  }
+
+  /** Serve an access from a TLB entry: stale check, rights check, dirty assist. */
+  private useEntry(arr: TlbArray, i: number, shift: number, vpn: number, access: number): number {
+    const perm = arr.perm[i];
+    const span = 2 ** shift;
+    const pfn = arr.base[i] + (vpn % span);
+    if (this.checkStale) this.staleCheck(vpn, pfn, perm);
+    if (shift === 0) this.counters.tlbHits4k++;
+    else if (shift === 9) this.counters.tlbHits2m++;
+    else this.counters.tlbHits1g++;
+    const rights = checkRights(this, access, perm);
+    if (rights !== 0) {
+      // A cached entry may be more restrictive than the tables (a permission upgrade without a flush):
+      // the access faults and the fault drops the entry, as on hardware.
+      return pageFault(this, vpn, access, rights === 2 ? PfErr.P | PfErr.PK : PfErr.P);
+    }
+    if ((access & Access.WRITE) !== 0 && (perm & TlbPerm.DIRTY) === 0) {
+      // First write through a clean entry: the processor walks again to set the Dirty flag.
+      return walk(this, vpn, access);
+    }
+    return pfn;
+  }
+
+  /** Called by the walk with a completed translation. */
+  fillTlb(vpn: number, shift: number, base: number, perm: number, global: number, access: number): void {
+    const tlb = this.tlb;
+    const pcid = this.currentPcid;
+    if (shift === 18) tlb.stlb1g.insert(Math.floor(vpn / 262144), 18, pcid, global, base, perm);
+    else tlb.stlb.insert(shift === 0 ? vpn : Math.floor(vpn / 512), shift, pcid, global, base, perm);
+    this.fillL1(vpn, shift, base, perm, global, access);
+  }
+
+  private fillL1(
+    vpn: number,
+    shift: number,
+    base: number,
+    perm: number,
+    global: number,
+    access: number,
+  ): void {
+    const tlb = this.tlb;
+    const pcid = this.currentPcid;
+    if ((access & Access.FETCH) !== 0) {
+      if (shift === 0) tlb.i4k.insert(vpn, 0, pcid, global, base, perm);
+      else {
+        // The instruction TLB has no 1 GiB entries: a 1 GiB page is cached as the 2 MiB piece used.
+        const pn = Math.floor(vpn / 512);
+        tlb.i2m.insert(pn, 9, pcid, global, shift === 9 ? base : base + (pn % 512) * 512, perm);
+      }
+      return;
+    }
+    if (shift === 0) tlb.d4k.insert(vpn, 0, pcid, global, base, perm);
+    else if (shift === 9) tlb.d2m.insert(Math.floor(vpn / 512), 9, pcid, global, base, perm);
+    else tlb.d1g.insert(Math.floor(vpn / 262144), 18, pcid, global, base, perm);
+  }
+
+  private staleCheck(vpn: number, pfn: number, perm: number): void {
+    const now = peekWalk(this, vpn);
+    let reason = "";
+    if (now === null) reason = "page no longer mapped";
+    else if (now.pfn !== pfn) reason = `maps frame ${hex(now.pfn)} now, TLB says ${hex(pfn)}`;
+    else if ((perm & TlbPerm.RW) !== 0 && (now.perm & TlbPerm.RW) === 0) reason = "write permission revoked";
+    else if ((perm & TlbPerm.US) !== 0 && (now.perm & TlbPerm.US) === 0) reason = "user access revoked";
+    else if ((perm & TlbPerm.XD) === 0 && (now.perm & TlbPerm.XD) !== 0)
+      reason = "execute permission revoked";
+    if (reason === "") return;
+    this.counters.staleTlbHits++;
+    if (this.staleReports.length < 1000) {
+      this.staleReports.push({
+        cpu: this.id,
+        vpn,
+        pcid: this.currentPcid,
+        cachedPfn: pfn,
+        cachedPerm: perm,
+        actualPfn: now === null ? null : now.pfn,
+        actualPerm: now === null ? null : now.perm,
+        reason,
+      });
+    }
+  }
+
+  /**
+   * MOV to CR3. Without CR4.PCIDE: flushes every non-global TLB entry. With PCIDE: selects `pcid`, and
+   * unless `noFlush` (CR3 bit 63) flushes that PCID's non-global entries. Paging-structure caches for
+   * the PCID are flushed likewise.
+   */
+  writeCr3(rootPfn: number, pcid = 0, noFlush = false): void {
+    if (!Number.isInteger(rootPfn) || rootPfn < 0 || rootPfn * 4096 >= this.mem.limit) {
+      fail(
+        "BAD_CR3",
+        `CR3 root frame ${hex(rootPfn)} is beyond MAXPHYADDR (${this.mem.maxPhysAddrBits} bits)`,
+      );
+    }
+    if (!this.pcide && (pcid !== 0 || noFlush)) {
+      fail("GP_FAULT", "#GP: CR3 PCID bits or bit 63 set while CR4.PCIDE = 0");
+    }
+    if (!Number.isInteger(pcid) || pcid < 0 || pcid > 4095) fail("BAD_CR3", `PCID ${pcid} is not 0..4095`);
+    this.counters.cr3Writes++;
+    this.cr3Pfn = rootPfn;
+    this.currentPcid = pcid;
+    if (!noFlush) {
+      this.counters.tlbFullFlushes++;
+      this.tlb.flush(this.pcide ? pcid : -1, true);
+      this.psc?.flush(this.pcide ? pcid : -1);
+    }
+  }
+
+  /** INVLPG: drop the translations of `vpn` for the current PCID and any global one; all PSC entries of the PCID. */
+  invlpg(vpn: number): void {
+    this.counters.invlpg++;
+    this.tlb.invalidateAddress(vpn, this.currentPcid, false);
+    this.psc?.flush(this.currentPcid);
+  }
+
+  /**
+   * INVPCID. Type 0: one address in `pcid` (globals kept). Type 1: every non-global entry of `pcid`.
+   * Type 2: everything, globals included. Type 3: everything but globals.
+   */
+  invpcid(type: 0 | 1 | 2 | 3, pcid = 0, vpn = 0): void {
+    if (!Number.isInteger(pcid) || pcid < 0 || pcid > 4095)
+      fail("GP_FAULT", `#GP: INVPCID with PCID ${pcid}`);
+    this.counters.invpcid++;
+    if (type === 0) {
+      this.tlb.invalidateAddress(vpn, pcid, true);
+      this.psc?.flush(pcid);
+    } else if (type === 1) {
+      this.tlb.flush(pcid, true);
+      this.psc?.flush(pcid);
+    } else {
+      if (type === 2) this.counters.tlbGlobalFlushes++;
+      else this.counters.tlbFullFlushes++;
+      this.tlb.flush(-1, type === 3);
+      this.psc?.flush(-1);
+    }
+  }
+
+  /** Toggle CR4.PGE off and on: flushes the whole TLB including global entries. */
+  flushAllIncludingGlobal(): void {
+    this.counters.tlbGlobalFlushes++;
+    this.tlb.flush(-1, false);
+    this.psc?.flush(-1);
+  }
+
+  /** Set CR4 bits that may change at run time. Changing PGE, PCIDE or SMEP flushes everything (SDM 4.10.4.1). */
+  setControl(bits: {
+    wp?: boolean;
+    smep?: boolean;
+    smap?: boolean;
+    pke?: boolean;
+    pge?: boolean;
+    pcide?: boolean;
+    ac?: boolean;
+  }): void {
+    if (bits.pcide === true && !this.pcide && this.cr3Pfn !== 0 && this.currentPcid !== 0) {
+      fail("GP_FAULT", "#GP: setting CR4.PCIDE requires CR3[11:0] = 0");
+    }
+    const flush =
+      (bits.pge !== undefined && bits.pge !== this.pge) ||
+      (bits.pcide !== undefined && bits.pcide !== this.pcide) ||
+      (bits.smep !== undefined && bits.smep !== this.smep);
+    if (bits.wp !== undefined) this.wp = bits.wp;
+    if (bits.smep !== undefined) this.smep = bits.smep;
+    if (bits.smap !== undefined) this.smap = bits.smap;
+    if (bits.pke !== undefined) this.pke = bits.pke;
+    if (bits.pge !== undefined) this.pge = bits.pge;
+    if (bits.pcide !== undefined) this.pcide = bits.pcide;
+    if (bits.ac !== undefined) this.ac = bits.ac;
+    if (flush) this.flushAllIncludingGlobal();
+  }
+
+  /** Load a u32 through the MMU (counted as a memory read). Throws PAGE_FAULT on a fault. */
+  load32(vpn: number, offset: number, access: number = Access.READ): number {
+    const pfn = this.translate(vpn, access & ~Access.WRITE);
+    if (pfn < 0) this.raise(vpn, offset);
+    return this.mem.read32(pfn * 4096 + offset);
+  }
+
+  /** Store a u32 through the MMU. Throws PAGE_FAULT on a fault. */
+  store32(vpn: number, offset: number, value: number, access: number = Access.WRITE): void {
+    const pfn = this.translate(vpn, access | Access.WRITE);
+    if (pfn < 0) this.raise(vpn, offset);
+    this.mem.write32(pfn * 4096 + offset, value);
+  }
+
+  private raise(vpn: number, offset: number): never {
+    fail(
+      "PAGE_FAULT",
+      `#PF at linear page ${hex(vpn)} offset ${hex(offset)}, error code ${hex(this.faultCode)}`,
+      {
+        vpn,
+        offset,
+        errorCode: this.faultCode,
+      },
+    );
+  }
+}
