@@ -169,9 +169,12 @@ function badTarget(
 /** fc.assert over random op sequences, with the fixed seed printed on failure. */
 export function property(design: PmmDesign, o: HarnessOptions): void {
   fc.assert(
-    fc.property(fc.array(opArb(o), { maxLength: o.maxSteps ?? 120 }), (ops) => {
-      runOps(design, o, ops);
-    }),
+    fc.property(
+      fc.array(opArb(o), { minLength: (o.maxSteps ?? 120) >> 1, maxLength: o.maxSteps ?? 120, size: "max" }),
+      (ops) => {
+        runOps(design, o, ops);
+      },
+    ),
     { seed: SEED, numRuns: o.runs ?? 25, verbose: 1 },
   );
 }
