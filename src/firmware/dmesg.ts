@@ -51,8 +51,19 @@ function modernLine(m: RegExpExecArray, at: string): TableLine | undefined {
   return { prefix, entry: { start, end, type } };
 }
 
+/** Xen's hvmloader prints its table end-EXCLUSIVE with numeric types: `HVM4:   0: 0000… - 0009fc00 = 1 RAM`. */
+const HVMLOADER =
+  /^(?:\(XEN\) )?(HVM\d+): +\d+: ([0-9a-fA-F]{1,16}) - ([0-9a-fA-F]{1,16}) = (\d{1,10})(?: .*)?$/;
+
 /** Parse one table line, or return undefined if the line is not one (throws if it is one, malformed). */
 export function parseTableLine(text: string, at: string): TableLine | undefined {
+  const h = HVMLOADER.exec(text);
+  if (h) {
+    const start = parseHex(h[2], "start", at);
+    const type = Number(h[4]);
+    if (type > 0xffffffff) fail("BAD_TYPE", `${at}: type ${h[4]} does not fit 32 bits`);
+    return { prefix: h[1], entry: { start, end: parseHex(h[3], "end", at) - 1n, type } };
+  }
   const m = MODERN.exec(text);
   if (m) return modernLine(m, at);
   const l = LEGACY.exec(text);

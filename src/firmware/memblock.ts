@@ -20,7 +20,7 @@
  */
 import { hex } from "../errors.ts";
 import { E820, e820TypeName, isUsable } from "./e820-types.ts";
-import { sanitize, updateTable } from "./sanitize.ts";
+import { bigMax, bigMin, sanitize, updateTable } from "./sanitize.ts";
 import {
   type Change,
   type E820Edit,
@@ -109,7 +109,7 @@ function cleanupSrat(srat: readonly NodeRange[]): NodeRange[] {
   const out: NodeRange[] = [];
   for (const r of sorted) {
     const last = out[out.length - 1];
-    if (last && last.node === r.node) last.end = r.end > last.end ? r.end : last.end;
+    if (last && last.node === r.node) last.end = bigMax(r.end, last.end);
     else out.push({ ...r });
   }
   return out;
@@ -124,8 +124,8 @@ function assignNodes(regions: { start: bigint; endEx: bigint }[], srat: readonly
     let s = r.start;
     while (s < r.endEx) {
       const hit = nodes.find((n) => n.start <= s && s <= n.end);
-      const next = nodes.filter((n) => n.start > s).reduce((m, n) => (n.start < m ? n.start : m), r.endEx);
-      const stop = hit ? (hit.end + 1n < r.endEx ? hit.end + 1n : r.endEx) : next;
+      const next = nodes.filter((n) => n.start > s).reduce((m, n) => bigMin(n.start, m), r.endEx);
+      const stop = hit ? bigMin(hit.end + 1n, r.endEx) : next;
       const node = hit?.node ?? 0;
       const last = out[out.length - 1];
       if (last && last.node === node && last.end + 1n === s) last.end = stop - 1n;
