@@ -21,7 +21,7 @@ function entrySize(r: Reader): 20 | 24 {
   const by20 = r.length % 20 === 0;
   const by24 = r.length % 24 === 0;
   if (!by20 && !by24) {
-    const partial = r.length - (r.length % 24 < r.length % 20 ? r.length % 24 : r.length % 20);
+    const partial = r.length - Math.min(r.length % 24, r.length % 20);
     fail(
       "BAD_LENGTH",
       `${whereByte(r.source, partial)}: the input (${r.length} bytes) is not a whole number of 20- or 24-byte E820 entries`,

@@ -1,0 +1,212 @@
+/**
+ * `pagelab map`: read a firmware memory map (any format, or a preset), show it sanitized as Linux would
+ * with every change explained; `--memblock` rebuilds Linux's `Early memory node ranges` from a boot
+ * log; `map convert` writes the map in another format.
+ */
+import { writeFileSync } from "node:fs";
+import { type Command, Option } from "@commander-js/extra-typings";
+import Table from "cli-table3";
+import pc from "picocolors";
+import { hex } from "../../errors.ts";
+import { FORMAT_HELP, FORMATS } from "../../firmware/detect.ts";
+import { E820, e820TypeName } from "../../firmware/e820-types.ts";
+import { EMIT_FORMATS, emitMap } from "../../firmware/emit.ts";
+import { usablePages } from "../../firmware/frames.ts";
+import { loadMap } from "../../firmware/load.ts";
+import { formatNodeRange, memblockMemory } from "../../firmware/memblock.ts";
+import { PRESET_PATTERNS } from "../../firmware/presets.ts";
+import { usableBytes } from "../../firmware/sanitize.ts";
+import type { Change, MapEntry, MemoryMap } from "../../firmware/types.ts";
+import { printJson } from "../output.ts";
+
+/** One character and one colour per type, so the bar reads with and without colour. */
+const STYLE: Record<number, [string, (s: string) => string]> = {
+  [E820.RAM]: ["#", pc.green],
+  [E820.RESERVED]: ["r", pc.red],
+  [E820.ACPI]: ["a", pc.yellow],
+  [E820.NVS]: ["n", pc.magenta],
+  [E820.UNUSABLE]: ["x", pc.gray],
+  [E820.PMEM]: ["p", pc.blue],
+  [E820.PRAM]: ["p", pc.blue],
+  [E820.SOFT_RESERVED]: ["s", pc.cyan],
+};
+const style = (t: number): [string, (s: string) => string] => STYLE[t] ?? ["?", pc.white];
+
+function size(bytes: bigint): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+  let v = Number(bytes);
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${Number.isInteger(v) ? v : v.toFixed(1)} ${units[u]}`;
+}
+
+/** The type covering most of [lo, hi), or -1 for a hole. */
+function dominant(entries: readonly MapEntry[], lo: bigint, hi: bigint): number {
+  let best = -1;
+  let bestBytes = 0n;
+  for (const e of entries) {
+    const s = e.start > lo ? e.start : lo;
+    const t = e.end + 1n < hi ? e.end + 1n : hi;
+    if (t > s && t - s > bestBytes) [best, bestBytes] = [e.type, t - s];
+  }
+  return best;
+}
+
+/** A proportional bar of [from, to) in `width` cells, holes as '.'. */
+export function bar(entries: readonly MapEntry[], from: bigint, to: bigint, width: number): string {
+  let out = "";
+  const span = to - from;
+  for (let i = 0; i < width; i++) {
+    const t = dominant(
+      entries,
+      from + (span * BigInt(i)) / BigInt(width),
+      from + (span * BigInt(i + 1)) / BigInt(width),
+    );
+    out += t < 0 ? pc.dim(".") : style(t)[1](style(t)[0]);
+  }
+  return out;
+}
+
+function printBars(map: MemoryMap): void {
+  const width = 64;
+  const top = map.entries.reduce((m, e) => (e.end + 1n > m ? e.end + 1n : m), 0n);
+  console.log(`\n0 ${bar(map.entries, 0n, 1n << 32n, width)} 4 GiB`);
+  if (top > 1n << 32n) console.log(`0 ${bar(map.entries, 0n, top, width)} ${size(top)}`);
+  const types = [...new Set(map.entries.map((e) => e.type))].sort((a, b) => a - b);
+  const legend = types.map((t) => `${style(t)[1](style(t)[0])} ${e820TypeName(t)}`);
+  console.log(`  ${[...legend, `${pc.dim(".")} hole`].join("   ")}`);
+}
+
+function printTable(map: MemoryMap): void {
+  const table = new Table({
+    head: ["start", "end (inclusive)", "size", "type"],
+    style: { head: [], border: [], compact: true },
+  });
+  for (const e of map.entries) {
+    table.push([
+      hex(e.start),
+      hex(e.end),
+      size(e.end + 1n - e.start),
+      style(e.type)[1](e820TypeName(e.type)),
+    ]);
+  }
+  console.log(table.toString());
+}
+
+function printChanges(changes: readonly Change[], limit = 40): void {
+  if (changes.length === 0)
+    return console.log(pc.dim("\nno changes: the map was already sorted, merged and non-overlapping"));
+  console.log(`\n${pc.bold(`${changes.length} change(s):`)}`);
+  for (const c of changes.slice(0, limit)) console.log(`  ${pc.cyan(c.kind.padEnd(10))} ${c.message}`);
+  if (changes.length > limit) console.log(pc.dim(`  ... ${changes.length - limit} more (--json lists all)`));
+}
+
+function changeJson(c: Change): Record<string, unknown> {
+  const o: Record<string, unknown> = { kind: c.kind, message: c.message };
+  if (c.start !== undefined) o.start = hex(c.start);
+  if (c.end !== undefined) o.end = hex(c.end);
+  if (c.line !== undefined) o.line = c.line;
+  if (c.offset !== undefined) o.offset = c.offset;
+  return o;
+}
+
+function showMap(map: MemoryMap, json: boolean): void {
+  const entries = map.entries.map((e) => ({
+    start: hex(e.start),
+    end: hex(e.end),
+    type: e820TypeName(e.type),
+  }));
+  const summary = { usableBytes: usableBytes(map), usablePages: usablePages(map) };
+  if (json)
+    return printJson({ format: map.format, entries, ...summary, changes: map.changes.map(changeJson) });
+  console.log(`${pc.bold(map.source ?? map.format)} (${map.format}): ${map.entries.length} entries`);
+  printTable(map);
+  printBars(map);
+  console.log(`\nusable: ${size(BigInt(summary.usableBytes))} in ${summary.usablePages} whole 4 KiB pages`);
+  printChanges(map.changes);
+}
+
+function showMemblock(map: MemoryMap, json: boolean): void {
+  const mb = memblockMemory(map);
+  if (json) {
+    const memblock = mb.ranges.map((r) => ({ node: r.node, start: hex(r.start), end: hex(r.end) }));
+    return printJson({ memblock, presentPages: mb.presentPages });
+  }
+  console.log("Early memory node ranges");
+  for (const r of mb.ranges) console.log(formatNodeRange(r));
+  console.log(
+    pc.dim(`present pages: ${mb.presentPages} (${mb.presentPages * 4}K, the B of 'Memory: A/BK available')`),
+  );
+  const own = map.log?.nodeRanges ?? [];
+  if (own.length > 0) {
+    const same = own.map(formatNodeRange).join("\n") === mb.ranges.map(formatNodeRange).join("\n");
+    console.log(
+      same
+        ? pc.green("matches the log's own Early memory node ranges")
+        : pc.red("differs from the log's own Early memory node ranges"),
+    );
+  }
+  for (const c of mb.changes) console.log(pc.dim(`  ${c.kind.padEnd(8)} ${c.message}`));
+}
+
+const HELP = `
+Sources: a file in any of these formats (detected, or named with --format), or a preset.
+${FORMATS.map((f) => `  ${f.padEnd(11)} ${FORMAT_HELP[f]}`).join("\n")}
+
+Presets: ${PRESET_PATTERNS.join(", ")} (SIZE like 4G, 512M; qemu:4G is the default machine)
+
+The map is sanitized exactly as Linux's e820__update_table() does (sorted, overlaps resolved with the
+higher type number winning, adjacent same-type entries merged except PRAM and soft reserved, zero-length
+and wrapping entries dropped), and every change is listed with its reason.
+
+Examples:
+  pagelab map qemu:4G
+  dmesg > boot.log && pagelab map boot.log
+  pagelab map boot.log --memblock            # Linux's 'Early memory node ranges', rebuilt
+  pagelab map memmap.txt --format uefi --keep-boot-services
+  pagelab map numa:2x8G --json | jq .usablePages
+  pagelab map convert boot.log --to multiboot2 --out mbi.bin`;
+
+export function registerMap(program: Command): void {
+  const map = program
+    .command("map")
+    .description(
+      "read a firmware memory map (dmesg, sysfs, iomem, E820, Multiboot2, Limine, UEFI, JSON/YAML or a preset)",
+    )
+    .argument("<source>", "file or preset (qemu:4G, qemu-q35:5G, ovmf:512M, sparse, numa:2x8G)")
+    .addOption(new Option("--format <format>", "input format instead of detecting it").choices(FORMATS))
+    .option("--json", "print JSON instead of a table")
+    .option("--memblock", "rebuild Linux's memblock.memory per node (Early memory node ranges)")
+    .option("--keep-boot-services", "UEFI input: keep BootServicesCode/Data reserved")
+    .addHelpText("after", HELP)
+    .action((source, o) => {
+      const m = loadMap(source, { format: o.format, keepBootServices: o.keepBootServices });
+      if (o.memblock) showMemblock(m, o.json === true);
+      else showMap(m, o.json === true);
+    });
+
+  map
+    .command("convert")
+    .description("write one map in another format (binary where the format is binary)")
+    .argument("<source>", "file or preset")
+    .addOption(new Option("--to <format>", "output format").choices(EMIT_FORMATS).makeOptionMandatory())
+    .requiredOption("--out <file>", "output file")
+    .addOption(new Option("--format <format>", "input format instead of detecting it").choices(FORMATS))
+    .option("--keep-boot-services", "UEFI input: keep BootServicesCode/Data reserved")
+    .addHelpText(
+      "after",
+      "\nExample:\n  pagelab map convert qemu:4G --to uefi --out memmap.bin   # then: pagelab map memmap.bin",
+    )
+    .action((source, o) => {
+      const m = loadMap(source, { format: o.format, keepBootServices: o.keepBootServices });
+      const out = emitMap(m, o.to);
+      writeFileSync(o.out, out.bytes);
+      console.log(
+        `wrote ${o.out}: ${out.bytes.length} bytes of ${o.to} (${m.entries.length} entries; read it back as ${out.readBack})`,
+      );
+      for (const c of out.changes) console.log(pc.dim(`  ${c.kind.padEnd(10)} ${c.message}`));
+    });
+}
