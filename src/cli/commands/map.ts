@@ -17,7 +17,11 @@ import { formatNodeRange, memblockMemory } from "../../firmware/memblock.ts";
 import { PRESET_PATTERNS } from "../../firmware/presets.ts";
 import { usableBytes } from "../../firmware/sanitize.ts";
 import type { Change, MapEntry, MemoryMap } from "../../firmware/types.ts";
-import { printJson } from "../output.ts";
+
+/** Print JSON (bigints as 0x hex strings). */
+function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, (_k, v) => (typeof v === "bigint" ? hex(v) : v), 2)}\n`);
+}
 
 /** One character and one colour per type, so the bar reads with and without colour. */
 const STYLE: Record<number, [string, (s: string) => string]> = {
@@ -133,7 +137,8 @@ function showMemblock(map: MemoryMap, json: boolean): void {
   const mb = memblockMemory(map);
   if (json) {
     const memblock = mb.ranges.map((r) => ({ node: r.node, start: hex(r.start), end: hex(r.end) }));
-    return printJson({ memblock, presentPages: mb.presentPages });
+    printJson({ memblock, presentPages: mb.presentPages });
+    return;
   }
   console.log("Early memory node ranges");
   for (const r of mb.ranges) console.log(formatNodeRange(r));
