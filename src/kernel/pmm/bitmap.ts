@@ -1,0 +1,437 @@
+/**
+ * Design 4: bitmaps, one per usable region, with a summary level and a next-fit hint.
+ *
+ * Each usable range, widened to 1024-frame (4 MiB) boundaries, gets its own bitmaps in the standing
+ * metadata, so a map of 0-4 GiB plus 128-130 TiB pays for 6 GiB of bitmap, not 130 TiB:
+ *
+ *     per region:  used[]     1 bit per frame: 1 = not free (allocated, reserved, padding)
+ *                  head[]     1 bit per frame: first frame of an allocated block
+ *                  managed[]  1 bit per frame: given by addFree (0 = reserved / padding / metadata)
+ *                  any[]      1 bit per used[] word: the word has a free frame      (summary level)
+ *                  full[]     1 bit per used[] word: the word is entirely free      (summary level)
+ *
+ * Search for order k (naturally aligned 2^k frames), from the next-fit hint, wrapping once:
+ *   k <= 5:  words flagged in any[] are read and tested for an aligned zero group of 2^k bits;
+ *   k 6-10:  an aligned group of 2^(k-5) bits set in one full[] word;
+ *   k > 10:  2^(k-10) consecutive full[] words all ones, at an aligned position (up to 1 GiB, k = 18).
+ * The head and managed bitmaps make every bad free detectable (double, reserved, inside a block, wrong
+ * order: a block ends where the next frame is free, reserved, or another head). 3 bits per frame plus
+ * 2 per 32 frames: 0.0099 % of RAM (104 KiB per GiB).
+ *
+ * Guarantees: any order up to 18, any address limit, found by scanning summaries (1 read per 1024
+ * frames of a full zone). Costs: search time grows with fragmentation and RAM; frees are O(2^k / 32).
+ */
+import type { PhysPort } from "../../machine/phys-mem.ts";
+import {
+  allocFramesVia,
+  badFree,
+  checkFreeArgs,
+  checkLayout,
+  effectiveOrder,
+  fits,
+  invariant,
+  ORDER_1G,
+  PAGE,
+  pageRound,
+  popcount32,
+  RegionTable,
+  statsFromFree,
+} from "./common.ts";
+import type {
+  AllocConstraints,
+  FrameAllocator,
+  PmmDesign,
+  PmmEnv,
+  PmmLayout,
+  PmmStats,
+} from "./interface.ts";
+
+const ALL = 0xffffffff;
+const REGION_ALIGN = 1024;
+
+function ctz(x: number): number {
+  return 31 - Math.clz32(x & -x);
+}
+
+/** Bytes of the five arrays of one region of `span` frames. */
+function regionBytes(span: number): number {
+  return (3 * (span / 32) + 2 * (span / 1024)) * 4;
+}
+
+export function bitmapDesign(): PmmDesign {
+  return {
+    name: "bitmap",
+    summary:
+      "One bitmap per usable region (sized from the map) with a summary level (any-free / all-free per " +
+      "32 frames) and a next-fit hint: any order up to 1 GiB, 3 bits per frame.",
+    metadataBytes: (layout) => {
+      const t = new RegionTable(layout.usable, REGION_ALIGN);
+      let b = 0;
+      for (let r = 0; r < t.count; r++) b += regionBytes(t.end[r] - t.start[r]);
+      return pageRound(b);
+    },
+    create: (env, layout, metadataPa) => new BitmapAllocator(env, layout, metadataPa),
+  };
+}
+
+export class BitmapAllocator implements FrameAllocator {
+  readonly name = "bitmap";
+  readonly maxOrder = ORDER_1G;
+  /** Event counter: summary and bitmap words examined by searches. */
+  wordsScanned = 0;
+  private readonly port: PhysPort;
+  private readonly regions: RegionTable;
+  private readonly colours: number;
+  /** Registers: per-region array bases. */
+  private readonly usedPa: number[] = [];
+  private readonly headPa: number[] = [];
+  private readonly mgdPa: number[] = [];
+  private readonly anyPa: number[] = [];
+  private readonly fullPa: number[] = [];
+  private readonly bytes: number;
+  /** Registers: next-fit hint (region, summary word), free and managed frames. */
+  private hintR = 0;
+  private hintQ = 0;
+  private nfree = 0;
+  private managed = 0;
+
+  constructor(
+    env: PmmEnv,
+    private readonly layout: PmmLayout,
+    metadataPa: number,
+  ) {
+    checkLayout(layout);
+    this.port = env.port;
+    this.colours = layout.colours ?? 1;
+    this.regions = new RegionTable(layout.usable, REGION_ALIGN);
+    let pa = metadataPa;
+    for (let r = 0; r < this.regions.count; r++) {
+      const span = this.regions.end[r] - this.regions.start[r];
+      this.usedPa.push(pa);
+      this.headPa.push(pa + span / 8);
+      this.mgdPa.push(pa + span / 4);
+      this.anyPa.push(pa + (3 * span) / 8);
+      this.fullPa.push(pa + (3 * span) / 8 + span / 256);
+      pa += regionBytes(span);
+    }
+    this.bytes = pageRound(pa - metadataPa);
+    for (let off = 0; off < this.bytes; off += PAGE) this.port.zeroFrame((metadataPa + off) / PAGE);
+    for (let r = 0; r < this.regions.count; r++) {
+      const words = (this.regions.end[r] - this.regions.start[r]) / 32;
+      for (let w = 0; w < words; w++) this.port.write32(this.usedPa[r] + w * 4, ALL);
+    }
+  }
+
+  /** Store used word w of region r and keep the summary bits in step. */
+  private writeUsed(r: number, w: number, old: number, val: number): void {
+    const port = this.port;
+    port.write32(this.usedPa[r] + w * 4, val);
+    const q = (w >>> 5) * 4;
+    const bit = 1 << (w & 31);
+    if ((old === ALL) !== (val === ALL)) {
+      const a = port.read32(this.anyPa[r] + q);
+      port.write32(this.anyPa[r] + q, (val === ALL ? a & ~bit : a | bit) >>> 0);
+    }
+    if ((old === 0) !== (val === 0)) {
+      const f = port.read32(this.fullPa[r] + q);
+      port.write32(this.fullPa[r] + q, (val === 0 ? f | bit : f & ~bit) >>> 0);
+    }
+  }
+
+  addFree(startPfn: number, count: number): void {
+    const end = startPfn + count;
+    for (let pass = 0; pass < 2; pass++) {
+      for (let p = startPfn; p < end; ) {
+        const r = this.regions.indexOf(p);
+        if (r < 0) badFree("BAD_FREE", this.name, p, 0, "addFree outside the usable RAM of the layout");
+        const s = p - this.regions.start[r];
+        const w = s >>> 5;
+        const n = Math.min(32 - (s & 31), end - p);
+        const m = (n === 32 ? ALL : ((1 << n) - 1) << (s & 31)) >>> 0;
+        const u = this.port.read32(this.usedPa[r] + w * 4);
+        const g = this.port.read32(this.mgdPa[r] + w * 4);
+        if (pass === 0 && ((u & m) >>> 0 !== m || (g & m) !== 0)) {
+          badFree("BAD_FREE", this.name, p, 0, "addFree of a frame the allocator already manages");
+        }
+        if (pass === 1) {
+          this.port.write32(this.mgdPa[r] + w * 4, (g | m) >>> 0);
+          this.writeUsed(r, w, u, (u & ~m) >>> 0);
+        }
+        p += n;
+      }
+    }
+    this.managed += count;
+    this.nfree += count;
+  }
+
+  alloc(order: number, c?: AllocConstraints): number {
+    const k = order === 0 && c === undefined ? 0 : effectiveOrder(order, c);
+    if (k > ORDER_1G) return -1;
+    const R = this.regions.count;
+    for (let t = 0; t <= R; t++) {
+      const r = (this.hintR + t) % R;
+      const q0 = t === 0 ? this.hintQ : 0;
+      const qn = (this.regions.end[r] - this.regions.start[r]) / 1024;
+      const q1 = t === R ? Math.min(this.hintQ + 1, qn) : qn;
+      const pfn =
+        k <= 5
+          ? this.searchSmall(r, k, q0, q1, c)
+          : k <= 10
+            ? this.searchMid(r, k, q0, q1, c)
+            : this.searchBig(r, k, q0, q1, c);
+      if (pfn >= 0) {
+        this.hintR = r;
+        this.hintQ = Math.floor((pfn - this.regions.start[r]) / 1024);
+        this.take(r, pfn, k);
+        return pfn;
+      }
+    }
+    return -1;
+  }
+
+  /** Orders 0..5: an aligned zero group inside one used word. */
+  private searchSmall(r: number, k: number, q0: number, q1: number, c: AllocConstraints | undefined): number {
+    const port = this.port;
+    const base = this.regions.start[r];
+    const limit = c?.maxAddr !== undefined ? c.maxAddr / PAGE : Infinity;
+    const g = 1 << k;
+    const mask = (g === 32 ? ALL : (1 << g) - 1) >>> 0;
+    for (let q = q0; q < q1; q++) {
+      if (base + q * 1024 >= limit) return -1;
+      let s = port.read32(this.anyPa[r] + q * 4);
+      this.wordsScanned++;
+      while (s !== 0) {
+        const j = ctz(s);
+        s = (s & (s - 1)) >>> 0;
+        const w = q * 32 + j;
+        const free = ~port.read32(this.usedPa[r] + w * 4) >>> 0;
+        this.wordsScanned++;
+        const pb = base + w * 32;
+        if (k === 0 && c === undefined) return pb + ctz(free);
+        for (let off = 0; off < 32; off += g) {
+          if (((free >>> off) & mask) >>> 0 === mask && fits(pb + off, k, c, this.colours)) return pb + off;
+        }
+      }
+    }
+    return -1;
+  }
+
+  /** Orders 6..10: an aligned group of 2^(k-5) all-free words, seen as bits of one full[] word. */
+  private searchMid(r: number, k: number, q0: number, q1: number, c: AllocConstraints | undefined): number {
+    const base = this.regions.start[r];
+    const g = 1 << (k - 5);
+    const mask = (g === 32 ? ALL : (1 << g) - 1) >>> 0;
+    for (let q = q0; q < q1; q++) {
+      const s = this.port.read32(this.fullPa[r] + q * 4);
+      this.wordsScanned++;
+      if (s === 0) continue;
+      for (let off = 0; off < 32; off += g) {
+        const pfn = base + (q * 32 + off) * 32;
+        if (((s >>> off) & mask) >>> 0 === mask && fits(pfn, k, c, this.colours)) return pfn;
+      }
+    }
+    return -1;
+  }
+
+  /** Orders 11..18: 2^(k-10) consecutive all-ones full[] words at an aligned position. */
+  private searchBig(r: number, k: number, q0: number, q1: number, c: AllocConstraints | undefined): number {
+    const base = this.regions.start[r];
+    const qn = (this.regions.end[r] - base) / 1024;
+    const n = 2 ** (k - 10);
+    let q = q0 + ((n - ((base / 1024 + q0) % n)) % n);
+    for (; q < q1 && q + n <= qn; q += n) {
+      let ok = true;
+      for (let i = 0; i < n && ok; i++) {
+        ok = this.port.read32(this.fullPa[r] + (q + i) * 4) === ALL;
+        this.wordsScanned++;
+      }
+      if (ok && fits(base + q * 1024, k, c, this.colours)) return base + q * 1024;
+    }
+    return -1;
+  }
+
+  /** Mark [pfn, pfn + 2^k) allocated, with its head bit. */
+  private take(r: number, pfn: number, k: number): void {
+    const port = this.port;
+    const s = pfn - this.regions.start[r];
+    const w = s >>> 5;
+    if (k <= 5) {
+      const m = ((k === 5 ? ALL : (1 << (1 << k)) - 1) << (s & 31)) >>> 0;
+      const u = port.read32(this.usedPa[r] + w * 4);
+      this.writeUsed(r, w, u, (u | m) >>> 0);
+    } else {
+      this.fillWords(r, w, 2 ** (k - 5), ALL);
+    }
+    const h = this.headPa[r] + w * 4;
+    port.write32(h, (port.read32(h) | (1 << (s & 31))) >>> 0);
+    this.nfree -= 2 ** k;
+  }
+
+  /** Set n whole used words (n >= 2, aligned) to val (ALL or 0), updating summaries word-wise in bulk. */
+  private fillWords(r: number, w: number, n: number, val: number): void {
+    const port = this.port;
+    for (let i = 0; i < n; i++) port.write32(this.usedPa[r] + (w + i) * 4, val);
+    for (let q = w >>> 5; q <= (w + n - 1) >>> 5; q++) {
+      const lo = Math.max(w, q * 32) - q * 32;
+      const hi = Math.min(w + n, q * 32 + 32) - q * 32;
+      const m = (hi - lo === 32 ? ALL : ((1 << (hi - lo)) - 1) << lo) >>> 0;
+      const a = port.read32(this.anyPa[r] + q * 4);
+      const f = port.read32(this.fullPa[r] + q * 4);
+      port.write32(this.anyPa[r] + q * 4, (val === ALL ? a & ~m : a | m) >>> 0);
+      port.write32(this.fullPa[r] + q * 4, (val === ALL ? f & ~m : f | m) >>> 0);
+    }
+  }
+
+  allocFrames(n: number, out: number[], c?: AllocConstraints): number {
+    return allocFramesVia(this, n, out, c);
+  }
+
+  free(pfn: number, order: number): void {
+    checkFreeArgs(this.name, pfn, order, ORDER_1G);
+    const r = this.regions.indexOf(pfn);
+    if (r < 0) badFree("BAD_FREE", this.name, pfn, order, "not in usable RAM");
+    const port = this.port;
+    const s = pfn - this.regions.start[r];
+    const w = s >>> 5;
+    const bit = 1 << (s & 31);
+    if ((port.read32(this.mgdPa[r] + w * 4) & bit) === 0) {
+      badFree("BAD_FREE", this.name, pfn, order, "never given to the allocator (reserved or metadata)");
+    }
+    if ((port.read32(this.usedPa[r] + w * 4) & bit) === 0)
+      badFree("DOUBLE_FREE", this.name, pfn, order, "already free");
+    if ((port.read32(this.headPa[r] + w * 4) & bit) === 0) {
+      badFree("BAD_FREE", this.name, pfn, order, "inside an allocated block, not its first frame");
+    }
+    this.checkExtent(r, s, order, pfn);
+    if (order <= 5) {
+      const m = ((order === 5 ? ALL : (1 << (1 << order)) - 1) << (s & 31)) >>> 0;
+      const u = port.read32(this.usedPa[r] + w * 4);
+      this.writeUsed(r, w, u, (u & ~m) >>> 0);
+    } else {
+      this.fillWords(r, w, 2 ** (order - 5), 0);
+    }
+    const h = this.headPa[r] + w * 4;
+    port.write32(h, (port.read32(h) & ~bit) >>> 0);
+    this.nfree += 2 ** order;
+  }
+
+  /** The block at pfn must be exactly 2^order frames: all allocated tails, then a non-tail. */
+  private checkExtent(r: number, s: number, order: number, pfn: number): void {
+    const n = 2 ** order;
+    const span = this.regions.end[r] - this.regions.start[r];
+    if (s + n > span) badFree("WRONG_ORDER", this.name, pfn, order, "the block would run past its region");
+    const port = this.port;
+    for (let p = s; p < s + n; p += 32) {
+      const w = p >>> 5;
+      const cnt = Math.min(n, 32);
+      const m = ((cnt === 32 ? ALL : (1 << cnt) - 1) << (p & 31)) >>> 0;
+      const u = port.read32(this.usedPa[r] + w * 4);
+      const g = port.read32(this.mgdPa[r] + w * 4);
+      const h = port.read32(this.headPa[r] + w * 4);
+      const wantHead = p === s ? (1 << (s & 31)) >>> 0 : 0;
+      if ((u & m) >>> 0 !== m || (g & m) >>> 0 !== m || (h & m) >>> 0 !== wantHead) {
+        badFree("WRONG_ORDER", this.name, pfn, order, "the allocated block at this frame is smaller");
+      }
+    }
+    const e = s + n;
+    if (e < span) {
+      const w = e >>> 5;
+      const bit = 1 << (e & 31);
+      const tail =
+        (port.read32(this.usedPa[r] + w * 4) & bit) !== 0 &&
+        (port.read32(this.mgdPa[r] + w * 4) & bit) !== 0 &&
+        (port.read32(this.headPa[r] + w * 4) & bit) === 0;
+      if (tail) badFree("WRONG_ORDER", this.name, pfn, order, "the allocated block at this frame is larger");
+    }
+  }
+
+  forEachFree(fn: (pfn: number, count: number) => void): void {
+    for (let r = 0; r < this.regions.count; r++) {
+      const base = this.regions.start[r];
+      const words = (this.regions.end[r] - base) / 32;
+      let run = -1;
+      for (let w = 0; w < words; w++) {
+        const u = this.port.read32(this.usedPa[r] + w * 4);
+        if (u === 0 && run >= 0) continue;
+        for (let b = 0; b < 32; b++) {
+          const used = ((u >>> b) & 1) === 1;
+          const p = base + w * 32 + b;
+          if (!used && run < 0) run = p;
+          else if (used && run >= 0) {
+            fn(run, p - run);
+            run = -1;
+          }
+        }
+      }
+      if (run >= 0) fn(run, this.regions.end[r] - run);
+    }
+  }
+
+  forEachMetaFrame(_fn: (pfn: number) => void): void {}
+
+  stats(): PmmStats {
+    return statsFromFree(this, this.layout, this.managed, this.bytes, 0);
+  }
+
+  check(): void {
+    const port = this.port;
+    let free = 0;
+    let managed = 0;
+    let allocated = 0;
+    for (let r = 0; r < this.regions.count; r++) {
+      const base = this.regions.start[r];
+      const words = (this.regions.end[r] - base) / 32;
+      let head = -1;
+      let len = 0;
+      const close = () => {
+        if (head < 0) return;
+        if ((len & (len - 1)) !== 0 || head % len !== 0)
+          invariant(this.name, `allocated block 0x${head.toString(16)} has ${len} frames`);
+        allocated += len;
+        head = -1;
+      };
+      for (let w = 0; w < words; w++) {
+        const u = port.read32(this.usedPa[r] + w * 4);
+        const h = port.read32(this.headPa[r] + w * 4);
+        const g = port.read32(this.mgdPa[r] + w * 4);
+        if ((~g & ~u) >>> 0 !== 0)
+          invariant(this.name, `region ${r} word ${w}: unmanaged frames marked free`);
+        if ((h & ~(u & g)) >>> 0 !== 0)
+          invariant(this.name, `region ${r} word ${w}: head bit on a free or unmanaged frame`);
+        free += popcount32(~u >>> 0);
+        managed += popcount32(g);
+        const q = (w >>> 5) * 4;
+        const bit = 1 << (w & 31);
+        if (((port.read32(this.anyPa[r] + q) & bit) !== 0) !== (u !== ALL))
+          invariant(this.name, `summary any[] wrong for region ${r} word ${w}`);
+        if (((port.read32(this.fullPa[r] + q) & bit) !== 0) !== (u === 0))
+          invariant(this.name, `summary full[] wrong for region ${r} word ${w}`);
+        for (let b = 0; b < 32; b++) {
+          const p = base + w * 32 + b;
+          const isHead = ((h >>> b) & 1) === 1;
+          const isTail = !isHead && ((u >>> b) & 1) === 1 && ((g >>> b) & 1) === 1;
+          if (isHead) {
+            close();
+            head = p;
+            len = 1;
+          } else if (isTail) {
+            if (head < 0)
+              invariant(this.name, `frame 0x${p.toString(16)} is allocated but no block head precedes it`);
+            len++;
+          } else close();
+        }
+      }
+      close();
+    }
+    if (free !== this.nfree)
+      invariant(this.name, `bitmaps show ${free} free frames, register says ${this.nfree}`);
+    if (managed !== this.managed)
+      invariant(this.name, `${managed} managed bits, register says ${this.managed}`);
+    if (free + allocated !== managed)
+      invariant(this.name, `free ${free} + allocated ${allocated} != managed ${managed}`);
+  }
+
+  dump(): string {
+    return `bitmap: hint=${this.hintR}:${this.hintQ} free=${this.nfree} managed=${this.managed}`;
+  }
+}
