@@ -68,6 +68,13 @@ export class PhysMem implements PhysPort {
   private readonly dirs = new Map<number, (Uint32Array | null)[]>();
   private lastGiB = -1;
   private lastDir: (Uint32Array | null)[] | null = null;
+  /**
+   * One-entry cache of the last backed chunk touched: its base address and words. The fast path takes
+   * an offset that is an integer, 4-byte aligned and inside the chunk (`(off | 0) === off` and no bit
+   * outside 0x001ffffc); anything else goes the checked slow way.
+   */
+  private lastBase = -1;
+  private lastChunk: Uint32Array = new Uint32Array(0);
   private chunkCount = 0;
 
   constructor(opts: PhysMemOptions = {}) {
@@ -124,18 +131,38 @@ export class PhysMem implements PhysPort {
   }
 
   read32(pa: number): number {
-    if ((pa & 3) !== 0 || pa >= this.limit || pa < 0) this.badAccess(pa, 4);
     this.counters.memReads++;
+    const off = pa - this.lastBase;
+    if ((off | 0) === off && (off & 0xffe00003) === 0) return this.lastChunk[off >>> 2];
+    return this.slowPeek(pa);
+  }
+
+  /** Load through the directory (and refresh the chunk cache); checks range and alignment. */
+  private slowPeek(pa: number): number {
+    if (pa % 4 !== 0 || pa >= this.limit || pa < 0) this.badAccess(pa, 4);
     const g = Math.floor(pa / GIB);
     const dir = g === this.lastGiB ? this.lastDir : this.dirFor(g, false);
     if (dir === null) return 0;
     const lo = pa - g * GIB;
     const c = dir[lo >>> 21];
-    return c === null ? 0 : c[(lo & 0x1fffff) >>> 2];
+    if (c === null) return 0;
+    this.lastBase = pa - (lo & 0x1fffff);
+    this.lastChunk = c;
+    return c[(lo & 0x1fffff) >>> 2];
   }
 
   write32(pa: number, value: number): void {
-    if ((pa & 3) !== 0 || pa >= this.limit || pa < 0) this.badAccess(pa, 4);
+    const off = pa - this.lastBase;
+    if ((off | 0) === off && (off & 0xffe00003) === 0) {
+      this.counters.memWrites++;
+      this.lastChunk[off >>> 2] = value;
+      return;
+    }
+    this.slowWrite(pa, value);
+  }
+
+  private slowWrite(pa: number, value: number): void {
+    if (pa % 4 !== 0 || pa >= this.limit || pa < 0) this.badAccess(pa, 4);
     this.counters.memWrites++;
     const g = Math.floor(pa / GIB);
     let dir = g === this.lastGiB ? this.lastDir : this.dirFor(g, false);
@@ -152,6 +179,8 @@ export class PhysMem implements PhysPort {
       dir[slot] = c;
       this.chunkCount++;
     }
+    this.lastBase = pa - (lo & 0x1fffff);
+    this.lastChunk = c;
     c[(lo & 0x1fffff) >>> 2] = value;
   }
 
@@ -160,13 +189,9 @@ export class PhysMem implements PhysPort {
    * inspection tools (dumps, checkers) that are not part of the simulated kernel.
    */
   peek32(pa: number): number {
-    if ((pa & 3) !== 0 || pa >= this.limit || pa < 0) this.badAccess(pa, 4);
-    const g = Math.floor(pa / GIB);
-    const dir = g === this.lastGiB ? this.lastDir : this.dirFor(g, false);
-    if (dir === null) return 0;
-    const lo = pa - g * GIB;
-    const c = dir[lo >>> 21];
-    return c === null ? 0 : c[(lo & 0x1fffff) >>> 2];
+    const off = pa - this.lastBase;
+    if ((off | 0) === off && (off & 0xffe00003) === 0) return this.lastChunk[off >>> 2];
+    return this.slowPeek(pa);
   }
 
   /** Uncounted 32-bit store, for the MMU's Accessed/Dirty updates (counted by it as `walkWrites`). */
@@ -284,7 +309,8 @@ export class PhysMem implements PhysPort {
   }
 
   private badAccess(pa: number, size: number): never {
-    if (!Number.isInteger(pa) || pa < 0 || pa >= this.limit) {
+    if (!Number.isInteger(pa)) fail("BAD_ADDRESS", `physical address ${pa} is not a whole number`, { pa });
+    if (pa < 0 || pa >= this.limit) {
       fail(
         "PA_OUT_OF_RANGE",
         `physical address ${Number.isFinite(pa) ? hex(Math.max(0, Math.floor(pa))) : String(pa)} is beyond MAXPHYADDR (${this.maxPhysAddrBits} bits)`,

@@ -42,6 +42,10 @@ describe("PhysMem", () => {
     expect(() => m.read32(2 ** 36)).toThrow(PagelabError);
     expect(() => m.write32(2 ** 36, 1)).toThrow(/beyond MAXPHYADDR \(36 bits\)/);
     expect(() => m.read32(2)).toThrow(/not 4-byte aligned/);
+    m.write32(4, 7); // warm the chunk cache: the fast path must still refuse a fractional address
+    expect(() => m.read32(4.5)).toThrow(/not a whole number/);
+    expect(() => m.write32(8.25, 1)).toThrow(PagelabError);
+    expect(() => m.peek32(-4)).toThrow(PagelabError);
     expect(() => new PhysMem({ maxPhysAddrBits: 60 })).toThrow(/32 to 52/);
   });
 

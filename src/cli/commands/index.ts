@@ -1,7 +1,11 @@
 /** Every subcommand, in the order `pagelab --help` lists them. Add one line per command file. */
 import type { Command } from "@commander-js/extra-typings";
+import { registerDemo } from "./demo.ts";
 import { registerMap } from "./map.ts";
+import { registerPt } from "./pt.ts";
 
 export function registerCommands(program: Command): void {
+  registerDemo(program);
   registerMap(program);
+  registerPt(program);
 }

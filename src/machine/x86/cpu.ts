@@ -171,7 +171,7 @@ export class Cpu {
   /** Serve an access from a TLB entry: stale check, rights check, dirty assist. */
   private useEntry(arr: TlbArray, i: number, shift: number, vpn: number, access: number): number {
     const perm = arr.perm[i];
-    const span = 2 ** shift;
+    const span = 1 << shift;
     const pfn = arr.base[i] + (vpn % span);
     if (this.checkStale) this.staleCheck(vpn, pfn, perm);
     if (shift === 0) this.counters.tlbHits4k++;

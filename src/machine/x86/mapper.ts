@@ -65,7 +65,7 @@ export class Flush {
   /** Number of INVLPGs this flush costs on one CPU (0 when it becomes a full flush). */
   get invlpgCount(): number {
     if (!this.required) return 0;
-    const n = Math.ceil(this.pages / 2 ** this.shift);
+    const n = Math.ceil(this.pages / (1 << this.shift));
     return this.tablesFreed > 0 || n > FLUSH_CEILING ? 0 : n;
   }
 
@@ -77,13 +77,13 @@ export class Flush {
     this.consume();
     if (!this.required) return;
     const list = Array.isArray(cpus) ? (cpus as readonly Cpu[]) : [cpus as Cpu];
-    const n = Math.ceil(this.pages / 2 ** this.shift);
+    const n = Math.ceil(this.pages / (1 << this.shift));
     for (const cpu of list) {
       if (this.tablesFreed > 0 || n > FLUSH_CEILING) {
         if (this.global) cpu.invpcid(2);
         else cpu.invpcid(3);
       } else {
-        for (let i = 0; i < n; i++) cpu.invlpg(this.vpn + i * 2 ** this.shift);
+        for (let i = 0; i < n; i++) cpu.invlpg(this.vpn + i * (1 << this.shift));
       }
     }
   }
@@ -183,7 +183,7 @@ export class Mapper {
     if (!Number.isInteger(vpn) || vpn < 0 || vpn >= vpnLimit(this.levels)) {
       fail("NON_CANONICAL", `${what}: page number ${vpn} is outside the ${this.levels}-level address space`);
     }
-    if (vpn % 2 ** shift !== 0) {
+    if (vpn % (1 << shift) !== 0) {
       fail(
         "MISALIGNED",
         `${what}: ${formatVa(vpn, this.levels)} is not aligned to a ${sizeName(shift)} page`,
@@ -197,7 +197,7 @@ export class Mapper {
    */
   map(vpn: number, pfn: number, shift: PageShift, prot: Prot): Flush {
     this.checkVpn(vpn, shift, "map");
-    const span = 2 ** shift;
+    const span = 1 << shift;
     if (!Number.isInteger(pfn) || pfn < 0 || pfn % span !== 0) {
       fail("MISALIGNED", `map: frame ${hex(pfn)} is not aligned to a ${sizeName(shift)} page`);
     }
@@ -290,7 +290,7 @@ export class Mapper {
       const pfn = pfnOf(lo, hi);
       if (level === 1 || ((level === 2 || level === 3) && (lo & Pte.PS) !== 0)) {
         const shift = ((level - 1) * 9) as PageShift;
-        const span = 2 ** shift;
+        const span = 1 << shift;
         const base = pfn - (pfn % span);
         return {
           pfn: base + (vpn % span),
@@ -326,7 +326,7 @@ export class Mapper {
     return {
       base: leaf.base,
       shift: leaf.shift,
-      flush: new Flush(this, vpn, 2 ** leaf.shift, leaf.shift, true, freed, global),
+      flush: new Flush(this, vpn, 1 << leaf.shift, leaf.shift, true, freed, global),
     };
   }
 
@@ -384,7 +384,7 @@ export class Mapper {
     this.port.write32(leaf.entryPa + 4, n.hi);
     this.port.write32(leaf.entryPa, lo);
     const global = ((leaf.lo | lo) & Pte.G) !== 0;
-    return new Flush(this, vpn, 2 ** leaf.shift, leaf.shift, lost || changed, 0, global);
+    return new Flush(this, vpn, 1 << leaf.shift, leaf.shift, lost || changed, 0, global);
   }
 
   private descendUpgradeUser(vpn: number, leafLevel: number): void {
@@ -415,7 +415,7 @@ export class Mapper {
       if (s === 18) out.leaves1g++;
       else if (s === 9) out.leaves2m++;
       else out.leaves4k++;
-      done += 2 ** s;
+      done += 1 << s;
     }
     return out;
   }

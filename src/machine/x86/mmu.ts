@@ -23,7 +23,7 @@
 import type { Cpu } from "./cpu.ts";
 import { Pte, reservedLoMask } from "./pte.ts";
 import { TlbPerm } from "./tlb.ts";
-import { tableIndex } from "./vaddr.ts";
+import { LEVEL_SPAN, tableIndex } from "./vaddr.ts";
 
 /** What kind of access: combine READ/WRITE/FETCH with USER (CPL 3) and IMPLICIT (supervisor implicit). */
 export const enum Access {
@@ -117,7 +117,8 @@ export function walk(cpu: Cpu, vpn: number, access: number): number {
   }
   const rsvdHi = cpu.reservedHi;
   for (;;) {
-    const pa = table * 4096 + tableIndex(vpn, level) * 8;
+    const index = level <= 3 ? (vpn >>> ((level - 1) * 9)) & 511 : (vpn / LEVEL_SPAN[level]) & 511;
+    const pa = table * 4096 + index * 8;
     const lo = mem.peek32(pa);
     const hi = mem.peek32(pa + 4);
     c.walkReads++;
@@ -165,7 +166,7 @@ function walkLeaf(
     cpu.counters.walkWrites++;
   }
   const shift = (level - 1) * 9;
-  const span = 2 ** shift;
+  const span = 1 << shift;
   const pfn = (hi & 0xfffff) * 0x100000 + (lo >>> 12);
   const base = pfn - (pfn % span); // drops the PAT bit (bit 12) of a large leaf
   if ((nlo & Pte.D) !== 0) perm |= TlbPerm.DIRTY;

@@ -18,6 +18,7 @@
  */
 import { fail } from "../../errors.ts";
 import type { PageShift } from "./pte.ts";
+import { LEVEL_SPAN } from "./vaddr.ts";
 
 /** Bits of a cached entry's rights byte. */
 export const enum TlbPerm {
@@ -78,6 +79,8 @@ export class TlbArray {
   readonly base: Float64Array;
   readonly perm: Uint8Array;
   readonly lru: Float64Array;
+  /** Valid entries per page shift (index 0, 9, 18): lookups of a size with none return at once. */
+  readonly live = new Int32Array(19);
   private clock = 0;
 
   constructor(g: TlbArrayGeometry) {
@@ -99,6 +102,7 @@ export class TlbArray {
 
   /** Index of the entry for page number `pn` of size `shift` visible under `pcid`, or -1. */
   lookup(pn: number, shift: number, pcid: number): number {
+    if (this.live[shift] === 0) return -1;
     const ways = this.ways;
     const first = (pn & (this.sets - 1)) * ways;
     const tag = this.tag;
@@ -127,6 +131,8 @@ export class TlbArray {
       }
       if (this.lru[i] < this.lru[victim]) victim = i;
     }
+    if (this.tag[victim] !== -1) this.live[this.shift[victim]]--;
+    this.live[shift]++;
     this.tag[victim] = pn;
     this.shift[victim] = shift;
     this.pcid[victim] = pcid;
@@ -144,13 +150,14 @@ export class TlbArray {
   invalidateAddress(vpn: number, pcid: number, keepGlobal: boolean, sizes: readonly PageShift[]): number {
     let n = 0;
     for (const s of sizes) {
-      const pn = s === 0 ? vpn : Math.floor(vpn / 2 ** s);
+      const pn = s === 0 ? vpn : Math.floor(vpn / (1 << s));
       const first = (pn & (this.sets - 1)) * this.ways;
       for (let i = first; i < first + this.ways; i++) {
         if (this.tag[i] !== pn || this.shift[i] !== s) continue;
         const g = this.global[i] === 1;
         if ((g && !keepGlobal) || (!g && this.pcid[i] === pcid)) {
           this.tag[i] = -1;
+          this.live[s]--;
           n++;
         }
       }
@@ -170,6 +177,7 @@ export class TlbArray {
       const drop = this.global[i] === 1 ? pcid < 0 && !keepGlobal : pcid < 0 || this.pcid[i] === pcid;
       if (drop) {
         this.tag[i] = -1;
+        this.live[this.shift[i]]--;
         n++;
       }
     }
@@ -262,7 +270,7 @@ export class PagingStructureCache {
    */
   lookup(vpn: number, pcid: number, levels: number, out: { base: number; perm: number }): number {
     for (let l = 2; l <= levels; l++) {
-      const pn = Math.floor(vpn / 2 ** ((l - 1) * 9));
+      const pn = Math.floor(vpn / LEVEL_SPAN[l]);
       const i = this.arrays[l].lookup(pn, 0, pcid);
       if (i >= 0) {
         out.base = this.arrays[l].base[i];
@@ -274,7 +282,7 @@ export class PagingStructureCache {
   }
 
   insert(level: number, vpn: number, pcid: number, nextTable: number, perm: number): void {
-    const pn = Math.floor(vpn / 2 ** ((level - 1) * 9));
+    const pn = Math.floor(vpn / LEVEL_SPAN[level]);
     this.arrays[level].insert(pn, 0, pcid, 0, nextTable, perm);
   }
 

@@ -68,9 +68,15 @@ export function formatVa(vpn: number, levels: Levels, offset = 0): string {
   return `0x${vpnToVa(vpn, levels, offset).toString(16).padStart(16, "0")}`;
 }
 
-/** Index into the table at `level` (1 = PT .. 5 = PML5) for a VPN. */
+/** 2^(9 * (level - 1)): how many VPNs one entry at `level` spans (index 1..5). */
+export const LEVEL_SPAN = [0, 1, 512, 262144, 134217728, 68719476736] as const;
+
+/**
+ * Index into the table at `level` (1 = PT .. 5 = PML5) for a VPN. Levels 1-3 take bits below 32 with
+ * shifts; levels 4-5 divide (a VPN has up to 45 bits) and let `& 511` truncate, as ToInt32 does.
+ */
 export function tableIndex(vpn: number, level: number): number {
-  return level <= 3 ? (vpn >>> ((level - 1) * 9)) & 511 : Math.floor(vpn / 2 ** ((level - 1) * 9)) & 511;
+  return level <= 3 ? (vpn >>> ((level - 1) * 9)) & 511 : (vpn / LEVEL_SPAN[level]) & 511;
 }
 
 /** Parse an address string and convert it to a VPN in one step. */
