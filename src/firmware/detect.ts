@@ -82,6 +82,18 @@ export function parseAs(format: FormatId, bytes: Uint8Array, opts: ParseOptions 
   }
 }
 
+/** 24-byte E820 entries with ACPI 3.0 attributes: every type non-zero, every ext word 0 or 1, some 1. */
+function looksLikeAcpi3E820(r: Reader): boolean {
+  if (r.length === 0 || r.length % 24 !== 0) return false;
+  let enabled = false;
+  for (let off = 0; off < r.length; off += 24) {
+    const ext = r.u32(off + 20, "ext");
+    if (r.u32(off + 16, "type") === 0 || ext > 1) return false;
+    enabled ||= ext === 1;
+  }
+  return enabled;
+}
+
 function detectBinary(bytes: Uint8Array): FormatId {
   const r = new Reader(bytes);
   if (r.length >= 16) {
@@ -93,6 +105,7 @@ function detectBinary(bytes: Uint8Array): FormatId {
     const count = r.u64(8, "");
     if (r.u64(0, "") < 16n && count > 0n && BigInt(r.length) === 24n + 32n * count) return "limine-bin";
   }
+  if (looksLikeAcpi3E820(r)) return "e820-bin";
   if (guessDescriptorSize(bytes) !== undefined) return "uefi-bin";
   return "e820-bin";
 }

@@ -9,7 +9,11 @@ import { E820 } from "../../src/firmware/e820-types.ts";
 import { sanitize, updateTable } from "../../src/firmware/sanitize.ts";
 import type { MapEntry, MemoryMap } from "../../src/firmware/types.ts";
 
-const e = (start: number | bigint, end: number | bigint, type: number): MapEntry => ({ start: BigInt(start), end: BigInt(end), type });
+const e = (start: number | bigint, end: number | bigint, type: number): MapEntry => ({
+  start: BigInt(start),
+  end: BigInt(end),
+  type,
+});
 const map = (...entries: MapEntry[]): MemoryMap => ({ format: "test", entries, changes: [] });
 const kinds = (m: MemoryMap) => m.changes.map((c) => c.kind);
 const { RAM, RESERVED, ACPI, NVS, PRAM, SOFT_RESERVED } = E820;
@@ -17,9 +21,15 @@ const { RAM, RESERVED, ACPI, NVS, PRAM, SOFT_RESERVED } = E820;
 describe("sanitize: Linux's e820__update_table", () => {
   it("an overlap goes to the higher type, splitting the lower entry", () => {
     const out = sanitize(map(e(0, 0xfffff, RAM), e(0x40000, 0x4ffff, RESERVED)));
-    expect(out.entries).toEqual([e(0, 0x3ffff, RAM), e(0x40000, 0x4ffff, RESERVED), e(0x50000, 0xfffff, RAM)]);
+    expect(out.entries).toEqual([
+      e(0, 0x3ffff, RAM),
+      e(0x40000, 0x4ffff, RESERVED),
+      e(0x50000, 0xfffff, RAM),
+    ]);
     expect(kinds(out)).toEqual(["relabelled", "split"]);
-    expect(out.changes[0].message).toContain("[mem 0x40000-0x4ffff] of entry #0 [mem 0x0-0xfffff] usable became reserved");
+    expect(out.changes[0].message).toContain(
+      "[mem 0x40000-0x4ffff] of entry #0 [mem 0x0-0xfffff] usable became reserved",
+    );
     expect(out.changes[1].message).toContain("split into 2 entries");
   });
 
@@ -31,7 +41,11 @@ describe("sanitize: Linux's e820__update_table", () => {
 
   it("unsorted input is sorted and the sort is reported", () => {
     const out = sanitize(map(e(0x100000, 0x1fffff, RAM), e(0, 0x9ffff, RAM), e(0xf0000, 0xfffff, RESERVED)));
-    expect(out.entries).toEqual([e(0, 0x9ffff, RAM), e(0xf0000, 0xfffff, RESERVED), e(0x100000, 0x1fffff, RAM)]);
+    expect(out.entries).toEqual([
+      e(0, 0x9ffff, RAM),
+      e(0xf0000, 0xfffff, RESERVED),
+      e(0x100000, 0x1fffff, RAM),
+    ]);
     expect(kinds(out)).toEqual(["sorted"]);
   });
 
@@ -39,7 +53,9 @@ describe("sanitize: Linux's e820__update_table", () => {
     const out = sanitize(map(e(0, 0xfff, RAM), e(0x1000, 0x1fff, RAM), e(0x1800, 0x2fff, RAM)));
     expect(out.entries).toEqual([e(0, 0x2fff, RAM)]);
     expect(kinds(out)).toEqual(["merged"]);
-    expect(out.changes[0].message).toBe("3 overlapping or adjacent usable entries (#0, #1, #2) were merged into [mem 0x0-0x2fff]");
+    expect(out.changes[0].message).toBe(
+      "3 overlapping or adjacent usable entries (#0, #1, #2) were merged into [mem 0x0-0x2fff]",
+    );
   });
 
   it("unaligned entries are kept byte-exact (Linux aligns only later, in memblock)", () => {
@@ -52,7 +68,9 @@ describe("sanitize: Linux's e820__update_table", () => {
     const out = sanitize(map(e(0, 0xfff, RAM), e(0x5000, 0x4fff, RESERVED), e(0x1000, 0x1fff, RAM)));
     expect(out.entries).toEqual([e(0, 0x1fff, RAM)]);
     expect(kinds(out)).toEqual(["dropped", "merged"]);
-    expect(out.changes[0].message).toContain("entry #1 [mem 0x5000-0x4fff] reserved was dropped: it has zero length");
+    expect(out.changes[0].message).toContain(
+      "entry #1 [mem 0x5000-0x4fff] reserved was dropped: it has zero length",
+    );
   });
 
   it("a wrapping entry is dropped, quoting what Linux would have done", () => {
@@ -67,7 +85,10 @@ describe("sanitize: Linux's e820__update_table", () => {
 
   it("PRAM (type 12) is never merged, and an overlap ending inside it splits it", () => {
     const adjacent = sanitize(map(e(0x100000000n, 0x13fffffffn, PRAM), e(0x140000000n, 0x17fffffffn, PRAM)));
-    expect(adjacent.entries).toEqual([e(0x100000000n, 0x13fffffffn, PRAM), e(0x140000000n, 0x17fffffffn, PRAM)]);
+    expect(adjacent.entries).toEqual([
+      e(0x100000000n, 0x13fffffffn, PRAM),
+      e(0x140000000n, 0x17fffffffn, PRAM),
+    ]);
     expect(adjacent.changes).toEqual([]);
     const inside = sanitize(map(e(0x100000000n, 0x1ffffffffn, PRAM), e(0x80000000n, 0x13fffffffn, RAM)));
     expect(inside.entries).toEqual([
@@ -80,7 +101,9 @@ describe("sanitize: Linux's e820__update_table", () => {
   });
 
   it("soft reserved (0xefffffff) beats every type, is never merged, and is cut at every change point", () => {
-    const out = sanitize(map(e(0, 0xffff, SOFT_RESERVED), e(0x10000, 0x1ffff, SOFT_RESERVED), e(0x8000, 0x17fff, NVS)));
+    const out = sanitize(
+      map(e(0, 0xffff, SOFT_RESERVED), e(0x10000, 0x1ffff, SOFT_RESERVED), e(0x8000, 0x17fff, NVS)),
+    );
     // The NVS entry vanishes, but its start and end still cut the soft-reserved ranges (e820_nomerge).
     expect(out.entries).toEqual([
       e(0, 0x7fff, SOFT_RESERVED),
@@ -97,7 +120,9 @@ describe("sanitize: Linux's e820__update_table", () => {
   });
 
   it("is idempotent: a sanitized table sanitizes to itself with no changes", () => {
-    const once = sanitize(map(e(0x5000, 0x8fff, RESERVED), e(0, 0x6fff, RAM), e(0x9000, 0x9fff, RAM), e(0x8000, 0x8fff, PRAM)));
+    const once = sanitize(
+      map(e(0x5000, 0x8fff, RESERVED), e(0, 0x6fff, RAM), e(0x9000, 0x9fff, RAM), e(0x8000, 0x8fff, PRAM)),
+    );
     const twice = sanitize({ ...once, changes: [] });
     expect(twice.entries).toEqual(once.entries);
     expect(twice.changes).toEqual([]);
