@@ -192,7 +192,7 @@ describe("binary formats and their errors", () => {
     ]);
     expect(m.changes[0].message).toContain("type 9");
     const mbi = new DataView(new ArrayBuffer(40));
-    [40, 0, 4, 16, 639, 1024 * 1023, 0, 8].forEach((v, i) => mbi.setUint32(i * 4, v, true));
+    for (const [i, v] of [40, 0, 4, 16, 639, 1024 * 1023, 0, 8].entries()) mbi.setUint32(i * 4, v, true);
     const basic = parseMultiboot2(new Uint8Array(mbi.buffer));
     expect(basic.entries[1]).toEqual({
       start: 0x100000n,
@@ -203,7 +203,7 @@ describe("binary formats and their errors", () => {
 
   it("a bad tag size names its offset", () => {
     const mbi = new DataView(new ArrayBuffer(24));
-    [24, 0, 6, 999].forEach((v, i) => mbi.setUint32(i * 4, v, true));
+    for (const [i, v] of [24, 0, 6, 999].entries()) mbi.setUint32(i * 4, v, true);
     expect(thrown(() => parseMultiboot2(new Uint8Array(mbi.buffer), "m.bin")).message).toContain(
       "m.bin: byte offset 12",
     );
