@@ -255,7 +255,7 @@ export class Partitioned implements FrameAllocator {
       sum((x) => x.transientBytes),
     );
     s.freeByOrder = new Array<number>(NR_ORDERS).fill(0);
-    for (const x of each) x.freeByOrder.forEach((v, o) => (s.freeByOrder[o] += v));
+    for (const x of each) for (let o = 0; o < NR_ORDERS; o++) s.freeByOrder[o] += x.freeByOrder[o] ?? 0;
     return s;
   }
 
