@@ -92,7 +92,7 @@ export function parseOwnJson(text: string, source?: string): MemoryMap {
 }
 
 export function parseOwnYaml(text: string, source?: string): MemoryMap {
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, logLevel: "error" });
   if (doc.errors.length > 0) {
     const e = doc.errors[0];
     fail("BAD_YAML", `${source ?? "input"}:${e.linePos?.[0].line ?? "?"}: ${e.message.split("\n")[0]}`);
@@ -102,7 +102,13 @@ export function parseOwnYaml(text: string, source?: string): MemoryMap {
     if (!node?.range) return "";
     return `:${text.slice(0, node.range[0]).split("\n").length}`;
   };
-  const map = validate(doc.toJS({ maxAliasCount: 100 }), source, lineOf);
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: 100 });
+  } catch (e) {
+    return fail("BAD_YAML", `${source ?? "input"}: ${(e as Error).message.split("\n")[0]}`);
+  }
+  const map = validate(data, source, lineOf);
   return { ...map, format: "yaml" };
 }
 
