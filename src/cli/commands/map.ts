@@ -101,8 +101,10 @@ function printTable(map: MemoryMap): void {
 }
 
 function printChanges(changes: readonly Change[], limit = 40): void {
-  if (changes.length === 0)
-    return console.log(pc.dim("\nno changes: the map was already sorted, merged and non-overlapping"));
+  if (changes.length === 0) {
+    console.log(pc.dim("\nno changes: the map was already sorted, merged and non-overlapping"));
+    return;
+  }
   console.log(`\n${pc.bold(`${changes.length} change(s):`)}`);
   for (const c of changes.slice(0, limit)) console.log(`  ${pc.cyan(c.kind.padEnd(10))} ${c.message}`);
   if (changes.length > limit) console.log(pc.dim(`  ... ${changes.length - limit} more (--json lists all)`));
@@ -124,8 +126,10 @@ function showMap(map: MemoryMap, json: boolean): void {
     type: e820TypeName(e.type),
   }));
   const summary = { usableBytes: usableBytes(map), usablePages: usablePages(map) };
-  if (json)
-    return printJson({ format: map.format, entries, ...summary, changes: map.changes.map(changeJson) });
+  if (json) {
+    printJson({ format: map.format, entries, ...summary, changes: map.changes.map(changeJson) });
+    return;
+  }
   console.log(`${pc.bold(map.source ?? map.format)} (${map.format}): ${map.entries.length} entries`);
   printTable(map);
   printBars(map);
