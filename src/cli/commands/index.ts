@@ -2,10 +2,12 @@
 import type { Command } from "@commander-js/extra-typings";
 import { registerDemo } from "./demo.ts";
 import { registerMap } from "./map.ts";
+import { registerPmm } from "./pmm.ts";
 import { registerPt } from "./pt.ts";
 
 export function registerCommands(program: Command): void {
   registerDemo(program);
   registerMap(program);
+  registerPmm(program);
   registerPt(program);
 }

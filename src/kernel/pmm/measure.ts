@@ -1,0 +1,187 @@
+/**
+ * The measures every PMM design reports, computed the same way for all of them on a layout,
+ * deterministically (seeded RNG; no host time):
+ *
+ *   - metadata: standing bytes (placed at creation), per GiB of managed RAM and as a percentage;
+ *     transient bytes (frames holding the allocator's own structures) after boot and at the peak seen;
+ *   - memory references (32-bit reads + writes through the port, from `Counters`) per order-0 alloc and
+ *     per order-0 free, averaged over a batch in the state right after boot;
+ *   - the largest order that still succeeds, after boot and after churn;
+ *   - Linux's unusable free space index per order (mm/vmstat.c `unusable_free_index`):
+ *     (free_pages - sum_{o >= j} nr_free[o] * 2^o) / free_pages, after churn (0 = every free frame is in
+ *     a block of order >= j, 1 = none is);
+ *   - the success rate of high-order requests after churn: attempts = min(64, free frames / 2^k) blocks
+ *     of order k (kept while probing), successes / attempts.
+ *
+ * Churn: fill to `fill` (70 %) of the free frames with orders 0..3 (weights 8:4:2:1; order 0 only for
+ * designs without contiguity; 3/4 of requests movable, 1/4 unmovable kernel allocations), then `churnSteps` random alloc/free steps around that level, then free a
+ * random half of what is held: the fragmented state that a long-running kernel sees.
+ */
+import { Rng } from "../../machine/rng.ts";
+import { MAX_ORDER } from "./common.ts";
+import type { AllocConstraints, FrameAllocator, FrameRange, PmmDesign, PmmLayout } from "./interface.ts";
+import { bringUp } from "./setup.ts";
+
+export interface MeasureOptions {
+  seed?: number;
+  reserved?: FrameRange[];
+  fill?: number;
+  churnSteps?: number;
+  /** Orders whose high-order success rate is reported (default 4 and 9). */
+  highOrders?: number[];
+}
+
+export interface HighOrderRate {
+  order: number;
+  attempts: number;
+  successes: number;
+  rate: number;
+}
+
+export interface PmmMeasures {
+  design: string;
+  summary: string;
+  maxOrder: number;
+  managedBytes: number;
+  metadataBytes: number;
+  metadataPerGiB: number;
+  metadataPercent: number;
+  transientBytesBoot: number;
+  transientBytesPeak: number;
+  refsPerAlloc: number;
+  refsPerFree: number;
+  largestOrderBoot: number;
+  largestOrderChurn: number;
+  largestFreeRunChurn: number;
+  /** Unusable free space index per order 0..10, after churn, as a fraction 0..1. */
+  unusableIndex: number[];
+  highOrder: HighOrderRate[];
+  /** `/proc/buddyinfo` lines after churn (buddy designs). */
+  buddyinfo: string[];
+}
+
+/** Linux's unusable_free_index for order j, as a fraction (Linux prints it x1000 as 0.xxx). */
+export function unusableIndex(freeByOrder: number[], j: number): number {
+  let free = 0;
+  let suitable = 0;
+  for (let o = 0; o < freeByOrder.length; o++) {
+    free += freeByOrder[o] * 2 ** o;
+    if (o >= j) suitable += freeByOrder[o] * 2 ** o;
+  }
+  return free === 0 ? 0 : Math.floor(((free - suitable) * 1000) / free) / 1000;
+}
+
+/** The largest order (from maxOrder down) whose allocation succeeds now; the block is freed again. */
+export function largestOrder(a: FrameAllocator): number {
+  for (let k = a.maxOrder ?? MAX_ORDER; k >= 0; k--) {
+    const p = a.alloc(k);
+    if (p >= 0) {
+      a.free(p, k);
+      return k;
+    }
+  }
+  return -1;
+}
+
+export function measure(design: PmmDesign, layout: PmmLayout, opts: MeasureOptions = {}): PmmMeasures {
+  const up = bringUp(design, layout, { reserved: opts.reserved });
+  const a = up.alloc;
+  const c = up.counters;
+  const rng = new Rng(opts.seed ?? 42);
+  const boot = a.stats();
+  let transientPeak = boot.transientBytes;
+
+  // References per order-0 alloc and free, from the boot state.
+  const batch = Math.min(1000, Math.floor(boot.freeFrames / 2));
+  const got: number[] = [];
+  let r0 = c.memReads + c.memWrites;
+  for (let i = 0; i < batch; i++) got.push(a.alloc(0));
+  const refsAlloc = (c.memReads + c.memWrites - r0) / Math.max(batch, 1);
+  r0 = c.memReads + c.memWrites;
+  for (let i = batch - 1; i >= 0; i--) a.free(got[i], 0);
+  const refsFree = (c.memReads + c.memWrites - r0) / Math.max(batch, 1);
+  const largestBoot = largestOrder(a);
+
+  // Churn.
+  const maxSmall = Math.min(3, a.maxOrder ?? MAX_ORDER);
+  const pickOrder = () => {
+    if (maxSmall === 0) return 0;
+    const x = rng.below(15);
+    return Math.min(maxSmall, x < 8 ? 0 : x < 12 ? 1 : x < 14 ? 2 : 3);
+  };
+  const heldPfn: number[] = [];
+  const heldOrd: number[] = [];
+  let heldFrames = 0;
+  const target = Math.floor(boot.freeFrames * (opts.fill ?? 0.7));
+  const movable: AllocConstraints = { mobility: "movable" };
+  const take = (k: number): boolean => {
+    const p = rng.below(4) === 0 ? a.alloc(k) : a.alloc(k, movable);
+    if (p < 0) return false;
+    heldPfn.push(p);
+    heldOrd.push(k);
+    heldFrames += 2 ** k;
+    return true;
+  };
+  const drop = (i: number) => {
+    a.free(heldPfn[i], heldOrd[i]);
+    heldFrames -= 2 ** heldOrd[i];
+    heldPfn[i] = heldPfn[heldPfn.length - 1];
+    heldOrd[i] = heldOrd[heldOrd.length - 1];
+    heldPfn.pop();
+    heldOrd.pop();
+  };
+  while (heldFrames < target) if (!take(pickOrder())) break;
+  transientPeak = Math.max(transientPeak, a.stats().transientBytes);
+  const steps = opts.churnSteps ?? 50_000;
+  for (let s = 0; s < steps; s++) {
+    if (heldPfn.length > 0 && (heldFrames >= target || rng.below(2) === 0)) drop(rng.below(heldPfn.length));
+    else take(pickOrder());
+  }
+  for (let i = heldPfn.length - 1; i >= 0; i--) if (rng.below(2) === 0) drop(i);
+  const churned = a.stats();
+  transientPeak = Math.max(transientPeak, churned.transientBytes);
+  const unusable: number[] = [];
+  for (let j = 0; j <= MAX_ORDER; j++) unusable.push(unusableIndex(churned.freeByOrder, j));
+  const buddyinfo = a.buddyinfo?.() ?? [];
+  const largestChurn = largestOrder(a);
+
+  const highOrder: HighOrderRate[] = [];
+  for (const k of opts.highOrders ?? [4, 9]) {
+    const attempts = Math.min(64, Math.floor(churned.freeFrames / 2 ** k));
+    const probe: number[] = [];
+    if (k <= (a.maxOrder ?? MAX_ORDER)) {
+      for (let i = 0; i < attempts; i++) {
+        const p = a.alloc(k);
+        if (p >= 0) probe.push(p);
+      }
+    }
+    for (const p of probe) a.free(p, k);
+    highOrder.push({
+      order: k,
+      attempts,
+      successes: probe.length,
+      rate: attempts === 0 ? 0 : probe.length / attempts,
+    });
+  }
+
+  const managedBytes = boot.managedFrames * 4096;
+  return {
+    design: design.name,
+    summary: design.summary,
+    maxOrder: a.maxOrder ?? MAX_ORDER,
+    managedBytes,
+    metadataBytes: boot.metadataBytes,
+    metadataPerGiB: managedBytes === 0 ? 0 : boot.metadataBytes / (managedBytes / 2 ** 30),
+    metadataPercent: managedBytes === 0 ? 0 : (100 * boot.metadataBytes) / managedBytes,
+    transientBytesBoot: boot.transientBytes,
+    transientBytesPeak: transientPeak,
+    refsPerAlloc: refsAlloc,
+    refsPerFree: refsFree,
+    largestOrderBoot: largestBoot,
+    largestOrderChurn: largestChurn,
+    largestFreeRunChurn: churned.largestFreeRun,
+    unusableIndex: unusable,
+    highOrder,
+    buddyinfo,
+  };
+}
