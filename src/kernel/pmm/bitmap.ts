@@ -25,13 +25,13 @@ import type { PhysPort } from "../../machine/phys-mem.ts";
 import {
   allocFramesVia,
   badFree,
-  checkFreeArgs,
+  checkFreeArgs as checkFreeArgs_,
   checkLayout,
   effectiveOrder,
-  fits,
+  fits as fits_,
   invariant,
-  ORDER_1G,
-  PAGE,
+  ORDER_1G as ORDER_1G_,
+  PAGE as PAGE_,
   pageRound,
   popcount32,
   RegionTable,
@@ -45,6 +45,12 @@ import type {
   PmmLayout,
   PmmStats,
 } from "./interface.ts";
+
+// Module-local copies: the loader compiles imports to getter calls, too slow for hot paths.
+const PAGE = PAGE_;
+const ORDER_1G = ORDER_1G_;
+const checkFreeArgs = checkFreeArgs_;
+const fits = fits_;
 
 const ALL = 0xffffffff;
 const REGION_ALIGN = 1024;
@@ -237,7 +243,7 @@ export class BitmapAllocator implements FrameAllocator {
   private searchBig(r: number, k: number, q0: number, q1: number, c: AllocConstraints | undefined): number {
     const base = this.regions.start[r];
     const qn = (this.regions.end[r] - base) / 1024;
-    const n = 2 ** (k - 10);
+    const n = 1 << (k - 10);
     let q = q0 + ((n - ((base / 1024 + q0) % n)) % n);
     for (; q < q1 && q + n <= qn; q += n) {
       let ok = true;
@@ -260,11 +266,11 @@ export class BitmapAllocator implements FrameAllocator {
       const u = port.read32(this.usedPa[r] + w * 4);
       this.writeUsed(r, w, u, (u | m) >>> 0);
     } else {
-      this.fillWords(r, w, 2 ** (k - 5), ALL);
+      this.fillWords(r, w, 1 << (k - 5), ALL);
     }
     const h = this.headPa[r] + w * 4;
     port.write32(h, (port.read32(h) | (1 << (s & 31))) >>> 0);
-    this.nfree -= 2 ** k;
+    this.nfree -= 1 << k;
   }
 
   /** Set n whole used words (n >= 2, aligned) to val (ALL or 0), updating summaries word-wise in bulk. */
@@ -308,16 +314,16 @@ export class BitmapAllocator implements FrameAllocator {
       const u = port.read32(this.usedPa[r] + w * 4);
       this.writeUsed(r, w, u, (u & ~m) >>> 0);
     } else {
-      this.fillWords(r, w, 2 ** (order - 5), 0);
+      this.fillWords(r, w, 1 << (order - 5), 0);
     }
     const h = this.headPa[r] + w * 4;
     port.write32(h, (port.read32(h) & ~bit) >>> 0);
-    this.nfree += 2 ** order;
+    this.nfree += 1 << order;
   }
 
   /** The block at pfn must be exactly 2^order frames: all allocated tails, then a non-tail. */
   private checkExtent(r: number, s: number, order: number, pfn: number): void {
-    const n = 2 ** order;
+    const n = 1 << order;
     const span = this.regions.end[r] - this.regions.start[r];
     if (s + n > span) badFree("WRONG_ORDER", this.name, pfn, order, "the block would run past its region");
     const port = this.port;

@@ -34,16 +34,16 @@ import type { PhysPort } from "../../machine/phys-mem.ts";
 import {
   allocFramesVia,
   badFree,
-  checkFreeArgs,
+  checkFreeArgs as checkFreeArgs_,
   checkLayout,
   effectiveOrder,
-  fits,
+  fits as fits_,
   invariant,
   isHard,
-  MAX_ORDER,
-  NIL,
-  NR_ORDERS,
-  PAGE,
+  MAX_ORDER as MAX_ORDER_,
+  NIL as NIL_,
+  NR_ORDERS as NR_ORDERS_,
+  PAGE as PAGE_,
   pageRound,
   RegionTable,
   statsFromFree,
@@ -57,6 +57,14 @@ import type {
   PmmLayout,
   PmmStats,
 } from "./interface.ts";
+
+// Module-local copies: the loader compiles imports to getter calls, too slow for hot paths.
+const NIL = NIL_;
+const MAX_ORDER = MAX_ORDER_;
+const NR_ORDERS = NR_ORDERS_;
+const PAGE = PAGE_;
+const checkFreeArgs = checkFreeArgs_;
+const fits = fits_;
 
 /** Record word-0 fields. */
 export const enum Rec {
@@ -257,7 +265,7 @@ export class Buddy implements FrameAllocator {
     while (o > k) {
       o--;
       this.splits++;
-      const half = 2 ** o;
+      const half = 1 << o;
       if (target >= half) {
         this.push(this.pbType(pfn), o, idx);
         idx += half;
@@ -296,7 +304,7 @@ export class Buddy implements FrameAllocator {
         this.steals++;
         const pfn = this.regions.pfnOf(idx);
         if (o >= PAGEBLOCK_ORDER) {
-          for (let p = pfn; p < pfn + 2 ** o; p += 512) this.setPbType(p, mt);
+          for (let p = pfn; p < pfn + (1 << o); p += 512) this.setPbType(p, mt);
         } else if (o >= PAGEBLOCK_ORDER >> 1 || mt !== Mt.MOVABLE) {
           this.claimPageblock(pfn, mt);
         }
@@ -318,8 +326,8 @@ export class Buddy implements FrameAllocator {
       const w = this.port.read32(this.rec(this.regions.base[r] + p - this.regions.start[r]));
       const st = w & Rec.STATE_MASK;
       const o = (w >>> Rec.ORDER_SHIFT) & 0xff;
-      if (st === Rec.BUDDY) free += 2 ** o;
-      p += st === Rec.NONE ? 1 : 2 ** o;
+      if (st === Rec.BUDDY) free += 1 << o;
+      p += st === Rec.NONE ? 1 : 1 << o;
     }
     if (free < 256) return;
     this.setPbType(pfn, mt);
@@ -332,7 +340,7 @@ export class Buddy implements FrameAllocator {
         this.unlink((w >>> Rec.MT_SHIFT) & 0xf, o, idx);
         this.push(mt, o, idx);
       }
-      p += st === Rec.NONE ? 1 : 2 ** o;
+      p += st === Rec.NONE ? 1 : 1 << o;
     }
   }
 
@@ -342,7 +350,7 @@ export class Buddy implements FrameAllocator {
     const rs = this.regions.start[r];
     const re = this.regions.end[r];
     while (k < MAX_ORDER) {
-      const size = 2 ** k;
+      const size = 1 << k;
       const bpfn = pfn % (2 * size) === 0 ? pfn + size : pfn - size;
       if (bpfn < rs || bpfn + size > re) break;
       const bidx = idx + (bpfn - pfn);
@@ -417,7 +425,7 @@ export class Buddy implements FrameAllocator {
         const count = this.port.read32(this.pcpPa + (cpu * PCP_ORDERS + k) * 8 + 4);
         if (count === 0) continue;
         this.drain(cpu, k, count);
-        moved += count * 2 ** k;
+        moved += count * (1 << k);
       }
     }
     return moved;
@@ -435,13 +443,13 @@ export class Buddy implements FrameAllocator {
     for (let p = startPfn; p < end; ) {
       const r = this.regions.indexOf(p);
       let o = MAX_ORDER;
-      while (o > 0 && (p % 2 ** o !== 0 || p + 2 ** o > Math.min(end, this.regions.end[r]))) o--;
+      while (o > 0 && (p % (1 << o) !== 0 || p + (1 << o) > Math.min(end, this.regions.end[r]))) o--;
       const idx = this.regions.base[r] + p - this.regions.start[r];
       if ((this.port.read32(this.rec(idx)) & Rec.STATE_MASK) !== Rec.NONE) {
         badFree("BAD_FREE", this.name, p, o, "addFree of a frame the allocator already manages");
       }
       this.freeBlock(idx, p, o, r);
-      p += 2 ** o;
+      p += 1 << o;
     }
     this.managed += count;
     this.nfree += count;
@@ -490,7 +498,7 @@ export class Buddy implements FrameAllocator {
     }
     if (idx < 0) return -1;
     this.port.write32(this.rec(idx), Rec.ALLOC | (k << Rec.ORDER_SHIFT));
-    this.nfree -= 2 ** k;
+    this.nfree -= 1 << k;
     return this.regions.pfnOf(idx);
   }
 
@@ -502,11 +510,11 @@ export class Buddy implements FrameAllocator {
         const list = (mt + t) % nmt;
         for (let idx = this.port.read32(this.faPa + (list * NR_ORDERS + o) * 8); idx !== NIL; ) {
           const pfn = this.regions.pfnOf(idx);
-          const subs = Math.min(2 ** (o - k), Math.max(this.colours, 1));
+          const subs = Math.min(1 << (o - k), Math.max(this.colours, 1));
           for (let j = 0; j < subs; j++) {
-            if (!fits(pfn + j * 2 ** k, k, c, this.colours)) continue;
+            if (!fits(pfn + j * (1 << k), k, c, this.colours)) continue;
             this.unlink(list, o, idx);
-            return this.expand(idx, pfn, o, k, j * 2 ** k);
+            return this.expand(idx, pfn, o, k, j * (1 << k));
           }
           idx = this.port.read32(this.rec(idx) + 4);
         }
@@ -521,7 +529,7 @@ export class Buddy implements FrameAllocator {
 
   free(pfn: number, order: number): void {
     const r = this.regions.indexOf(pfn);
-    if (r < 0 || !Number.isInteger(order) || order < 0 || order > MAX_ORDER || pfn % 2 ** order !== 0) {
+    if (r < 0 || !Number.isInteger(order) || order < 0 || order > MAX_ORDER || pfn % (1 << order) !== 0) {
       checkFreeArgs(this.name, pfn, order, MAX_ORDER);
       badFree("BAD_FREE", this.name, pfn, order, "not in usable RAM");
     }
@@ -530,7 +538,7 @@ export class Buddy implements FrameAllocator {
     const rp = this.rec(idx);
     const w = port.read32(rp);
     if (w !== (Rec.ALLOC | (order << Rec.ORDER_SHIFT))) this.diagnose(pfn, order, idx, r, w);
-    this.nfree += 2 ** order;
+    this.nfree += 1 << order;
     if (this.pcp && order < PCP_ORDERS) {
       const cpu = this.currentCpu;
       const pa = this.pcpPa + (cpu * PCP_ORDERS + order) * 8;
@@ -553,7 +561,7 @@ export class Buddy implements FrameAllocator {
     if (st === Rec.ALLOC)
       badFree("WRONG_ORDER", this.name, pfn, order, `the block was allocated with order ${o}`);
     for (let j = 1; j <= MAX_ORDER; j++) {
-      const h = pfn - (pfn % 2 ** j);
+      const h = pfn - (pfn % (1 << j));
       if (h < this.regions.start[r]) break;
       const hw = this.port.read32(this.rec(idx - (pfn - h)));
       const hs = hw & Rec.STATE_MASK;
@@ -605,7 +613,7 @@ export class Buddy implements FrameAllocator {
       for (let o = 0; o <= MAX_ORDER; o++) {
         let guard = this.nrFree(mt, o) + 1;
         for (let idx = this.port.read32(this.faPa + (mt * NR_ORDERS + o) * 8); idx !== NIL && guard-- > 0; ) {
-          fn(this.regions.pfnOf(idx), 2 ** o);
+          fn(this.regions.pfnOf(idx), 1 << o);
           idx = this.port.read32(this.rec(idx) + 4);
         }
       }
@@ -620,7 +628,7 @@ export class Buddy implements FrameAllocator {
           idx !== NIL && n-- > 0;
           idx = this.port.read32(this.rec(idx) + 4)
         ) {
-          fn(this.regions.pfnOf(idx), 2 ** k);
+          fn(this.regions.pfnOf(idx), 1 << k);
         }
       }
     }
@@ -705,13 +713,13 @@ export class Buddy implements FrameAllocator {
           if (port.read32(r + 8) !== prev) invariant(name, `record ${idx}: prev link broken`);
           const pfn = this.regions.pfnOf(idx);
           const reg = this.regions.indexOf(pfn);
-          if (pfn % 2 ** o !== 0)
+          if (pfn % (1 << o) !== 0)
             invariant(name, `free block 0x${pfn.toString(16)} misaligned for order ${o}`);
-          if (pfn + 2 ** o > this.regions.end[reg])
+          if (pfn + (1 << o) > this.regions.end[reg])
             invariant(name, `free block 0x${pfn.toString(16)} leaves its region`);
           if (o < MAX_ORDER) {
-            const b = pfn % 2 ** (o + 1) === 0 ? pfn + 2 ** o : pfn - 2 ** o;
-            const inside = b >= this.regions.start[reg] && b + 2 ** o <= this.regions.end[reg];
+            const b = pfn % (1 << (o + 1)) === 0 ? pfn + (1 << o) : pfn - (1 << o);
+            const inside = b >= this.regions.start[reg] && b + (1 << o) <= this.regions.end[reg];
             const bi = this.regions.base[reg] + b - this.regions.start[reg];
             if (inside && (port.read32(this.rec(bi)) & 0xffff) === (Rec.BUDDY | (o << Rec.ORDER_SHIFT))) {
               invariant(
@@ -720,8 +728,8 @@ export class Buddy implements FrameAllocator {
               );
             }
           }
-          iv.push(pfn, 2 ** o);
-          free += 2 ** o;
+          iv.push(pfn, 1 << o);
+          free += 1 << o;
           prev = idx;
           idx = port.read32(r + 4);
         }
@@ -743,8 +751,8 @@ export class Buddy implements FrameAllocator {
             const w = port.read32(this.rec(idx));
             if (w !== (Rec.PCP | (k << Rec.ORDER_SHIFT) | (cpu << Rec.CPU_SHIFT)))
               invariant(name, `pcp record ${idx} has word 0x${w.toString(16)}`);
-            iv.push(this.regions.pfnOf(idx), 2 ** k);
-            free += 2 ** k;
+            iv.push(this.regions.pfnOf(idx), 1 << k);
+            free += 1 << k;
           }
           if (n !== count)
             invariant(name, `pcp list (cpu ${cpu}, order ${k}) holds ${n}, count says ${count}`);
@@ -764,10 +772,10 @@ export class Buddy implements FrameAllocator {
         if (st === Rec.BUDDY) heads++;
         else if (st === Rec.PCP) pcpHeads++;
         else if (st === Rec.ALLOC) {
-          if (p % 2 ** o !== 0 || p + 2 ** o > this.regions.end[r])
+          if (p % (1 << o) !== 0 || p + (1 << o) > this.regions.end[r])
             invariant(name, `allocated block 0x${p.toString(16)} (order ${o}) misplaced`);
-          iv.push(p, 2 ** o);
-          allocated += 2 ** o;
+          iv.push(p, 1 << o);
+          allocated += 1 << o;
         } else if (st !== Rec.NONE) invariant(name, `record of 0x${p.toString(16)} has state ${st}`);
       }
     }

@@ -25,14 +25,14 @@ import { type Buddy, buddyDesign, Rec } from "./buddy.ts";
 import {
   allocFramesVia,
   badFree,
-  checkFreeArgs,
+  checkFreeArgs as checkFreeArgs_,
   effectiveOrder,
-  fits,
+  fits as fits_,
   invariant,
-  NIL,
-  ORDER_1G,
-  ORDER_2M,
-  PAGE,
+  NIL as NIL_,
+  ORDER_1G as ORDER_1G_,
+  ORDER_2M as ORDER_2M_,
+  PAGE as PAGE_,
   pageRound,
   RegionTable,
   statsFromFree,
@@ -45,6 +45,14 @@ import type {
   PmmLayout,
   PmmStats,
 } from "./interface.ts";
+
+// Module-local copies: the loader compiles imports to getter calls, too slow for hot paths.
+const NIL = NIL_;
+const PAGE = PAGE_;
+const ORDER_1G = ORDER_1G_;
+const ORDER_2M = ORDER_2M_;
+const checkFreeArgs = checkFreeArgs_;
+const fits = fits_;
 
 const enum S2 {
   BUDDY = 0,

@@ -22,10 +22,10 @@ import {
   AllocMap,
   allocFramesVia,
   badFree,
-  checkFreeArgs,
+  checkFreeArgs as checkFreeArgs_,
   checkLayout,
   effectiveOrder,
-  fits,
+  fits as fits_,
   invariant,
   isHard,
   RegionTable,
@@ -41,6 +41,10 @@ import type {
   PmmLayout,
   PmmStats,
 } from "./interface.ts";
+
+// Module-local copies: the loader compiles imports to getter calls, too slow for hot paths.
+const checkFreeArgs = checkFreeArgs_;
+const fits = fits_;
 
 /** Frame numbers per stack page (the first u64 is the link). */
 export const PER_STACK_PAGE = 511;

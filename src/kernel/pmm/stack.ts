@@ -22,10 +22,10 @@ import {
   AllocMap,
   allocFramesVia,
   badFree,
-  checkFreeArgs,
+  checkFreeArgs as checkFreeArgs_,
   checkLayout,
   effectiveOrder,
-  fits,
+  fits as fits_,
   invariant,
   isHard,
   RegionTable,
@@ -40,6 +40,10 @@ import type {
   PmmLayout,
   PmmStats,
 } from "./interface.ts";
+
+// Module-local copies: the loader compiles imports to getter calls, too slow for hot paths.
+const checkFreeArgs = checkFreeArgs_;
+const fits = fits_;
 
 const PER_PAGE = 512;
 
