@@ -44,6 +44,9 @@ export class Counters {
   ptPagesAllocated = 0;
   ptPagesFreed = 0;
 
+  /** Temporary-window (fixmap) remaps: a PTE rewrite plus an INVLPG each. */
+  windowRemaps = 0;
+
   /** Stale TLB entries found by the checker (a missing flush). */
   staleTlbHits = 0;
 

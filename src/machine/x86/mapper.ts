@@ -24,7 +24,7 @@ import type { Counters } from "../counters.ts";
 import type { PhysPort } from "../phys-mem.ts";
 import type { Cpu } from "./cpu.ts";
 import { encodeLeaf, hiWithPfn, loWithPfn, type PageShift, type Prot, Pte, PteHi, pfnOf } from "./pte.ts";
-import { type Levels, formatVa, tableIndex, vpnLimit } from "./vaddr.ts";
+import { formatVa, LEVEL_SPAN, type Levels, tableIndex, vpnLimit } from "./vaddr.ts";
 
 /** Where page-table frames come from. */
 export interface FrameSource {
@@ -100,6 +100,50 @@ export class Flush {
   }
 }
 
+/**
+ * How kernel code reaches page-table entries. An entry is named by the table frame that holds it, its
+ * level (1 = PT .. 5 = PML5) and a VPN on its path: physical-style access (direct map, windows) uses the
+ * frame; recursive mapping uses the level and VPN, because it reaches tables by their place in the tree.
+ */
+export interface TableAccess {
+  /** Word 0 (bits 31..0) or 4 (bits 63..32) of the entry for `vpn` at `level`, in table frame `table`. */
+  read(table: number, level: number, vpn: number, word: number): number;
+  write(table: number, level: number, vpn: number, word: number, value: number): void;
+  /** Low word of entry `i` of the table at `level` on the path of `vpn` (emptiness scans). */
+  readIndex(table: number, level: number, vpn: number, i: number): number;
+  /** A fresh table frame before it is linked (physical access zeroes it here). */
+  prepare(table: number): void;
+  /** A new table of `level` on the path of `vpn` was just linked (recursive access zeroes it here). */
+  linked(table: number, level: number, vpn: number): void;
+  /** The table of `level` on the path of `vpn` was just unlinked, before it is freed. */
+  unlinked(table: number, level: number, vpn: number): void;
+}
+
+/** Entries reached by physical address through a `PhysPort` (raw RAM, the direct map, windows). */
+export class PortTableAccess implements TableAccess {
+  constructor(readonly port: PhysPort) {}
+
+  read(table: number, level: number, vpn: number, word: number): number {
+    return this.port.read32(table * 4096 + tableIndex(vpn, level) * 8 + word);
+  }
+
+  write(table: number, level: number, vpn: number, word: number, value: number): void {
+    this.port.write32(table * 4096 + tableIndex(vpn, level) * 8 + word, value);
+  }
+
+  readIndex(table: number, _level: number, _vpn: number, i: number): number {
+    return this.port.read32(table * 4096 + i * 8);
+  }
+
+  prepare(table: number): void {
+    this.port.zeroFrame(table);
+  }
+
+  linked(): void {}
+
+  unlinked(): void {}
+}
+
 export interface MapperOptions {
   levels: Levels;
   maxPhysAddrBits: number;
@@ -118,6 +162,8 @@ export interface Leaf {
   level: number;
   lo: number;
   hi: number;
+  /** The table holding the leaf entry, and the entry's physical address. */
+  table: number;
   entryPa: number;
 }
 
@@ -128,7 +174,7 @@ export interface Unmapped {
 }
 
 export class Mapper {
-  readonly port: PhysPort;
+  readonly access: TableAccess;
   readonly frames: FrameSource;
   readonly levels: Levels;
   readonly maxPhysAddrBits: number;
@@ -140,8 +186,8 @@ export class Mapper {
   /** Required flush tokens not yet applied or ignored. */
   pending = 0;
 
-  constructor(port: PhysPort, frames: FrameSource, opts: MapperOptions) {
-    this.port = port;
+  constructor(access: TableAccess | PhysPort, frames: FrameSource, opts: MapperOptions) {
+    this.access = "readIndex" in access ? access : new PortTableAccess(access);
     this.frames = frames;
     this.levels = opts.levels;
     this.maxPhysAddrBits = opts.maxPhysAddrBits;
@@ -151,14 +197,17 @@ export class Mapper {
       this.root = opts.root;
       this.tables = 1;
     } else {
-      this.root = this.newTable();
+      const t = this.newTable();
+      if (t < 0) fail("OUT_OF_MEMORY", "no frame left for a root page table");
+      this.access.linked(t, this.levels, 0);
+      this.root = t;
     }
   }
 
   private newTable(): number {
     const t = this.frames.allocFrame();
     if (t < 0) return -1;
-    this.port.zeroFrame(t);
+    this.access.prepare(t);
     this.tables++;
     const c = this.counters;
     c.ptPages++;
@@ -174,7 +223,7 @@ export class Mapper {
     this.counters.ptPagesFreed++;
   }
 
-  /** Adopt a table built elsewhere (e.g. boot tables in .bss) into this tree's count. */
+  /** Adopt tables built elsewhere (e.g. boot tables in .bss) into this tree's count. */
   adoptTables(n: number): void {
     this.tables += n;
   }
@@ -184,10 +233,7 @@ export class Mapper {
       fail("NON_CANONICAL", `${what}: page number ${vpn} is outside the ${this.levels}-level address space`);
     }
     if (vpn % (1 << shift) !== 0) {
-      fail(
-        "MISALIGNED",
-        `${what}: ${formatVa(vpn, this.levels)} is not aligned to a ${sizeName(shift)} page`,
-      );
+      fail("MISALIGNED", `${what}: ${formatVa(vpn, this.levels)} is not aligned to a ${sizeName(shift)} page`);
     }
   }
 
@@ -202,47 +248,51 @@ export class Mapper {
       fail("MISALIGNED", `map: frame ${hex(pfn)} is not aligned to a ${sizeName(shift)} page`);
     }
     if ((pfn + span) * 4096 > 2 ** this.maxPhysAddrBits) {
-      fail(
-        "PA_OUT_OF_RANGE",
-        `map: physical ${hex(pfn * 4096)} is beyond MAXPHYADDR (${this.maxPhysAddrBits} bits)`,
-      );
+      fail("PA_OUT_OF_RANGE", `map: physical ${hex(pfn * 4096)} is beyond MAXPHYADDR (${this.maxPhysAddrBits} bits)`);
     }
     const leafLevel = shift / 9 + 1;
     const { lo, hi } = encodeLeaf(pfn, shift, prot);
     const table = this.descendCreating(vpn, leafLevel, prot.user === true, "map");
-    const pa = table * 4096 + tableIndex(vpn, leafLevel) * 8;
     // Set the high word first and the Present bit last, as a kernel must.
-    this.port.write32(pa + 4, hi);
-    this.port.write32(pa, lo);
+    this.access.write(table, leafLevel, vpn, 4, hi);
+    this.access.write(table, leafLevel, vpn, 0, lo);
     return new Flush(this, vpn, span, shift, false, 0, prot.global === true);
   }
 
   /**
-   * Walk from the root to the table at `leafLevel` for `vpn`, creating missing tables. Checks the leaf
-   * slot is free. On failure, everything created is undone.
+   * Create the tables down to level 1 for [vpn, vpn + pages) without mapping anything, so that later
+   * maps there never allocate (a region "pre-wired" at boot). Returns the number of tables created.
    */
-  private descendCreating(vpn: number, leafLevel: number, user: boolean, what: string): number {
-    const port = this.port;
+  prewire(vpn: number, pages: number): number {
+    const before = this.tables;
+    for (let v = vpn - (vpn % 512); v < vpn + pages; v += 512) {
+      this.checkVpn(v, 0, "prewire");
+      this.descendCreating(v, 1, false, "prewire", true);
+    }
+    return this.tables - before;
+  }
+
+  /**
+   * Walk from the root to the table at `leafLevel` for `vpn`, creating missing tables. Checks the leaf
+   * slot is free (unless `anySlot`). On failure, everything created is undone.
+   */
+  private descendCreating(vpn: number, leafLevel: number, user: boolean, what: string, anySlot = false): number {
+    const a = this.access;
     let table = this.root;
-    const created: number[] = []; // entry addresses written, in order
-    const createdTables: number[] = [];
-    const upgrade: number[] = []; // entry addresses that need US set
+    const created: { parent: number; level: number; table: number }[] = [];
+    const upgrade: { table: number; level: number }[] = [];
     for (let level: number = this.levels; level > leafLevel; level--) {
-      const pa = table * 4096 + tableIndex(vpn, level) * 8;
-      const lo = port.read32(pa);
+      const lo = a.read(table, level, vpn, 0);
       if ((lo & Pte.P) === 0) {
         const t = this.newTable();
         if (t < 0) {
-          this.undo(created, createdTables);
-          fail(
-            "OUT_OF_MEMORY",
-            `${what} ${formatVa(vpn, this.levels)}: no frame left for a level-${level - 1} page table`,
-          );
+          this.undo(created, vpn);
+          fail("OUT_OF_MEMORY", `${what} ${formatVa(vpn, this.levels)}: no frame left for a level-${level - 1} page table`);
         }
-        port.write32(pa + 4, hiWithPfn(t, 0));
-        port.write32(pa, loWithPfn(t, Pte.P | Pte.RW | (user ? Pte.US : 0)));
-        created.push(pa);
-        createdTables.push(t);
+        a.write(table, level, vpn, 4, hiWithPfn(t, 0));
+        a.write(table, level, vpn, 0, loWithPfn(t, Pte.P | Pte.RW | (user ? Pte.US : 0)));
+        a.linked(t, level - 1, vpn);
+        created.push({ parent: table, level, table: t });
         table = t;
         continue;
       }
@@ -252,11 +302,10 @@ export class Mapper {
           `${what} ${formatVa(vpn, this.levels)}: a ${level === 3 ? "1 GiB" : "2 MiB"} page already maps this range`,
         );
       }
-      if (user && (lo & Pte.US) === 0) upgrade.push(pa);
-      table = pfnOf(lo, port.read32(pa + 4));
+      if (user && (lo & Pte.US) === 0) upgrade.push({ table, level });
+      table = pfnOf(lo, a.read(table, level, vpn, 4));
     }
-    const leafPa = table * 4096 + tableIndex(vpn, leafLevel) * 8;
-    const leafLo = port.read32(leafPa);
+    const leafLo = anySlot ? 0 : a.read(table, leafLevel, vpn, 0);
     if ((leafLo & Pte.P) !== 0) {
       const isTable = leafLevel > 1 && (leafLo & Pte.PS) === 0;
       fail(
@@ -266,50 +315,46 @@ export class Mapper {
           : `${what} ${formatVa(vpn, this.levels)}: already mapped`,
       );
     }
-    for (const pa of upgrade) port.write32(pa, (port.read32(pa) | Pte.US) >>> 0);
+    for (const u of upgrade) a.write(u.table, u.level, vpn, 0, (a.read(u.table, u.level, vpn, 0) | Pte.US) >>> 0);
     return table;
   }
 
-  private undo(created: number[], createdTables: number[]): void {
+  private undo(created: { parent: number; level: number; table: number }[], vpn: number): void {
     for (let i = created.length - 1; i >= 0; i--) {
-      this.port.write32(created[i], 0);
-      this.port.write32(created[i] + 4, 0);
-      this.freeTable(createdTables[i]);
+      const c = created[i];
+      this.access.write(c.parent, c.level, vpn, 0, 0);
+      this.access.write(c.parent, c.level, vpn, 4, 0);
+      this.access.unlinked(c.table, c.level - 1, vpn);
+      this.freeTable(c.table);
     }
   }
 
-  /** Kernel-side lookup of the leaf mapping `vpn` (reads through the port, so it is counted). */
+  /** Kernel-side lookup of the leaf mapping `vpn` (reads through the access, so it is counted). */
   query(vpn: number): Leaf | null {
-    const port = this.port;
+    const a = this.access;
     let table = this.root;
     for (let level: number = this.levels; level >= 1; level--) {
-      const pa = table * 4096 + tableIndex(vpn, level) * 8;
-      const lo = port.read32(pa);
+      const lo = a.read(table, level, vpn, 0);
       if ((lo & Pte.P) === 0) return null;
-      const hi = port.read32(pa + 4);
+      const hi = a.read(table, level, vpn, 4);
       const pfn = pfnOf(lo, hi);
       if (level === 1 || ((level === 2 || level === 3) && (lo & Pte.PS) !== 0)) {
         const shift = ((level - 1) * 9) as PageShift;
         const span = 1 << shift;
         const base = pfn - (pfn % span);
-        return {
-          pfn: base + (vpn % span),
-          base,
-          baseVpn: vpn - (vpn % span),
-          shift,
-          level,
-          lo,
-          hi,
-          entryPa: pa,
-        };
+        const entryPa = table * 4096 + tableIndex(vpn, level) * 8;
+        return { pfn: base + (vpn % span), base, baseVpn: vpn - (vpn % span), shift, level, lo, hi, table, entryPa };
       }
       table = pfn;
     }
     return null;
   }
 
-  /** Unmap the leaf that starts at `vpn`. Frees tables left empty. Throws NOT_MAPPED / MISALIGNED. */
-  unmap(vpn: number): Unmapped {
+  /**
+   * Unmap the leaf that starts at `vpn`. Frees tables left empty (unless `keepTables` or the mapper's
+   * `freeEmptyTables` is off). Throws NOT_MAPPED / MISALIGNED.
+   */
+  unmap(vpn: number, opts: { keepTables?: boolean } = {}): Unmapped {
     this.checkVpn(vpn, 0, "unmap");
     const leaf = this.query(vpn);
     if (leaf === null) fail("NOT_MAPPED", `unmap: ${formatVa(vpn, this.levels)} is not mapped`);
@@ -319,9 +364,9 @@ export class Mapper {
         `unmap: ${formatVa(vpn, this.levels)} is inside a ${sizeName(leaf.shift)} page that starts at ${formatVa(leaf.baseVpn, this.levels)}`,
       );
     }
-    this.port.write32(leaf.entryPa, 0);
-    this.port.write32(leaf.entryPa + 4, 0);
-    const freed = this.freeEmptyTables ? this.pruneFrom(vpn, leaf.level) : 0;
+    this.access.write(leaf.table, leaf.level, vpn, 0, 0);
+    this.access.write(leaf.table, leaf.level, vpn, 4, 0);
+    const freed = this.freeEmptyTables && !opts.keepTables ? this.pruneFrom(vpn, leaf.level) : 0;
     const global = (leaf.lo & Pte.G) !== 0;
     return {
       base: leaf.base,
@@ -334,29 +379,30 @@ export class Mapper {
   private pruneFrom(vpn: number, level: number): number {
     let freed = 0;
     for (let l = level; l < this.levels; l++) {
-      const parentPa = this.entryAddress(vpn, l + 1);
-      const table = pfnOf(this.port.read32(parentPa), this.port.read32(parentPa + 4));
-      if (!this.tableEmpty(table)) break;
-      this.port.write32(parentPa, 0);
-      this.port.write32(parentPa + 4, 0);
+      const parent = this.tableAt(vpn, l + 1);
+      const a = this.access;
+      const table = pfnOf(a.read(parent, l + 1, vpn, 0), a.read(parent, l + 1, vpn, 4));
+      if (!this.tableEmpty(table, l, vpn)) break;
+      a.write(parent, l + 1, vpn, 0, 0);
+      a.write(parent, l + 1, vpn, 4, 0);
+      a.unlinked(table, l, vpn);
       this.freeTable(table);
       freed++;
     }
     return freed;
   }
 
-  /** Address of the entry at `level` on the path of `vpn` (the path must exist above it). */
-  private entryAddress(vpn: number, level: number): number {
+  /** The table frame at `level` on the path of `vpn` (the path must exist down to it). */
+  private tableAt(vpn: number, level: number): number {
     let table = this.root;
     for (let l: number = this.levels; l > level; l--) {
-      const pa = table * 4096 + tableIndex(vpn, l) * 8;
-      table = pfnOf(this.port.read32(pa), this.port.read32(pa + 4));
+      table = pfnOf(this.access.read(table, l, vpn, 0), this.access.read(table, l, vpn, 4));
     }
-    return table * 4096 + tableIndex(vpn, level) * 8;
+    return table;
   }
 
-  private tableEmpty(table: number): boolean {
-    for (let i = 0; i < 512; i++) if ((this.port.read32(table * 4096 + i * 8) & Pte.P) !== 0) return false;
+  private tableEmpty(table: number, level: number, vpn: number): boolean {
+    for (let i = 0; i < 512; i++) if ((this.access.readIndex(table, level, vpn, i) & Pte.P) !== 0) return false;
     return true;
   }
 
@@ -378,23 +424,35 @@ export class Mapper {
       ((leaf.lo & Pte.US) !== 0 && (lo & Pte.US) === 0) ||
       ((leaf.hi & PteHi.XD) === 0 && (n.hi & PteHi.XD) !== 0);
     const attrs = Pte.PWT | Pte.PCD | Pte.G | (leaf.shift === 0 ? Pte.PAT4K : Pte.PAT_LARGE);
-    const changed =
-      (leaf.lo & attrs) !== (lo & attrs) || (leaf.hi & PteHi.PK_MASK) !== (n.hi & PteHi.PK_MASK);
+    const changed = (leaf.lo & attrs) !== (lo & attrs) || (leaf.hi & PteHi.PK_MASK) !== (n.hi & PteHi.PK_MASK);
     if (prot.user === true) this.descendUpgradeUser(vpn, leaf.level);
-    this.port.write32(leaf.entryPa + 4, n.hi);
-    this.port.write32(leaf.entryPa, lo);
+    this.access.write(leaf.table, leaf.level, vpn, 4, n.hi);
+    this.access.write(leaf.table, leaf.level, vpn, 0, lo);
     const global = ((leaf.lo | lo) & Pte.G) !== 0;
     return new Flush(this, vpn, 1 << leaf.shift, leaf.shift, lost || changed, 0, global);
   }
 
   private descendUpgradeUser(vpn: number, leafLevel: number): void {
     let table = this.root;
+    const a = this.access;
     for (let level: number = this.levels; level > leafLevel; level--) {
-      const pa = table * 4096 + tableIndex(vpn, level) * 8;
-      const lo = this.port.read32(pa);
-      if ((lo & Pte.US) === 0) this.port.write32(pa, (lo | Pte.US) >>> 0);
-      table = pfnOf(lo, this.port.read32(pa + 4));
+      const lo = a.read(table, level, vpn, 0);
+      if ((lo & Pte.US) === 0) a.write(table, level, vpn, 0, (lo | Pte.US) >>> 0);
+      table = pfnOf(lo, a.read(table, level, vpn, 4));
     }
+  }
+
+  /** Write a raw entry in the root table (recursive slots, shared kernel halves). */
+  setRootEntry(index: number, lo: number, hi: number): void {
+    const vpn = index * LEVEL_SPAN[this.levels];
+    this.access.write(this.root, this.levels, vpn, 4, hi);
+    this.access.write(this.root, this.levels, vpn, 0, lo);
+  }
+
+  /** Read a raw root-table entry. */
+  rootEntry(index: number): { lo: number; hi: number } {
+    const vpn = index * LEVEL_SPAN[this.levels];
+    return { lo: this.access.read(this.root, this.levels, vpn, 0), hi: this.access.read(this.root, this.levels, vpn, 4) };
   }
 
   /**

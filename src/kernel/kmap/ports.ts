@@ -1,0 +1,172 @@
+/**
+ * Kernel access to physical memory through its own mappings. Each port is a `PhysPort` (what the PMM
+ * and the mapper are given) whose every access is a load or store *by the CPU at a virtual address*:
+ * translated by the MMU (TLB hit or page walk), counted, and faulting if the kernel got its mappings
+ * wrong. Which virtual address a physical one is reached at is the kernel-mapping strategy's business:
+ *
+ *  - `LinearPort`: a physical range mapped at a fixed virtual offset (the direct map, the kernel image,
+ *    the PMM metadata region);
+ *  - `WindowPort`: a per-CPU temporary window (fixmap slot): to touch frame F the kernel writes the
+ *    window's PTE to point at F and INVLPGs the window, unless it already points there;
+ *  - `RoutedPort`: picks one of the above by physical range (e.g. metadata through its region, the rest
+ *    through a window);
+ *  - `SwitchPort`: a port whose target can be re-bound (the boot sequence re-binds the PMM's port when
+ *    it switches to the final address space).
+ */
+import { fail, hex } from "../../errors.ts";
+import type { PhysPort } from "../../machine/phys-mem.ts";
+import type { Cpu } from "../../machine/x86/cpu.ts";
+import { Access } from "../../machine/x86/mmu.ts";
+import { encodeLeaf, PAGE_4K } from "../../machine/x86/pte.ts";
+
+/**
+ * Physical frames mapped at a fixed virtual offset: frame F at virtual page `vpnBase + F - pfnBase`.
+ * `covered` lists the frame intervals actually mapped (a direct map under construction has holes);
+ * `covers` is what a RoutedPort asks.
+ */
+export class LinearPort implements PhysPort {
+  readonly pfnBase: number;
+  private readonly covered: { start: number; end: number }[] = [];
+
+  constructor(
+    readonly cpu: Cpu,
+    readonly vpnBase: number,
+    paStart: number,
+    bytes: number,
+    readonly name: string,
+  ) {
+    this.pfnBase = paStart / 4096;
+    if (bytes > 0) this.covered.push({ start: this.pfnBase, end: this.pfnBase + Math.ceil(bytes / 4096) });
+  }
+
+  covers(pa: number): boolean {
+    const pfn = Math.floor(pa / 4096);
+    for (const c of this.covered) if (pfn >= c.start && pfn < c.end) return true;
+    return false;
+  }
+
+  /** Add frames [start, end) to what is mapped (the direct map while it is being built). */
+  extend(start: number, end: number): void {
+    this.covered.push({ start, end });
+  }
+
+  coverage(): readonly { start: number; end: number }[] {
+    return this.covered;
+  }
+
+  read32(pa: number): number {
+    const pfn = Math.floor(pa / 4096);
+    return this.cpu.load32(this.vpnBase + pfn - this.pfnBase, pa - pfn * 4096);
+  }
+
+  write32(pa: number, value: number): void {
+    const pfn = Math.floor(pa / 4096);
+    this.cpu.store32(this.vpnBase + pfn - this.pfnBase, pa - pfn * 4096, value);
+  }
+
+  zeroFrame(pfn: number): void {
+    const target = this.cpu.translate(this.vpnBase + pfn - this.pfnBase, Access.WRITE);
+    if (target < 0)
+      fail(
+        "KERNEL_OOPS",
+        `${this.name}: frame ${hex(pfn)} is not mapped for writing (#PF ${hex(this.cpu.faultCode)})`,
+      );
+    this.cpu.mem.zeroFrame(target);
+  }
+}
+
+/**
+ * A fixmap window: one PTE in a page table the kernel can always reach (`ptePort` at `ptePa`), mapping
+ * virtual page `windowVpn` to whichever frame the kernel wants to touch. Remapping costs two stores and
+ * an INVLPG (`counters.windowRemaps`).
+ */
+export class WindowPort implements PhysPort {
+  private current = -1;
+
+  constructor(
+    readonly cpu: Cpu,
+    readonly windowVpn: number,
+    readonly ptePort: PhysPort,
+    readonly ptePa: number,
+  ) {}
+
+  private point(pfn: number): void {
+    if (pfn === this.current) return;
+    const e = encodeLeaf(pfn, PAGE_4K, { write: true, nx: true });
+    this.ptePort.write32(this.ptePa + 4, e.hi);
+    this.ptePort.write32(this.ptePa, e.lo);
+    this.cpu.invlpg(this.windowVpn);
+    this.cpu.counters.windowRemaps++;
+    this.current = pfn;
+  }
+
+  read32(pa: number): number {
+    const pfn = Math.floor(pa / 4096);
+    this.point(pfn);
+    return this.cpu.load32(this.windowVpn, pa - pfn * 4096);
+  }
+
+  write32(pa: number, value: number): void {
+    const pfn = Math.floor(pa / 4096);
+    this.point(pfn);
+    this.cpu.store32(this.windowVpn, pa - pfn * 4096, value);
+  }
+
+  zeroFrame(pfn: number): void {
+    this.point(pfn);
+    const target = this.cpu.translate(this.windowVpn, Access.WRITE);
+    if (target < 0) fail("KERNEL_OOPS", `window: #PF ${hex(this.cpu.faultCode)} writing frame ${hex(pfn)}`);
+    this.cpu.mem.zeroFrame(target);
+  }
+}
+
+/** Routes each access by physical frame: the first `LinearPort` that covers it, else the fallback. */
+export class RoutedPort implements PhysPort {
+  private last: LinearPort | null = null;
+
+  constructor(
+    readonly routes: LinearPort[],
+    readonly fallback: PhysPort,
+  ) {}
+
+  private pick(pa: number): PhysPort {
+    const l = this.last;
+    if (l !== null && l.covers(pa)) return l;
+    for (const r of this.routes) {
+      if (r.covers(pa)) {
+        this.last = r;
+        return r;
+      }
+    }
+    return this.fallback;
+  }
+
+  read32(pa: number): number {
+    return this.pick(pa).read32(pa);
+  }
+
+  write32(pa: number, value: number): void {
+    this.pick(pa).write32(pa, value);
+  }
+
+  zeroFrame(pfn: number): void {
+    this.pick(pfn * 4096).zeroFrame(pfn);
+  }
+}
+
+/** A port that forwards to a target that can be re-bound. */
+export class SwitchPort implements PhysPort {
+  constructor(public target: PhysPort) {}
+
+  read32(pa: number): number {
+    return this.target.read32(pa);
+  }
+
+  write32(pa: number, value: number): void {
+    this.target.write32(pa, value);
+  }
+
+  zeroFrame(pfn: number): void {
+    this.target.zeroFrame(pfn);
+  }
+}

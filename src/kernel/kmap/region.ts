@@ -1,0 +1,70 @@
+/**
+ * A growable kernel virtual region on real page tables: the `GrowableRegion` the free-page stack PMM
+ * lives in. Its tables are pre-wired when it is created (at boot, from the early allocator: one page
+ * table per 2 MiB of region), so growing it never needs a frame: `grow(pfn)` writes one PTE that maps
+ * the frame being freed as the region's next page, and `shrink()` clears the last PTE, INVLPGs it and
+ * gives the frame back. Reads and writes are CPU loads and stores at the region's virtual addresses.
+ */
+import { fail, hex } from "../../errors.ts";
+import type { Cpu } from "../../machine/x86/cpu.ts";
+import type { Mapper } from "../../machine/x86/mapper.ts";
+import { peekWalk } from "../../machine/x86/mmu.ts";
+import { PAGE_4K } from "../../machine/x86/pte.ts";
+import type { GrowableRegion } from "../pmm/interface.ts";
+
+export class MappedRegion implements GrowableRegion {
+  mappedBytes = 0;
+  /** Page-table pages created to pre-wire the region. */
+  readonly tables: number;
+
+  constructor(
+    readonly cpu: Cpu,
+    public mapper: Mapper,
+    readonly name: string,
+    readonly vpnBase: number,
+    readonly maxBytes: number,
+  ) {
+    this.tables = mapper.prewire(vpnBase, Math.ceil(maxBytes / 4096));
+  }
+
+  read32(offset: number): number {
+    if (offset >= this.mappedBytes) this.unmapped(offset);
+    return this.cpu.load32(this.vpnBase + Math.floor(offset / 4096), offset % 4096);
+  }
+
+  write32(offset: number, value: number): void {
+    if (offset >= this.mappedBytes) this.unmapped(offset);
+    this.cpu.store32(this.vpnBase + Math.floor(offset / 4096), offset % 4096, value);
+  }
+
+  grow(pfn: number): void {
+    if (this.mappedBytes + 4096 > this.maxBytes) {
+      fail("REGION_FULL", `region ${this.name} cannot grow beyond ${hex(this.maxBytes)} bytes`);
+    }
+    // A fresh mapping of a never-present page: nothing stale can be cached, no flush needed.
+    this.mapper
+      .map(this.vpnBase + this.mappedBytes / 4096, pfn, PAGE_4K, { write: true, nx: true, global: true })
+      .ignore();
+    this.mappedBytes += 4096;
+  }
+
+  shrink(): number {
+    if (this.mappedBytes === 0) fail("REGION_EMPTY", `region ${this.name} has no page to give back`);
+    this.mappedBytes -= 4096;
+    const u = this.mapper.unmap(this.vpnBase + this.mappedBytes / 4096, { keepTables: true });
+    u.flush.apply(this.cpu);
+    return u.base;
+  }
+
+  pageFrame(i: number): number {
+    const r = peekWalk(this.cpu, this.vpnBase + i);
+    return r === null ? -1 : r.pfn;
+  }
+
+  private unmapped(offset: number): never {
+    fail(
+      "REGION_FAULT",
+      `region ${this.name}: offset ${hex(offset)} is beyond the ${hex(this.mappedBytes)} bytes mapped`,
+    );
+  }
+}

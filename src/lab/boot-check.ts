@@ -1,0 +1,148 @@
+/**
+ * The checks run after `pagelab boot`: the PMM's own invariant checker, the page-table checker, the
+ * conservation of frames across the memblock-to-PMM handover, that nothing the kernel owns (image,
+ * boot tables, metadata, page tables, the first MiB) is ever on a free list, and that the kernel image
+ * is mapped with the rights of its sections. Each passed check is returned as a sentence; the first
+ * failed one throws BOOT_CHECK.
+ */
+import { fail, hex } from "../errors.ts";
+import type { Machine } from "../machine/machine.ts";
+import { checkTree, forEachEntry } from "../machine/x86/inspect.ts";
+import { peekWalk } from "../machine/x86/mmu.ts";
+import { Pte } from "../machine/x86/pte.ts";
+import { TlbPerm } from "../machine/x86/tlb.ts";
+import type { Levels } from "../machine/x86/vaddr.ts";
+import type { MemblockRange } from "../kernel/early/memblock.ts";
+import { SECTIONS } from "../kernel/image.ts";
+import { kernelLayout } from "../kernel/kmap/layout.ts";
+import type { FrameAllocator, FrameRange } from "../kernel/pmm/interface.ts";
+
+export interface BootCheckInput {
+  machine: Machine;
+  pmm: FrameAllocator;
+  root: number;
+  levels: Levels;
+  recursiveSlots: number[];
+  reserved: MemblockRange[];
+  ram: FrameRange[];
+  kernelPhys: number;
+  freedFrames: number;
+  metaPa: number;
+  metaBytes: number;
+}
+
+/** Frames of every page table reachable from the root (recursive slots skipped). */
+export function tableFrames(
+  machine: Machine,
+  root: number,
+  levels: Levels,
+  recursiveSlots: number[],
+): number[] {
+  const out = [root];
+  forEachEntry(machine.mem, root, levels, (e) => {
+    if ((e.lo & Pte.P) === 0 || e.leaf) return undefined;
+    if (e.level === levels && recursiveSlots.includes((e.entryPa % 4096) / 8)) return false;
+    out.push((e.hi & 0xfffff) * 2 ** 20 + (e.lo >>> 12));
+    return true;
+  });
+  return out;
+}
+
+function overlapsAny(
+  sorted: { start: number; end: number }[],
+  start: number,
+  end: number,
+): { start: number; end: number } | null {
+  let lo = 0;
+  let hi = sorted.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const r = sorted[mid];
+    if (r.end <= start) lo = mid + 1;
+    else if (r.start >= end) hi = mid - 1;
+    else return r;
+  }
+  return null;
+}
+
+export function checkBoot(b: BootCheckInput): string[] {
+  const passed: string[] = [];
+  b.pmm.check();
+  passed.push(`${b.pmm.name} invariant checker passed`);
+  const tree = checkTree(b.machine.mem, b.root, b.levels, {
+    maxPhysAddrBits: b.machine.mem.maxPhysAddrBits,
+    recursiveSlots: b.recursiveSlots,
+  });
+  if (tree.violations.length > 0) fail("BOOT_CHECK", `page tables: ${tree.violations[0]}`);
+  passed.push(
+    `page tables consistent (${tree.stats.tables} tables, ${tree.stats.leaves1g} x 1G + ${tree.stats.leaves2m} x 2M + ${tree.stats.leaves4k} x 4K leaves)`,
+  );
+
+  const ramFrames = b.ram.reduce((s, r) => s + r.end - r.start, 0);
+  let reservedInRam = 0;
+  for (const r of b.reserved) {
+    for (const m of b.ram) {
+      const s = Math.max(r.base / 4096, m.start);
+      const e = Math.min((r.base + r.size) / 4096, m.end);
+      if (e > s) reservedInRam += Math.ceil(e) - Math.floor(s);
+    }
+  }
+  const managed = b.pmm.stats().managedFrames;
+  if (managed !== b.freedFrames || b.freedFrames + reservedInRam !== ramFrames) {
+    fail(
+      "BOOT_CHECK",
+      `handover lost frames: RAM ${ramFrames} = freed ${b.freedFrames} + reserved ${reservedInRam}? PMM manages ${managed}`,
+    );
+  }
+  passed.push(
+    `handover conserved every frame: ${ramFrames} RAM = ${b.freedFrames} given to the PMM + ${reservedInRam} reserved`,
+  );
+
+  const owned = [
+    ...b.reserved.map((r) => ({
+      start: Math.floor(r.base / 4096),
+      end: Math.ceil((r.base + r.size) / 4096),
+    })),
+    ...tableFrames(b.machine, b.root, b.levels, b.recursiveSlots).map((t) => ({ start: t, end: t + 1 })),
+  ].sort((x, y) => x.start - y.start);
+  const merged: { start: number; end: number }[] = [];
+  for (const o of owned) {
+    const last = merged[merged.length - 1];
+    if (last && o.start <= last.end) last.end = Math.max(last.end, o.end);
+    else merged.push({ ...o });
+  }
+  if (b.pmm.forEachFree) {
+    b.pmm.forEachFree((pfn, count) => {
+      const hit = overlapsAny(merged, pfn, pfn + count);
+      if (hit)
+        fail(
+          "BOOT_CHECK",
+          `free block ${hex(pfn * 4096)}+${count} frames overlaps owned frames ${hex(hit.start * 4096)}-${hex(hit.end * 4096)}`,
+        );
+    });
+    passed.push("no owned frame (image, first MiB, metadata, page tables) is on a free list");
+  }
+
+  const layout = kernelLayout(b.levels);
+  const cpu = b.machine.cpu0;
+  for (const s of SECTIONS) {
+    const w = peekWalk(cpu, layout.kernelImage + s.firstPage);
+    const want = (s.prot.write ? TlbPerm.RW : 0) | (s.prot.nx ? TlbPerm.XD : 0);
+    if (
+      w === null ||
+      w.pfn !== b.kernelPhys / 4096 + s.firstPage ||
+      (w.perm & (TlbPerm.RW | TlbPerm.XD)) !== want ||
+      (w.perm & TlbPerm.US) !== 0
+    ) {
+      fail("BOOT_CHECK", `kernel ${s.name} is not mapped as it should be at -2 GiB`);
+    }
+  }
+  passed.push(
+    "kernel image mapped at -2 GiB with its sections' rights (text RX, rodata R, data/bss RW+NX), supervisor only",
+  );
+  const stale = b.machine.staleReports();
+  if (stale.length > 0)
+    fail("BOOT_CHECK", `stale TLB entry used: ${stale[0].reason} at page ${hex(stale[0].vpn)}`);
+  if (b.machine.cpu0.checkStale) passed.push("no stale TLB entry was ever used");
+  return passed;
+}

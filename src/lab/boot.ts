@@ -1,0 +1,409 @@
+/**
+ * `pagelab boot`: from a firmware map to a running physical memory manager, inside the simulated
+ * machine, told step by step.
+ *
+ *   1. firmware map -> memblock.memory (Linux's sanitizer and early edits)
+ *   2. kernel image loaded; boot page tables in its .bss map 2 MiB at -2 GiB (+ the fixmap page table)
+ *   3. the early allocator (memblock, arrays in .bss) learns RAM and the reservations
+ *   4. the kernel-mapping strategy makes page-table editing possible; the PMM's metadata is sized from
+ *      the map, placed by memblock, and mapped with page tables that also come from memblock
+ *   5. the PMM is created and given every free frame; memblock retires (checked: nothing lost)
+ *   6. the final address space: a root from the PMM, the kernel half shared, CR3 switched, the PMM's
+ *      port re-bound to the final mappings
+ *   7. summary and checks
+ *
+ * Each step records what it allocated, where and why, and the counters it cost.
+ */
+import { fail, hex } from "../errors.ts";
+import { e820TypeName, isUsable, loadMap, memblockMemory } from "../firmware/index.ts";
+import { Counters } from "../machine/counters.ts";
+import { Machine } from "../machine/machine.ts";
+import { Rng } from "../machine/rng.ts";
+import type { FrameSource } from "../machine/x86/mapper.ts";
+import { Mapper } from "../machine/x86/mapper.ts";
+import type { Levels } from "../machine/x86/vaddr.ts";
+import { Memblock, MEMBLOCK_BYTES, type MemblockRange } from "../kernel/early/memblock.ts";
+import { IMAGE_BYTES, placeKernel, writeBootTables } from "../kernel/image.ts";
+import { DirectStrategy } from "../kernel/kmap/direct.ts";
+import { HybridStrategy } from "../kernel/kmap/hybrid.ts";
+import { kernelLayout } from "../kernel/kmap/layout.ts";
+import { LinearPort, SwitchPort } from "../kernel/kmap/ports.ts";
+import { QuickmapStrategy } from "../kernel/kmap/quickmap.ts";
+import { RecursiveStrategy } from "../kernel/kmap/recursive.ts";
+import { MappedRegion } from "../kernel/kmap/region.ts";
+import type { KmapName, KmapOptions, KmapStrategy } from "../kernel/kmap/strategy.ts";
+import { getDesign } from "../kernel/pmm/designs.ts";
+import type { FrameAllocator, FrameRange, PmmLayout } from "../kernel/pmm/interface.ts";
+import { checkBoot } from "./boot-check.ts";
+
+export const KMAP_NAMES: KmapName[] = ["direct", "recursive", "quickmap", "hybrid"];
+
+export function makeStrategy(name: string): KmapStrategy {
+  switch (name) {
+    case "direct":
+      return new DirectStrategy();
+    case "recursive":
+      return new RecursiveStrategy();
+    case "quickmap":
+      return new QuickmapStrategy();
+    case "hybrid":
+      return new HybridStrategy();
+    default:
+      return fail("BAD_OPTION", `no kernel-mapping strategy '${name}' (choose ${KMAP_NAMES.join(", ")})`);
+  }
+}
+
+export interface BootOptions extends KmapOptions {
+  map?: string;
+  pmm?: string;
+  kmap?: string;
+  levels?: Levels;
+  seed?: number;
+  /** Physical load address of the kernel image (2 MiB aligned). */
+  kernelPhys?: number;
+  /** Choose the kernel's physical address at random among aligned RAM slots (KASLR), from `seed`. */
+  kaslr?: boolean;
+  /** memblock allocates bottom-up instead of top-down. */
+  bottomUp?: boolean;
+  recursiveSlot?: number;
+  directMapBase?: bigint;
+  /** Compare every TLB hit with the page tables (slower; on in tests). */
+  checkStale?: boolean;
+  /** Run the after-boot checks (default true). */
+  check?: boolean;
+}
+
+export interface BootStep {
+  step: number;
+  title: string;
+  log: string[];
+  allocated: { what: string; pa: string; bytes: number }[];
+  counters: Record<string, number>;
+}
+
+export interface BootResult {
+  map: string;
+  pmm: string;
+  kmap: KmapName;
+  levels: Levels;
+  ramBytes: number;
+  usablePages: number;
+  freePagesAfterBoot: number;
+  metadataBytes: number;
+  metadataStandingBytes: number;
+  metadataTransientBytes: number;
+  pageTableBytes: number;
+  pageTablePages: number;
+  kernelPhys: string;
+  bootSteps: BootStep[];
+  counters: Record<string, number>;
+  hostMs: number;
+  checks: string[];
+  machine: Machine;
+  pmmAllocator: FrameAllocator;
+  mapper: Mapper;
+  strategy: KmapStrategy;
+  recursiveSlots: number[];
+}
+
+/** PMM frames as a FrameSource (page tables after memblock retires). */
+export class PmmFrames implements FrameSource {
+  constructor(readonly pmm: FrameAllocator) {}
+  allocFrame(): number {
+    return this.pmm.alloc(0);
+  }
+  freeFrame(pfn: number): void {
+    this.pmm.free(pfn, 0);
+  }
+}
+
+class Narrator {
+  readonly steps: BootStep[] = [];
+  private before: Record<string, number>;
+  private lines: string[] = [];
+  private allocMark = 0;
+
+  constructor(
+    private readonly counters: Counters,
+    private readonly memblock: () => Memblock | null,
+  ) {
+    this.before = counters.snapshot();
+  }
+
+  log = (line: string): void => {
+    this.lines.push(line);
+  };
+
+  end(title: string): void {
+    const now = this.counters.snapshot();
+    const mb = this.memblock();
+    const allocs = mb ? mb.allocations.slice(this.allocMark) : [];
+    if (mb) this.allocMark = mb.allocations.length;
+    this.steps.push({
+      step: this.steps.length + 1,
+      title,
+      log: this.lines,
+      allocated: allocs.map((a) => ({ what: a.why, pa: hex(a.base), bytes: a.size })),
+      counters: Counters.diff(this.before, now),
+    });
+    this.before = now;
+    this.lines = [];
+  }
+}
+
+/** MAXPHYADDR that covers the map: at least 46 bits, at most 52. */
+function physBitsFor(ram: FrameRange[]): number {
+  const top = Math.max(1, ...ram.map((r) => r.end)) * 4096;
+  return Math.min(52, Math.max(46, Math.ceil(Math.log2(top))));
+}
+
+export function bootKernel(opts: BootOptions = {}): BootResult {
+  const t0 = performance.now();
+  const levels = opts.levels ?? 4;
+  const mapName = opts.map ?? "qemu:4G";
+  const design = getDesign(opts.pmm ?? "buddy");
+  const strategy = makeStrategy(opts.kmap ?? "direct");
+
+  // Step 1: the firmware map and what Linux would keep of it.
+  const map = loadMap(mapName);
+  const mb = memblockMemory(map);
+  const ram: FrameRange[] = mb.ranges
+    .map((r) => ({
+      start: Number((r.start + 4095n) / 4096n),
+      end: Number((r.end + 1n) / 4096n),
+      node: r.node,
+    }))
+    .filter((r) => r.end > r.start);
+  if (ram.length === 0) fail("NO_RAM", `${mapName}: the map has no usable RAM`);
+  const holes = map.entries
+    .filter((e) => !isUsable(e.type) && e.start < 1n << 52n)
+    .map((e) => ({ start: Number(e.start), end: Number(e.end + 1n), type: e820TypeName(e.type) }));
+  const machine = new Machine({
+    levels,
+    maxPhysAddrBits: physBitsFor(ram),
+    checkStale: opts.checkStale ?? false,
+  });
+  const c = machine.counters;
+  const cpu = machine.cpu0;
+  let memblock: Memblock | null = null;
+  const n = new Narrator(c, () => memblock);
+  const ramBytes = ram.reduce((s, r) => s + (r.end - r.start) * 4096, 0);
+  n.log(
+    `${mapName}: ${map.entries.length} entries after sanitizing; memblock.memory: ${ram.length} range(s), ${mb.presentPages} pages (${(ramBytes / 2 ** 20).toFixed(1)} MiB)`,
+  );
+  for (const ch of mb.changes.slice(0, 8)) n.log(`  ${ch.message}`);
+  n.log(`MAXPHYADDR ${machine.mem.maxPhysAddrBits} bits, ${levels}-level paging`);
+  n.end("Firmware map");
+
+  // Step 2: kernel image and boot page tables.
+  const layout = kernelLayout(levels, {
+    recursiveSlot: opts.recursiveSlot,
+    directMapBase: opts.directMapBase,
+  });
+  let want = opts.kernelPhys;
+  if (opts.kaslr) want = kaslrSlot(ram, opts.seed ?? 0);
+  const kernelPhys = placeKernel(ram, want, n.log);
+  const boot = writeBootTables(machine.mem, kernelPhys, layout);
+  cpu.writeCr3(boot.root);
+  n.log(
+    `kernel image at ${hex(kernelPhys)}-${hex(kernelPhys + IMAGE_BYTES - 1)}, running at 0xffffffff80000000`,
+  );
+  n.log(
+    `boot page tables: ${boot.tables.length} pages in .bss at ${hex(boot.tables[0] * 4096)} (root, ${levels === 5 ? "PML4, " : ""}PDPT, PD, image PT, fixmap PT): they map the 2 MiB image and the fixmap, nothing else`,
+  );
+  n.log("CR3 loaded with the boot root; from here on the kernel touches memory only through its mappings");
+  n.end("Kernel image and boot page tables");
+
+  // Step 3: the early allocator.
+  const imagePort = new LinearPort(cpu, layout.kernelImage, kernelPhys, IMAGE_BYTES, "kernel image");
+  memblock = new Memblock(imagePort, boot.memblockPa, { bottomUp: opts.bottomUp });
+  for (const r of ram) memblock.add("memory", r.start * 4096, (r.end - r.start) * 4096, r.node);
+  memblock.reserve(
+    kernelPhys,
+    IMAGE_BYTES,
+    "kernel image (.text .rodata .data .bss with boot tables and memblock arrays)",
+  );
+  memblock.reserve(
+    0,
+    0x100000,
+    "first 1 MiB: BIOS data, real-mode trampoline (Linux >= 5.13 always reserves it)",
+  );
+  n.log(
+    `memblock arrays in .bss at ${hex(boot.memblockPa)} (${MEMBLOCK_BYTES} bytes: ${128} regions each for memory and reserved), ${opts.bottomUp ? "bottom-up" : "top-down"}`,
+  );
+  n.end("Early allocator (memblock)");
+
+  // Step 4: page-table editing, PMM metadata sized, placed and mapped.
+  strategy.prepare({
+    cpu,
+    layout,
+    memblock,
+    imagePort,
+    fixmapPtPa: boot.fixmapPtPa,
+    bootRoot: boot.root,
+    ram,
+    holes,
+    opts,
+    log: n.log,
+  });
+  const pmmLayout: PmmLayout = { usable: ram, cpus: 1 };
+  const metaBytes = design.metadataBytes(pmmLayout);
+  let metaPa = 0;
+  if (metaBytes > 0) {
+    const size = Math.ceil(metaBytes / 4096) * 4096;
+    const align = size >= 0x200000 && strategy.name !== "direct" ? 0x200000 : 4096;
+    metaPa = memblock.alloc(size, align, `${design.name} PMM metadata`, strategy.metadataLimit());
+    if (metaPa < 0) {
+      const free = Memblock.bytes(memblock.freeRanges());
+      fail(
+        "OUT_OF_MEMORY",
+        `${design.name} PMM metadata needs ${hex(size)} bytes but memblock has ${hex(free)} free bytes and no fitting block: short by ${hex(Math.max(0, size - free))}`,
+      );
+    }
+    n.log(
+      `${design.name} metadata sized from the map: ${metaBytes} bytes for ${(ramBytes / 2 ** 30).toFixed(2)} GiB of RAM (${((metaBytes / ramBytes) * 100).toFixed(3)}%), placed by memblock at ${hex(metaPa)}`,
+    );
+    memblock.purpose = "metadata page table";
+    strategy.mapMetadata(metaPa, size);
+  } else
+    n.log(`${design.name} keeps no standing metadata: its structures live in the free frames themselves`);
+  n.end("PMM metadata: sized, placed, mapped");
+
+  // Step 5: the PMM takes over.
+  const port = new SwitchPort(strategy.pmmPort(metaPa, Math.ceil(metaBytes / 4096) * 4096));
+  const regions: MappedRegion[] = [];
+  const env = {
+    port,
+    counters: c,
+    region: (name: string, maxBytes: number) => {
+      memblock!.purpose = `page table pre-wired for region ${name}`;
+      const r = new MappedRegion(
+        cpu,
+        strategy.bootMapper,
+        name,
+        layout.regions + regions.length * 134217728,
+        maxBytes,
+      );
+      regions.push(r);
+      n.log(
+        `region '${name}' for up to ${hex(maxBytes)} bytes at its own 512 GiB slot; ${r.tables} page tables pre-wired from memblock so growing it never allocates`,
+      );
+      return r;
+    },
+  };
+  const pmm = design.create(env, pmmLayout, metaPa);
+  const reservedBefore = memblock.ranges("reserved");
+  const free = memblock.retire();
+  handOver(pmm, free);
+  const freed = Memblock.bytes(free) / 4096;
+  n.log(
+    `memblock_free_all: ${free.length} free range(s), ${freed} frames given to the ${design.name} PMM; memblock retired`,
+  );
+  n.end("PMM takes over; memblock retires");
+
+  // Step 6: final address space.
+  const frames = new PmmFrames(pmm);
+  const fin = strategy.finalize(frames, metaPa, Math.ceil(metaBytes / 4096) * 4096);
+  port.target = fin.port;
+  const mapper = new Mapper(fin.access, frames, {
+    levels,
+    maxPhysAddrBits: machine.mem.maxPhysAddrBits,
+    counters: c,
+    root: fin.root,
+  });
+  for (const r of regions) r.mapper = mapper;
+  n.log(`the PMM's port is re-bound to the final mappings (${strategy.name})`);
+  n.end(`Final address space (${strategy.name}), CR3 switched`);
+
+  // Step 7: summary and checks.
+  const st = pmm.stats();
+  const recursiveSlots = strategy.name === "recursive" ? [layout.recursiveSlot] : [];
+  const checks =
+    opts.check === false
+      ? []
+      : checkBoot({
+          machine,
+          pmm,
+          root: fin.root,
+          levels,
+          recursiveSlots,
+          reserved: reservedBefore,
+          ram,
+          kernelPhys,
+          freedFrames: freed,
+          metaPa,
+          metaBytes,
+        });
+  const tree = countTables(machine, fin.root, levels, recursiveSlots);
+  n.log(
+    `free frames after boot: ${st.freeFrames}; page-table pages: ${tree}; PMM metadata ${st.metadataBytes} B standing + ${st.transientBytes} B transient`,
+  );
+  n.end("Summary");
+  return {
+    map: mapName,
+    pmm: design.name,
+    kmap: strategy.name,
+    levels,
+    ramBytes,
+    usablePages: mb.presentPages,
+    freePagesAfterBoot: st.freeFrames,
+    metadataBytes: st.metadataBytes + st.transientBytes,
+    metadataStandingBytes: st.metadataBytes,
+    metadataTransientBytes: st.transientBytes,
+    pageTableBytes: tree * 4096,
+    pageTablePages: tree,
+    kernelPhys: hex(kernelPhys),
+    bootSteps: n.steps,
+    counters: c.snapshot(),
+    hostMs: Math.round(performance.now() - t0),
+    checks,
+    machine,
+    pmmAllocator: pmm,
+    mapper,
+    strategy,
+    recursiveSlots,
+  };
+}
+
+/** Give the PMM every free range, in 2^k-aligned chunks it can take whole. */
+function handOver(pmm: FrameAllocator, free: MemblockRange[]): void {
+  for (const r of free) {
+    const start = Math.ceil(r.base / 4096);
+    const end = Math.floor((r.base + r.size) / 4096);
+    if (end > start) pmm.addFree(start, end - start);
+  }
+}
+
+function kaslrSlot(ram: FrameRange[], seed: number): number {
+  const slots: number[] = [];
+  for (const r of ram) {
+    for (
+      let pa = Math.ceil((r.start * 4096) / IMAGE_BYTES) * IMAGE_BYTES;
+      pa + IMAGE_BYTES <= r.end * 4096 && slots.length < 65536;
+      pa += IMAGE_BYTES
+    ) {
+      if (pa >= 0x1000000) slots.push(pa);
+    }
+  }
+  if (slots.length === 0) return 0x1000000;
+  return slots[new Rng(seed).below(slots.length)];
+}
+
+function countTables(machine: Machine, root: number, levels: Levels, recursiveSlots: number[]): number {
+  const seen = new Set<number>([root]);
+  const visit = (t: number, level: number) => {
+    if (level === 1) return;
+    for (let i = 0; i < 512; i++) {
+      if (level === levels && recursiveSlots.includes(i)) continue;
+      const lo = machine.mem.peek32(t * 4096 + i * 8);
+      if ((lo & 1) === 0 || ((level === 2 || level === 3) && (lo & 0x80) !== 0)) continue;
+      const child = (machine.mem.peek32(t * 4096 + i * 8 + 4) & 0xfffff) * 2 ** 20 + (lo >>> 12);
+      if (!seen.has(child)) {
+        seen.add(child);
+        visit(child, level - 1);
+      }
+    }
+  };
+  visit(root, levels);
+  return seen.size;
+}
