@@ -22,6 +22,22 @@ export interface DeviationContext {
   /** Page-fault error codes, or -1 when the access completed. */
   pagelab: number;
   qemu: number;
+  /** Low words of the path's entries after the access (root first, leaf or faulting entry last). */
+  pagelabPath: number[];
+  qemuPath: number[];
+}
+
+function samePath(c: DeviationContext): boolean {
+  return c.pagelabPath.length === c.qemuPath.length && c.pagelabPath.every((w, i) => w === c.qemuPath[i]);
+}
+
+/** The paths differ only in the Accessed flag of the last entry, which QEMU set and pagelab did not. */
+function onlyLeafAccessedByQemu(c: DeviationContext): boolean {
+  const n = c.pagelabPath.length;
+  if (n === 0 || n !== c.qemuPath.length) return false;
+  for (let i = 0; i < n - 1; i++) if (c.pagelabPath[i] !== c.qemuPath[i]) return false;
+  const p = c.pagelabPath[n - 1];
+  return (p & PF_A) === 0 && c.qemuPath[n - 1] === (p | PF_A) >>> 0;
 }
 
 export interface KnownDeviation {
@@ -40,6 +56,8 @@ export interface KnownDeviation {
 const PF_P = 1;
 const PF_W = 2;
 const PF_RSVD = 8;
+/** The Accessed flag of an entry (bit 5). */
+const PF_A = 0x20;
 
 export const KNOWN_QEMU_DEVIATIONS: readonly KnownDeviation[] = [
   {
@@ -61,15 +79,29 @@ export const KNOWN_QEMU_DEVIATIONS: readonly KnownDeviation[] = [
     qemu: "QEMU never consults the pdpe1gb feature in the page walk: a PS=1 PDPTE maps 1 GiB whatever CPUID says.",
     where: "mmu_translate(): level 3 'if (pte & PG_PSE_MASK) /* 1 GB page */' has no CPUID check",
     matches: (c) =>
-      !c.pdpe1gb && c.shift === 18 && c.pagelab >= 0 && (c.pagelab & PF_RSVD) !== 0 && c.qemu === -1,
+      !c.pdpe1gb && c.shift === 18 && c.pagelab >= 0 && (c.pagelab & PF_RSVD) !== 0 && c.qemu !== c.pagelab,
   },
   {
     id: "locked-rmw-faults-as-read",
-    title: "with -smp 1, a locked read-modify-write faults as a read",
-    sdm: "SDM Vol. 3A 4.7: W/R is 1 when the access causing the fault was a write; a locked read-modify-write (LOCK OR, XCHG) is a write access, so a fault on it reports W=1 even when the page is not present.",
-    qemu: "Without parallel vCPUs (-smp 1) TCG executes LOCK-prefixed instructions as a plain load followed by a store: the load faults first, with W=0.",
-    where: "target/i386/tcg/translate.c: gen_op for LOCK without CF_PARALLEL is a normal load/op/store",
-    matches: (c) => c.kind === "lock" && c.smp === 1 && c.pagelab >= 0 && c.qemu === (c.pagelab & ~PF_W),
+    title: "with -smp 1, a locked read-modify-write faults as a read (and its load sets A first)",
+    sdm: "SDM Vol. 3A 4.7/4.8: a locked read-modify-write (LOCK OR, XCHG) is one write access: a fault on it reports W=1 even when the page is not present, and a write that faults on rights does not get to set the leaf's Accessed flag.",
+    qemu: "Without parallel vCPUs (-smp 1) TCG executes LOCK-prefixed instructions as a plain load followed by a store: on a non-present page the load faults first, with W=0; on a read-only page the load succeeds and sets the leaf's Accessed flag, then the store faults with W=1.",
+    where: "target/i386/tcg/translate.c: LOCK without CF_PARALLEL is a normal load/op/store",
+    matches: (c) =>
+      c.kind === "lock" &&
+      c.smp === 1 &&
+      c.pagelab >= 0 &&
+      ((c.qemu === (c.pagelab & ~PF_W) && c.qemu !== c.pagelab && samePath(c)) ||
+        (c.qemu === c.pagelab && onlyLeafAccessedByQemu(c))),
+  },
+  {
+    id: "1g-leaf-accessed-on-fault",
+    title: "a 1 GiB leaf gets its Accessed flag even when the access faults on rights",
+    sdm: "SDM Vol. 3A 4.8 sets A in every entry used for a translation and D in the leaf on a write; it does not make a 1 GiB leaf different from a 2 MiB or 4 KiB one. pagelab (like QEMU for 4 KiB and 2 MiB leaves) sets the leaf's A/D only when the access is allowed.",
+    qemu: "QEMU sets A in a PDPTE before it looks at PS, so a 1 GiB leaf is marked accessed before the rights check: a read that faults (user access to a supervisor page, a write to a read-only page, a fetch from an NX page) leaves A=1 in the leaf.",
+    where:
+      "mmu_translate(): level 3 'ptw_setl(..., PG_ACCESSED_MASK)' precedes 'if (pte & PG_PSE_MASK) /* 1 GB page */'",
+    matches: (c) => c.shift === 18 && c.pagelab >= 0 && c.qemu === c.pagelab && onlyLeafAccessedByQemu(c),
   },
   {
     id: "info-mem-la57-hangs",

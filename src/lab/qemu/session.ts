@@ -17,7 +17,7 @@
  * QEMU's gdbstub accept `p`/`P` packets at all.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fail, hex } from "../../errors.ts";
@@ -35,6 +35,8 @@ export interface SessionOptions {
   /** Extra -cpu features, e.g. "max" or "max,pdpe1gb=off" (default "max"). */
   cpu?: string;
   machine?: "pc" | "q35";
+  /** Number of vCPUs (default 1). */
+  smp?: number;
   /** Guest RAM, e.g. "256M" (default). */
   memory?: string;
   blobs?: Blob[];
@@ -43,6 +45,8 @@ export interface SessionOptions {
    * 64-bit mode (default true when `control` is on).
    */
   bootArea?: boolean;
+  /** Send the guest's COM1 to a file in the session directory (read it with `serial()`). */
+  serialFile?: boolean;
   /** Extra command-line arguments (kernel, serial, devices). */
   args?: string[];
   /** Start stopped (-S) with gdbstub and QMP (default true). */
@@ -132,6 +136,7 @@ export class QemuSession {
   gdb: GdbClient | null = null;
   qmp: QmpClient | null = null;
   private output = "";
+  private errors = "";
   private exited: Promise<number | null>;
   private exitCode: number | null | undefined = undefined;
   private regs = new Map<string, number>();
@@ -148,7 +153,7 @@ export class QemuSession {
       this.output += d;
     });
     proc.stderr?.on("data", (d: string) => {
-      this.output += d;
+      this.errors += d;
     });
     this.exited = new Promise((resolve) => {
       proc.on("exit", (code) => {
@@ -156,16 +161,30 @@ export class QemuSession {
         resolve(code);
       });
       proc.on("error", (e) => {
-        this.output += `\nspawn error: ${e.message}`;
+        this.errors += `\nspawn error: ${e.message}`;
         this.exitCode = null;
         resolve(null);
       });
     });
   }
 
-  /** What QEMU printed on stdout/stderr so far (serial output when -serial stdio). */
+  /** What QEMU printed on stdout so far (the guest's serial port with -serial stdio). */
   get stdout(): string {
     return this.output;
+  }
+
+  /** The guest's serial output so far (with `serialFile`). */
+  serial(): string {
+    try {
+      return readFileSync(join(this.dir, "serial.txt"), "latin1");
+    } catch {
+      return "";
+    }
+  }
+
+  /** What QEMU printed on stderr so far (its own warnings and errors). */
+  get stderr(): string {
+    return this.errors;
   }
 
   static async start(opts: SessionOptions = {}): Promise<QemuSession> {
@@ -185,7 +204,7 @@ export class QemuSession {
       "-m",
       opts.memory ?? "256M",
       "-smp",
-      "1",
+      String(opts.smp ?? 1),
       "-display",
       "none",
       "-monitor",
@@ -214,6 +233,7 @@ export class QemuSession {
       writeFileSync(f, b.data);
       args.push("-device", `loader,file=${f},addr=${hex(b.pa)},force-raw=on`);
     });
+    if (opts.serialFile) args.push("-serial", `file:${join(dir, "serial.txt")}`);
     args.push(...(opts.args ?? []));
     const proc = spawn(q.path, args, { stdio: ["ignore", "pipe", "pipe"] });
     const s = new QemuSession(dir, proc, opts.timeoutMs ?? 20_000);
@@ -221,7 +241,7 @@ export class QemuSession {
     if (!control) return s;
     try {
       const died = s.exited.then((code) =>
-        fail("QEMU_EXITED", `QEMU exited (code ${code}) during start-up: ${s.output.trim().slice(0, 500)}`),
+        fail("QEMU_EXITED", `QEMU exited (code ${code}) during start-up: ${s.errors.trim().slice(0, 500)}`),
       );
       const ready = (async () => {
         s.gdb = await GdbClient.connect(join(dir, "gdb.sock"), s.timeoutMs);
@@ -347,7 +367,7 @@ export class QemuSession {
     const r = await Promise.race([this.exited, t]);
     clearTimeout(timer);
     if (r === "timeout") {
-      await this.close();
+      await this.stop();
       return { code: null, timedOut: true };
     }
     return { code: r, timedOut: false };
@@ -355,6 +375,11 @@ export class QemuSession {
 
   /** End QEMU (politely, then SIGKILL of this one process) and remove the temporary directory. */
   async close(): Promise<void> {
+    await this.stop();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  private async stop(): Promise<void> {
     if (this.exitCode === undefined && this.qmp !== null) {
       await Promise.race([
         this.qmp.execute("quit").catch(() => undefined),
@@ -363,6 +388,7 @@ export class QemuSession {
     }
     this.gdb?.close();
     this.qmp?.close();
+    if (this.exitCode === undefined && this.qmp === null) this.proc.kill("SIGTERM");
     if (this.exitCode === undefined) {
       const done = await Promise.race([
         this.exited.then(() => true),
@@ -373,6 +399,5 @@ export class QemuSession {
         await Promise.race([this.exited, new Promise((r) => setTimeout(r, 2000))]);
       }
     }
-    rmSync(this.dir, { recursive: true, force: true });
   }
 }
