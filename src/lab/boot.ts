@@ -71,6 +71,42 @@ export interface BootOptions extends KmapOptions {
   checkStale?: boolean;
   /** Run the after-boot checks (default true). */
   check?: boolean;
+  /** Linux's mem=: ignore RAM at and above this physical address. */
+  mem?: number;
+  /** Refuse up front when the estimated host memory exceeds this many bytes (default 8 GiB). */
+  hostBudget?: number;
+}
+
+/**
+ * Host bytes a boot will back, roughly: the PMM's standing metadata, plus what it writes into free
+ * frames (the xv6 free list writes a pointer into every one; the stacks keep 8 bytes per frame).
+ */
+export function hostBytesEstimate(
+  designName: string,
+  metadataBytes: number,
+  ramBytes: number,
+): { bytes: number; why: string } {
+  const frames = ramBytes / 4096;
+  if (designName === "freelist")
+    return {
+      bytes: metadataBytes + ramBytes,
+      why: "it writes a next pointer into every free frame, so every frame is backed",
+    };
+  if (designName === "stack" || designName === "stack-pages" || designName === "colour-stacks") {
+    return { bytes: metadataBytes + frames * 8, why: "its stack holds 8 bytes per free frame" };
+  }
+  return { bytes: metadataBytes, why: "its standing metadata is this large" };
+}
+
+/** Apply mem=: keep RAM below `limit` only. */
+function applyMem(ram: FrameRange[], limit: number | undefined, log: (s: string) => void): FrameRange[] {
+  if (limit === undefined) return ram;
+  const top = Math.floor(limit / 4096);
+  const out = ram.filter((r) => r.start < top).map((r) => ({ ...r, end: Math.min(r.end, top) }));
+  log(
+    `mem=${hex(limit)}: RAM at and above it is ignored (${ram.length - out.length} range(s) dropped, others clipped)`,
+  );
+  return out;
 }
 
 export interface BootStep {
@@ -167,14 +203,43 @@ export function bootKernel(opts: BootOptions = {}): BootResult {
   // Step 1: the firmware map and what Linux would keep of it.
   const map = loadMap(mapName);
   const mb = memblockMemory(map);
-  const ram: FrameRange[] = mb.ranges
-    .map((r) => ({
-      start: Number((r.start + 4095n) / 4096n),
-      end: Number((r.end + 1n) / 4096n),
-      node: r.node,
-    }))
-    .filter((r) => r.end > r.start);
-  if (ram.length === 0) fail("NO_RAM", `${mapName}: the map has no usable RAM`);
+  const early: string[] = [];
+  let ram: FrameRange[] = applyMem(
+    mb.ranges
+      .map((r) => ({
+        start: Number((r.start + 4095n) / 4096n),
+        end: Number((r.end + 1n) / 4096n),
+        node: r.node,
+      }))
+      .filter((r) => r.end > r.start),
+    opts.mem,
+    (l) => early.push(l),
+  );
+  const reach = strategy.physLimit(levels);
+  if (ram.some((r) => r.end * 4096 > reach)) {
+    const lost = ram.reduce((s, r) => s + Math.max(0, r.end - Math.max(r.start, reach / 4096)), 0);
+    ram = ram
+      .filter((r) => r.start * 4096 < reach)
+      .map((r) => ({ ...r, end: Math.min(r.end, reach / 4096) }));
+    early.push(
+      `a ${levels}-level direct map holds ${hex(reach)} bytes of physical memory: ${lost} frames of RAM above it are ignored, as Linux does (MAX_PHYSMEM_BITS); --levels 5 or --kmap recursive/quickmap/hybrid reach them`,
+    );
+  }
+  if (ram.length === 0)
+    fail(
+      "NO_RAM",
+      `${mapName}: the map has no usable RAM${opts.mem !== undefined ? ` below mem=${hex(opts.mem)}` : ""}`,
+    );
+  const ramBytes = ram.reduce((s, r) => s + (r.end - r.start) * 4096, 0);
+  const est = hostBytesEstimate(design.name, design.metadataBytes({ usable: ram, cpus: 1 }), ramBytes);
+  const budget = opts.hostBudget ?? 8 * 2 ** 30;
+  if (est.bytes > budget) {
+    fail(
+      "HOST_MEMORY",
+      `the ${design.name} PMM on ${(ramBytes / 2 ** 30).toFixed(1)} GiB of RAM would back about ${(est.bytes / 2 ** 30).toFixed(1)} GiB of host memory (${est.why}); ` +
+        `the budget is ${(budget / 2 ** 30).toFixed(1)} GiB. Boot a part of the map with --mem (Linux's mem=), raise --host-budget, or pick a design with smaller metadata (bitmap).`,
+    );
+  }
   const holes = map.entries
     .filter((e) => !isUsable(e.type) && e.start < 1n << 52n)
     .map((e) => ({ start: Number(e.start), end: Number(e.end + 1n), type: e820TypeName(e.type) }));
@@ -187,9 +252,9 @@ export function bootKernel(opts: BootOptions = {}): BootResult {
   const cpu = machine.cpu0;
   let memblock: Memblock | null = null;
   const n = new Narrator(c, () => memblock);
-  const ramBytes = ram.reduce((s, r) => s + (r.end - r.start) * 4096, 0);
+  for (const l of early) n.log(l);
   n.log(
-    `${mapName}: ${map.entries.length} entries after sanitizing; memblock.memory: ${ram.length} range(s), ${mb.presentPages} pages (${(ramBytes / 2 ** 20).toFixed(1)} MiB)`,
+    `${mapName}: ${map.entries.length} entries after sanitizing; memblock.memory: ${ram.length} range(s), ${ram.reduce((s, r) => s + r.end - r.start, 0)} pages (${(ramBytes / 2 ** 20).toFixed(1)} MiB)`,
   );
   for (const ch of mb.changes.slice(0, 8)) n.log(`  ${ch.message}`);
   n.log(`MAXPHYADDR ${machine.mem.maxPhysAddrBits} bits, ${levels}-level paging`);
@@ -315,9 +380,10 @@ export function bootKernel(opts: BootOptions = {}): BootResult {
   n.log(`the PMM's port is re-bound to the final mappings (${strategy.name})`);
   n.end(`Final address space (${strategy.name}), CR3 switched`);
 
-  // Step 7: summary and checks.
+  // Step 7: summary, then the checks (whose own memory references are not the boot's cost).
   const st = pmm.stats();
   const recursiveSlots = strategy.name === "recursive" ? [layout.recursiveSlot] : [];
+  const bootCounters = c.snapshot();
   const checks =
     opts.check === false
       ? []
@@ -338,14 +404,15 @@ export function bootKernel(opts: BootOptions = {}): BootResult {
   n.log(
     `free frames after boot: ${st.freeFrames}; page-table pages: ${tree}; PMM metadata ${st.metadataBytes} B standing + ${st.transientBytes} B transient`,
   );
-  n.end("Summary");
+  for (const ch of checks) n.log(`check passed: ${ch}`);
+  n.end("Summary and checks");
   return {
     map: mapName,
     pmm: design.name,
     kmap: strategy.name,
     levels,
     ramBytes,
-    usablePages: mb.presentPages,
+    usablePages: ram.reduce((s, r) => s + r.end - r.start, 0),
     freePagesAfterBoot: st.freeFrames,
     metadataBytes: st.metadataBytes + st.transientBytes,
     metadataStandingBytes: st.metadataBytes,
@@ -354,7 +421,7 @@ export function bootKernel(opts: BootOptions = {}): BootResult {
     pageTablePages: tree,
     kernelPhys: hex(kernelPhys),
     bootSteps: n.steps,
-    counters: c.snapshot(),
+    counters: bootCounters,
     hostMs: Math.round(performance.now() - t0),
     checks,
     machine,

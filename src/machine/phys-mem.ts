@@ -32,6 +32,10 @@ export interface PhysPort {
   write32(pa: number, value: number): void;
   /** Zero the 4 KiB frame `pfn` (a kernel's memset of a page through its mapping). */
   zeroFrame(pfn: number): void;
+  /** memset: fill [pa, pa+bytes) with `byte` (4-byte aligned). Optional: callers fall back to write32. */
+  fill?(pa: number, bytes: number, byte: number): void;
+  /** Linux's !memchr_inv: are all bytes of [pa, pa+bytes) equal to `byte`? (4-byte aligned). Optional. */
+  isFilled?(pa: number, bytes: number, byte: number): boolean;
 }
 
 /** Read a little-endian u64 below 2^53 as a number (for software data: frame numbers, pointers). */
@@ -51,6 +55,24 @@ export function write64(port: PhysPort, pa: number, value: number): void {
   }
   port.write32(pa, value >>> 0);
   port.write32(pa + 4, Math.floor(value / 0x100000000));
+}
+
+/** `port.fill`, or word stores where the port has no bulk operation. */
+export function bulkFill(port: PhysPort, pa: number, bytes: number, byte: number): void {
+  if (port.fill) {
+    port.fill(pa, bytes, byte);
+    return;
+  }
+  const w = ((byte & 0xff) * 0x01010101) >>> 0;
+  for (let o = 0; o < bytes; o += 4) port.write32(pa + o, w);
+}
+
+/** `port.isFilled`, or word loads where the port has no bulk operation. */
+export function bulkIsFilled(port: PhysPort, pa: number, bytes: number, byte: number): boolean {
+  if (port.isFilled) return port.isFilled(pa, bytes, byte);
+  const w = ((byte & 0xff) * 0x01010101) >>> 0;
+  for (let o = 0; o < bytes; o += 4) if (port.read32(pa + o) !== w) return false;
+  return true;
 }
 
 export interface PhysMemOptions {
@@ -253,6 +275,29 @@ export class PhysMem implements PhysPort {
       if (c !== null) c.fill(word, (p % CHUNK_BYTES) >>> 2, (((chunkEnd - 1) % CHUNK_BYTES) >>> 2) + 1);
       p = chunkEnd;
     }
+  }
+
+  /** True when every byte of [pa, pa+len) equals `byte` (4-byte aligned); counted as bulk bytes. */
+  isFilled(pa: number, len: number, byte: number): boolean {
+    this.checkRange(pa, len);
+    if ((pa & 3) !== 0 || (len & 3) !== 0)
+      fail("MISALIGNED", `isFilled ${hex(pa)}+${hex(len)} is not 4-byte aligned`);
+    const word = ((byte & 0xff) * 0x01010101) >>> 0;
+    this.counters.memBulkBytes += len;
+    let p = pa;
+    const end = pa + len;
+    while (p < end) {
+      const chunkEnd = Math.min(end, (Math.floor(p / CHUNK_BYTES) + 1) * CHUNK_BYTES);
+      const c = this.chunkFor(p, false);
+      if (c === null) {
+        if (word !== 0) return false;
+      } else {
+        const last = ((chunkEnd - 1) % CHUNK_BYTES) >>> 2;
+        for (let i = (p % CHUNK_BYTES) >>> 2; i <= last; i++) if (c[i] !== word) return false;
+      }
+      p = chunkEnd;
+    }
+    return true;
   }
 
   /** Copy len bytes (multiple of 4, both addresses 4-byte aligned), as memmove. */

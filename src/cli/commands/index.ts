@@ -1,11 +1,13 @@
 /** Every subcommand, in the order `pagelab --help` lists them. Add one line per command file. */
 import type { Command } from "@commander-js/extra-typings";
+import { registerBoot } from "./boot.ts";
 import { registerDemo } from "./demo.ts";
 import { registerMap } from "./map.ts";
 import { registerPmm } from "./pmm.ts";
 import { registerPt } from "./pt.ts";
 
 export function registerCommands(program: Command): void {
+  registerBoot(program);
   registerDemo(program);
   registerMap(program);
   registerPmm(program);

@@ -29,6 +29,10 @@ export class DirectStrategy extends KmapStrategy {
     return Number.POSITIVE_INFINITY;
   }
 
+  override physLimit(levels: 4 | 5): number {
+    return levels === 5 ? 2 ** 52 : 2 ** 46;
+  }
+
   protected bootAccess(): TableAccess {
     const c = this.ctx;
     this.direct = new LinearPort(c.cpu, c.layout.directMap, 0, 0, "direct map");

@@ -14,6 +14,10 @@ export class HybridStrategy extends DirectStrategy {
   override readonly summary =
     "a direct map below a limit (4 GiB), temporary windows above it (lowmem/highmem)";
 
+  override physLimit(): number {
+    return 2 ** 52;
+  }
+
   protected override directLimitPfn(): number {
     return Math.floor((this.ctx.opts.hybridLimit ?? 2 ** 32) / 4096);
   }

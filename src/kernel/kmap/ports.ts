@@ -14,10 +14,31 @@
  *    it switches to the final address space).
  */
 import { fail, hex } from "../../errors.ts";
-import type { PhysPort } from "../../machine/phys-mem.ts";
+import { bulkFill, bulkIsFilled, type PhysPort } from "../../machine/phys-mem.ts";
 import type { Cpu } from "../../machine/x86/cpu.ts";
 import { Access } from "../../machine/x86/mmu.ts";
 import { encodeLeaf, PAGE_4K } from "../../machine/x86/pte.ts";
+
+/**
+ * A bulk operation done page by page through a mapping: `target(pfn, write)` gives the frame the kernel's
+ * virtual address for physical frame `pfn` translates to (one TLB lookup or walk per page).
+ */
+function pagewise(
+  pa: number,
+  bytes: number,
+  fn: (targetPa: number, len: number) => boolean | undefined,
+  target: (pfn: number) => number,
+): boolean {
+  let p = pa;
+  const end = pa + bytes;
+  while (p < end) {
+    const pfn = Math.floor(p / 4096);
+    const len = Math.min(end, (pfn + 1) * 4096) - p;
+    if (fn(target(pfn) * 4096 + (p - pfn * 4096), len) === false) return false;
+    p += len;
+  }
+  return true;
+}
 
 /**
  * Physical frames mapped at a fixed virtual offset: frame F at virtual page `vpnBase + F - pfnBase`.
@@ -64,14 +85,35 @@ export class LinearPort implements PhysPort {
     this.cpu.store32(this.vpnBase + pfn - this.pfnBase, pa - pfn * 4096, value);
   }
 
+  private target(pfn: number, access: number): number {
+    const t = this.cpu.translate(this.vpnBase + pfn - this.pfnBase, access);
+    if (t < 0)
+      fail("KERNEL_OOPS", `${this.name}: frame ${hex(pfn)} is not mapped (#PF ${hex(this.cpu.faultCode)})`);
+    return t;
+  }
+
   zeroFrame(pfn: number): void {
-    const target = this.cpu.translate(this.vpnBase + pfn - this.pfnBase, Access.WRITE);
-    if (target < 0)
-      fail(
-        "KERNEL_OOPS",
-        `${this.name}: frame ${hex(pfn)} is not mapped for writing (#PF ${hex(this.cpu.faultCode)})`,
-      );
-    this.cpu.mem.zeroFrame(target);
+    this.cpu.mem.zeroFrame(this.target(pfn, Access.WRITE));
+  }
+
+  fill(pa: number, bytes: number, byte: number): void {
+    const mem = this.cpu.mem;
+    pagewise(
+      pa,
+      bytes,
+      (t, len) => void mem.fill(t, len, byte),
+      (pfn) => this.target(pfn, Access.WRITE),
+    );
+  }
+
+  isFilled(pa: number, bytes: number, byte: number): boolean {
+    const mem = this.cpu.mem;
+    return pagewise(
+      pa,
+      bytes,
+      (t, len) => mem.isFilled(t, len, byte),
+      (pfn) => this.target(pfn, Access.READ),
+    );
   }
 }
 
@@ -112,11 +154,35 @@ export class WindowPort implements PhysPort {
     this.cpu.store32(this.windowVpn, pa - pfn * 4096, value);
   }
 
-  zeroFrame(pfn: number): void {
+  private target(pfn: number, access: number): number {
     this.point(pfn);
-    const target = this.cpu.translate(this.windowVpn, Access.WRITE);
-    if (target < 0) fail("KERNEL_OOPS", `window: #PF ${hex(this.cpu.faultCode)} writing frame ${hex(pfn)}`);
-    this.cpu.mem.zeroFrame(target);
+    const t = this.cpu.translate(this.windowVpn, access);
+    if (t < 0) fail("KERNEL_OOPS", `window: #PF ${hex(this.cpu.faultCode)} touching frame ${hex(pfn)}`);
+    return t;
+  }
+
+  zeroFrame(pfn: number): void {
+    this.cpu.mem.zeroFrame(this.target(pfn, Access.WRITE));
+  }
+
+  fill(pa: number, bytes: number, byte: number): void {
+    const mem = this.cpu.mem;
+    pagewise(
+      pa,
+      bytes,
+      (t, len) => void mem.fill(t, len, byte),
+      (pfn) => this.target(pfn, Access.WRITE),
+    );
+  }
+
+  isFilled(pa: number, bytes: number, byte: number): boolean {
+    const mem = this.cpu.mem;
+    return pagewise(
+      pa,
+      bytes,
+      (t, len) => mem.isFilled(t, len, byte),
+      (pfn) => this.target(pfn, Access.READ),
+    );
   }
 }
 
@@ -131,7 +197,7 @@ export class RoutedPort implements PhysPort {
 
   private pick(pa: number): PhysPort {
     const l = this.last;
-    if (l !== null && l.covers(pa)) return l;
+    if (l?.covers(pa)) return l;
     for (const r of this.routes) {
       if (r.covers(pa)) {
         this.last = r;
@@ -152,6 +218,24 @@ export class RoutedPort implements PhysPort {
   zeroFrame(pfn: number): void {
     this.pick(pfn * 4096).zeroFrame(pfn);
   }
+
+  fill(pa: number, bytes: number, byte: number): void {
+    pagewise(
+      pa,
+      bytes,
+      (t, len) => void this.pick(t).fill!(t, len, byte),
+      (pfn) => pfn,
+    );
+  }
+
+  isFilled(pa: number, bytes: number, byte: number): boolean {
+    return pagewise(
+      pa,
+      bytes,
+      (t, len) => this.pick(t).isFilled!(t, len, byte),
+      (pfn) => pfn,
+    );
+  }
 }
 
 /** A port that forwards to a target that can be re-bound. */
@@ -168,5 +252,13 @@ export class SwitchPort implements PhysPort {
 
   zeroFrame(pfn: number): void {
     this.target.zeroFrame(pfn);
+  }
+
+  fill(pa: number, bytes: number, byte: number): void {
+    bulkFill(this.target, pa, bytes, byte);
+  }
+
+  isFilled(pa: number, bytes: number, byte: number): boolean {
+    return bulkIsFilled(this.target, pa, bytes, byte);
   }
 }

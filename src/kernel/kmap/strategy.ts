@@ -88,6 +88,16 @@ export abstract class KmapStrategy {
   /** How page tables are reached during boot. */
   protected abstract bootAccess(): TableAccess;
 
+  /**
+   * Highest physical address (exclusive) of RAM this strategy can use. A direct map must hold all of
+   * RAM in its virtual region: 64 TiB with 4-level paging (Linux's MAX_PHYSMEM_BITS = 46), 4 PiB with
+   * 5-level (52 bits). Strategies without a direct map are limited only by MAXPHYADDR.
+   */
+  physLimit(levels: 4 | 5): number {
+    void levels;
+    return 2 ** 52;
+  }
+
   /** Upper physical limit for the metadata (hybrid: it must sit in the direct-mapped part). */
   metadataLimit(): number {
     return 2 ** 52;

@@ -21,7 +21,7 @@
  * Guarantees: any order up to 18, any address limit, found by scanning summaries (1 read per 1024
  * frames of a full zone). Costs: search time grows with fragmentation and RAM; frees are O(2^k / 32).
  */
-import type { PhysPort } from "../../machine/phys-mem.ts";
+import { bulkFill, bulkIsFilled, type PhysPort } from "../../machine/phys-mem.ts";
 import {
   allocFramesVia,
   badFree,
@@ -123,8 +123,8 @@ export class BitmapAllocator implements FrameAllocator {
     this.bytes = pageRound(pa - metadataPa);
     for (let off = 0; off < this.bytes; off += PAGE) this.port.zeroFrame((metadataPa + off) / PAGE);
     for (let r = 0; r < this.regions.count; r++) {
-      const words = (this.regions.end[r] - this.regions.start[r]) / 32;
-      for (let w = 0; w < words; w++) this.port.write32(this.usedPa[r] + w * 4, ALL);
+      // memset(used, 0xff): every frame starts used (reserved) until addFree says otherwise.
+      bulkFill(this.port, this.usedPa[r], (this.regions.end[r] - this.regions.start[r]) / 8, 0xff);
     }
   }
 
@@ -151,6 +151,12 @@ export class BitmapAllocator implements FrameAllocator {
         const r = this.regions.indexOf(p);
         if (r < 0) badFree("BAD_FREE", this.name, p, 0, "addFree outside the usable RAM of the layout");
         const s = p - this.regions.start[r];
+        const q = (s & 1023) === 0 ? Math.floor((Math.min(end, this.regions.end[r]) - p) / 1024) : 0;
+        if (q > 0) {
+          this.addFreeWhole(r, s >>> 10, q, pass);
+          p += q * 1024;
+          continue;
+        }
         const w = s >>> 5;
         const n = Math.min(32 - (s & 31), end - p);
         const m = (n === 32 ? ALL : ((1 << n) - 1) << (s & 31)) >>> 0;
@@ -168,6 +174,34 @@ export class BitmapAllocator implements FrameAllocator {
     }
     this.managed += count;
     this.nfree += count;
+  }
+
+  /**
+   * addFree of `q` whole summary words (1024 frames each) from summary word `qi` of region r, with
+   * memsets instead of word stores, as a kernel frees RAM at boot. Pass 0 checks (all used, none
+   * managed: any[] words zero and managed words zero), pass 1 writes.
+   */
+  private addFreeWhole(r: number, qi: number, q: number, pass: number): void {
+    const port = this.port;
+    if (pass === 0) {
+      if (
+        !bulkIsFilled(port, this.anyPa[r] + qi * 4, q * 4, 0) ||
+        !bulkIsFilled(port, this.mgdPa[r] + qi * 128, q * 128, 0)
+      ) {
+        badFree(
+          "BAD_FREE",
+          this.name,
+          this.regions.start[r] + qi * 1024,
+          0,
+          "addFree of a frame the allocator already manages",
+        );
+      }
+      return;
+    }
+    bulkFill(port, this.mgdPa[r] + qi * 128, q * 128, 0xff);
+    bulkFill(port, this.usedPa[r] + qi * 128, q * 128, 0);
+    bulkFill(port, this.anyPa[r] + qi * 4, q * 4, 0xff);
+    bulkFill(port, this.fullPa[r] + qi * 4, q * 4, 0xff);
   }
 
   alloc(order: number, c?: AllocConstraints): number {
@@ -352,22 +386,39 @@ export class BitmapAllocator implements FrameAllocator {
   }
 
   forEachFree(fn: (pfn: number, count: number) => void): void {
+    const port = this.port;
     for (let r = 0; r < this.regions.count; r++) {
       const base = this.regions.start[r];
       const words = (this.regions.end[r] - base) / 32;
       let run = -1;
-      for (let w = 0; w < words; w++) {
-        const u = this.port.read32(this.usedPa[r] + w * 4);
-        if (u === 0 && run >= 0) continue;
-        for (let b = 0; b < 32; b++) {
-          const used = ((u >>> b) & 1) === 1;
-          const p = base + w * 32 + b;
-          if (!used && run < 0) run = p;
-          else if (used && run >= 0) {
-            fn(run, p - run);
+      for (let w = 0; w < words; ) {
+        if ((w & 31) === 0 && w + 32 <= words) {
+          // The summaries answer for 1024 frames at once: all free (full[] word all ones) or all used (any[] word zero).
+          if (port.read32(this.fullPa[r] + (w >>> 3)) === ALL) {
+            if (run < 0) run = base + w * 32;
+            w += 32;
+            continue;
+          }
+          if (port.read32(this.anyPa[r] + (w >>> 3)) === 0) {
+            if (run >= 0) fn(run, base + w * 32 - run);
             run = -1;
+            w += 32;
+            continue;
           }
         }
+        const u = port.read32(this.usedPa[r] + w * 4);
+        if (!(u === 0 && run >= 0) && !(u === ALL && run < 0)) {
+          for (let b = 0; b < 32; b++) {
+            const used = ((u >>> b) & 1) === 1;
+            const p = base + w * 32 + b;
+            if (!used && run < 0) run = p;
+            else if (used && run >= 0) {
+              fn(run, p - run);
+              run = -1;
+            }
+          }
+        }
+        w++;
       }
       if (run >= 0) fn(run, this.regions.end[r] - run);
     }

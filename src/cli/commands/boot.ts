@@ -1,0 +1,186 @@
+import { type Command, Option } from "@commander-js/extra-typings";
+import Table from "cli-table3";
+import pc from "picocolors";
+import { DEFAULT_PRESET } from "../../firmware/index.ts";
+import { type BootResult, bootKernel, KMAP_NAMES } from "../../lab/boot.ts";
+import { exportPageTables } from "../../lab/export.ts";
+import { DESIGN_NAMES } from "../../kernel/pmm/designs.ts";
+import { parseAddress } from "../../machine/x86/vaddr.ts";
+import { parseIntOption, parseLevels, printJson } from "../output.ts";
+
+const MiB = 2 ** 20;
+
+/** "8G", "512M", "0x200000000" or a decimal number of bytes. */
+export function parseBytes(s: string, what: string): number {
+  const m = /^(\d+(?:\.\d+)?)([KMGT])i?B?$/i.exec(s.trim());
+  if (m) return Math.round(Number(m[1]) * 1024 ** ("KMGT".indexOf(m[2].toUpperCase()) + 1));
+  return Number(parseAddress(s, what));
+}
+
+function kib(bytes: number): string {
+  return bytes >= 10 * MiB ? `${(bytes / MiB).toFixed(1)} MiB` : `${(bytes / 1024).toFixed(1)} KiB`;
+}
+
+/** The `--json` shape of the contract, plus extra fields (never renamed). */
+export function bootJson(r: BootResult) {
+  return {
+    ramBytes: r.ramBytes,
+    usablePages: r.usablePages,
+    freePagesAfterBoot: r.freePagesAfterBoot,
+    metadataBytes: r.metadataBytes,
+    pageTableBytes: r.pageTableBytes,
+    pageTablePages: r.pageTablePages,
+    bootSteps: r.bootSteps,
+    counters: r.counters,
+    map: r.map,
+    pmm: r.pmm,
+    kmap: r.kmap,
+    levels: r.levels,
+    kernelPhys: r.kernelPhys,
+    metadataStandingBytes: r.metadataStandingBytes,
+    metadataTransientBytes: r.metadataTransientBytes,
+    checks: r.checks,
+    hostMs: r.hostMs,
+  };
+}
+
+function printSummary(r: BootResult, log: boolean): void {
+  console.log(
+    pc.bold(`pagelab boot: ${r.pmm} PMM, ${r.kmap} kernel mapping, ${r.levels}-level paging, on ${r.map}`),
+  );
+  for (const s of r.bootSteps) {
+    console.log(`\n${pc.cyan(`[${s.step}]`)} ${pc.bold(s.title)}`);
+    const lines = log ? s.log : s.log.slice(0, 2);
+    for (const l of lines) console.log(`    ${l}`);
+    if (!log && s.log.length > 2) console.log(pc.dim(`    ... ${s.log.length - 2} more line(s) with --log`));
+    if (log)
+      for (const a of s.allocated) console.log(pc.dim(`    memblock: ${a.pa} ${kib(a.bytes)} ${a.what}`));
+    if (log) {
+      const cs = Object.entries(s.counters).map(([k, v]) => `${k}=${v}`);
+      if (cs.length) console.log(pc.dim(`    counters: ${cs.join(" ")}`));
+    }
+  }
+  const c = r.counters;
+  const t = new Table({ head: ["measure", "value"], style: { head: [], border: [] } });
+  t.push(
+    ["RAM", `${kib(r.ramBytes)} (${r.usablePages} pages)`],
+    ["free pages after boot", String(r.freePagesAfterBoot)],
+    [
+      "PMM metadata",
+      `${kib(r.metadataBytes)} (${kib(r.metadataStandingBytes)} standing + ${kib(r.metadataTransientBytes)} transient)`,
+    ],
+    ["page tables", `${r.pageTablePages} pages (${kib(r.pageTableBytes)})`],
+    ["kernel memory references", `${c.memReads} reads + ${c.memWrites} writes`],
+    ["page walks", `${c.walks} (${c.walkReads} entry reads)`],
+    ["TLB", `${c.tlbL1Hits} L1 + ${c.tlbL2Hits} STLB hits, ${c.tlbMisses} misses`],
+    ["INVLPG / CR3 writes / window remaps", `${c.invlpg} / ${c.cr3Writes} / ${c.windowRemaps}`],
+    ["host time", `${r.hostMs} ms`],
+  );
+  console.log(`\n${t.toString()}`);
+  for (const ch of r.checks) console.log(pc.green(`  ok: ${ch}`));
+}
+
+export function registerBoot(program: Command): void {
+  program
+    .command("boot")
+    .description(
+      "boot a simulated kernel from a firmware map: early allocator, PMM, kernel mappings, told step by step",
+    )
+    .option("--map <file|preset>", "firmware map file or preset (see `pagelab map --help`)", DEFAULT_PRESET)
+    .addOption(new Option("--pmm <design>", "physical memory manager").choices(DESIGN_NAMES).default("buddy"))
+    .addOption(
+      new Option("--kmap <strategy>", "how the kernel reaches physical memory")
+        .choices(KMAP_NAMES)
+        .default("direct" as const),
+    )
+    .addOption(
+      new Option("--levels <n>", "paging levels: 4 or 5 (LA57)").default(4 as const).argParser(parseLevels),
+    )
+    .addOption(
+      new Option("--seed <n>", "seed for randomized choices (--kaslr)")
+        .default(1)
+        .argParser(parseIntOption("--seed", 0, 2 ** 32 - 1)),
+    )
+    .option("--json", "print the result as JSON")
+    .option("--log", "print every line of every step, with memblock allocations and counters")
+    .option("--export <dir>", "write the final page tables as pages.bin, index.json and info-tlb.txt")
+    .option("--kernel-phys <addr>", "physical load address of the kernel image (2 MiB aligned)")
+    .option("--kaslr", "pick the kernel's physical address at random among RAM slots (from --seed)")
+    .option("--bottom-up", "memblock allocates bottom-up instead of top-down")
+    .addOption(
+      new Option("--recursive-slot <n>", "root slot for --kmap recursive")
+        .default(510)
+        .argParser(parseIntOption("--recursive-slot", 0, 511)),
+    )
+    .option("--direct-base <addr>", "virtual base of the direct map (default 0xffff888000000000)")
+    .option(
+      "--hybrid-limit <bytes>",
+      "physical limit of the direct map for --kmap hybrid (default 0x100000000)",
+    )
+    .option("--map-holes", "direct map: map holes and MMIO too (reports the hazard)")
+    .option("--no-gbpages", "no 1 GiB pages in the direct map")
+    .option(
+      "--mem <bytes>",
+      "Linux's mem=: ignore RAM at and above this physical address (e.g. 0x200000000 or 8G)",
+    )
+    .option(
+      "--host-budget <bytes>",
+      "refuse up front when the simulation would back more host memory than this (default 8G)",
+    )
+    .option("--no-check", "skip the after-boot checks (faster on huge maps)")
+    .option("--check-stale", "compare every TLB hit with the page tables (slow; catches missing flushes)")
+    .addHelpText(
+      "after",
+      `
+The sequence (each step logs what it allocated, where and why):
+  1. firmware map -> memblock.memory, as Linux computes it
+  2. kernel image at 16 MiB, run at 0xffffffff80000000; boot page tables in .bss map 2 MiB
+  3. early allocator (memblock, arrays in .bss): RAM and reservations
+  4. strategy makes page-table edits possible; PMM metadata sized, placed by memblock, mapped
+  5. the PMM is created and given every free frame; memblock retires (checked)
+  6. final address space: root from the PMM, kernel half shared, CR3 switched, PMM re-bound
+  7. summary and checks
+
+Kernel-mapping strategies:
+  direct     all RAM at a fixed offset with 1G/2M/4K pages (Linux)
+  recursive  a root slot points to the root: tables edited through it; windows for free frames
+  quickmap   no direct map: per-CPU temporary windows, an INVLPG per remap
+  hybrid     a direct map below 4 GiB, windows above
+
+Examples:
+  pagelab boot
+  pagelab boot --pmm bitmap --kmap recursive --log
+  pagelab boot --map sparse --pmm bitmap --json | jq .metadataBytes
+  pagelab boot --map dmesg.txt --levels 5 --export out/`,
+    )
+    .action((o) => {
+      const r = bootKernel({
+        map: o.map,
+        pmm: o.pmm,
+        kmap: o.kmap,
+        levels: o.levels,
+        seed: o.seed,
+        kernelPhys:
+          o.kernelPhys === undefined ? undefined : Number(parseAddress(o.kernelPhys, "--kernel-phys")),
+        kaslr: o.kaslr,
+        bottomUp: o.bottomUp,
+        recursiveSlot: o.recursiveSlot,
+        directMapBase: o.directBase === undefined ? undefined : parseAddress(o.directBase, "--direct-base"),
+        hybridLimit:
+          o.hybridLimit === undefined ? undefined : Number(parseAddress(o.hybridLimit, "--hybrid-limit")),
+        mapHoles: o.mapHoles,
+        gbPages: o.gbpages,
+        check: o.check,
+        checkStale: o.checkStale,
+        mem: o.mem === undefined ? undefined : parseBytes(o.mem, "--mem"),
+        hostBudget: o.hostBudget === undefined ? undefined : parseBytes(o.hostBudget, "--host-budget"),
+      });
+      if (o.export !== undefined) exportPageTables(r.machine.mem, r.mapper.root, r.levels, o.export);
+      if (o.json) printJson(bootJson(r));
+      else {
+        printSummary(r, o.log === true);
+        if (o.export !== undefined)
+          console.log(pc.dim(`\npage tables exported to ${o.export}/ (pages.bin, index.json, info-tlb.txt)`));
+      }
+    });
+}
