@@ -233,7 +233,10 @@ export class Mapper {
       fail("NON_CANONICAL", `${what}: page number ${vpn} is outside the ${this.levels}-level address space`);
     }
     if (vpn % (1 << shift) !== 0) {
-      fail("MISALIGNED", `${what}: ${formatVa(vpn, this.levels)} is not aligned to a ${sizeName(shift)} page`);
+      fail(
+        "MISALIGNED",
+        `${what}: ${formatVa(vpn, this.levels)} is not aligned to a ${sizeName(shift)} page`,
+      );
     }
   }
 
@@ -248,7 +251,10 @@ export class Mapper {
       fail("MISALIGNED", `map: frame ${hex(pfn)} is not aligned to a ${sizeName(shift)} page`);
     }
     if ((pfn + span) * 4096 > 2 ** this.maxPhysAddrBits) {
-      fail("PA_OUT_OF_RANGE", `map: physical ${hex(pfn * 4096)} is beyond MAXPHYADDR (${this.maxPhysAddrBits} bits)`);
+      fail(
+        "PA_OUT_OF_RANGE",
+        `map: physical ${hex(pfn * 4096)} is beyond MAXPHYADDR (${this.maxPhysAddrBits} bits)`,
+      );
     }
     const leafLevel = shift / 9 + 1;
     const { lo, hi } = encodeLeaf(pfn, shift, prot);
@@ -276,7 +282,13 @@ export class Mapper {
    * Walk from the root to the table at `leafLevel` for `vpn`, creating missing tables. Checks the leaf
    * slot is free (unless `anySlot`). On failure, everything created is undone.
    */
-  private descendCreating(vpn: number, leafLevel: number, user: boolean, what: string, anySlot = false): number {
+  private descendCreating(
+    vpn: number,
+    leafLevel: number,
+    user: boolean,
+    what: string,
+    anySlot = false,
+  ): number {
     const a = this.access;
     let table = this.root;
     const created: { parent: number; level: number; table: number }[] = [];
@@ -287,7 +299,10 @@ export class Mapper {
         const t = this.newTable();
         if (t < 0) {
           this.undo(created, vpn);
-          fail("OUT_OF_MEMORY", `${what} ${formatVa(vpn, this.levels)}: no frame left for a level-${level - 1} page table`);
+          fail(
+            "OUT_OF_MEMORY",
+            `${what} ${formatVa(vpn, this.levels)}: no frame left for a level-${level - 1} page table`,
+          );
         }
         a.write(table, level, vpn, 4, hiWithPfn(t, 0));
         a.write(table, level, vpn, 0, loWithPfn(t, Pte.P | Pte.RW | (user ? Pte.US : 0)));
@@ -315,7 +330,8 @@ export class Mapper {
           : `${what} ${formatVa(vpn, this.levels)}: already mapped`,
       );
     }
-    for (const u of upgrade) a.write(u.table, u.level, vpn, 0, (a.read(u.table, u.level, vpn, 0) | Pte.US) >>> 0);
+    for (const u of upgrade)
+      a.write(u.table, u.level, vpn, 0, (a.read(u.table, u.level, vpn, 0) | Pte.US) >>> 0);
     return table;
   }
 
@@ -343,7 +359,17 @@ export class Mapper {
         const span = 1 << shift;
         const base = pfn - (pfn % span);
         const entryPa = table * 4096 + tableIndex(vpn, level) * 8;
-        return { pfn: base + (vpn % span), base, baseVpn: vpn - (vpn % span), shift, level, lo, hi, table, entryPa };
+        return {
+          pfn: base + (vpn % span),
+          base,
+          baseVpn: vpn - (vpn % span),
+          shift,
+          level,
+          lo,
+          hi,
+          table,
+          entryPa,
+        };
       }
       table = pfn;
     }
@@ -402,7 +428,8 @@ export class Mapper {
   }
 
   private tableEmpty(table: number, level: number, vpn: number): boolean {
-    for (let i = 0; i < 512; i++) if ((this.access.readIndex(table, level, vpn, i) & Pte.P) !== 0) return false;
+    for (let i = 0; i < 512; i++)
+      if ((this.access.readIndex(table, level, vpn, i) & Pte.P) !== 0) return false;
     return true;
   }
 
@@ -424,7 +451,8 @@ export class Mapper {
       ((leaf.lo & Pte.US) !== 0 && (lo & Pte.US) === 0) ||
       ((leaf.hi & PteHi.XD) === 0 && (n.hi & PteHi.XD) !== 0);
     const attrs = Pte.PWT | Pte.PCD | Pte.G | (leaf.shift === 0 ? Pte.PAT4K : Pte.PAT_LARGE);
-    const changed = (leaf.lo & attrs) !== (lo & attrs) || (leaf.hi & PteHi.PK_MASK) !== (n.hi & PteHi.PK_MASK);
+    const changed =
+      (leaf.lo & attrs) !== (lo & attrs) || (leaf.hi & PteHi.PK_MASK) !== (n.hi & PteHi.PK_MASK);
     if (prot.user === true) this.descendUpgradeUser(vpn, leaf.level);
     this.access.write(leaf.table, leaf.level, vpn, 4, n.hi);
     this.access.write(leaf.table, leaf.level, vpn, 0, lo);
@@ -452,7 +480,10 @@ export class Mapper {
   /** Read a raw root-table entry. */
   rootEntry(index: number): { lo: number; hi: number } {
     const vpn = index * LEVEL_SPAN[this.levels];
-    return { lo: this.access.read(this.root, this.levels, vpn, 0), hi: this.access.read(this.root, this.levels, vpn, 4) };
+    return {
+      lo: this.access.read(this.root, this.levels, vpn, 0),
+      hi: this.access.read(this.root, this.levels, vpn, 4),
+    };
   }
 
   /**
