@@ -13,6 +13,7 @@
  *   0xffff810000000000… one root-level slot each for upper-level rights (RO PDE, supervisor PDPTE,
  *                       XD in the PML4E), reserved bits (PS in a PML4E, bit 13 of a 2 MiB leaf,
  *                       address bit 51) and non-present entries
+ *   root slot 300        recursive (supervisor, RW, NX): the root table itself as a page
  *
  * Cases: every test leaf x {read, write, fetch} x {CPL0, CPL3} x {base, WP=0, NXE=0, SMEP, SMAP,
  * SMAP+AC}; the special slots x {read, write, fetch} x CPL x {base, WP=0, NXE=0}; locked RMWs.
@@ -21,7 +22,7 @@
 import { Machine } from "../../machine/machine.ts";
 import { type FrameSource, Mapper } from "../../machine/x86/mapper.ts";
 import { PAGE_1G, PAGE_2M, PAGE_4K, type PageShift, type Prot, Pte, pfnOf } from "../../machine/x86/pte.ts";
-import { type Levels, tableIndex, vaToVpn } from "../../machine/x86/vaddr.ts";
+import { type Levels, tableIndex, vaToVpn, vpnToVa } from "../../machine/x86/vaddr.ts";
 import {
   Ctl,
   PROBE_PAD_PA,
@@ -32,6 +33,9 @@ import {
 } from "./probe.ts";
 
 export const USER_RIP_VA = 0x10000000n;
+/** Root-table slot that points back at the root (recursive mapping), and an unused root entry. */
+export const RECURSIVE_SLOT = 300;
+export const RECURSIVE_SCRATCH = 400;
 export const USER_STACK_VA = 0x10010000n;
 
 export const PROTS: { name: string; prot: Prot }[] = [
@@ -170,6 +174,17 @@ export function buildProbeSpace(levels: Levels): ProbeSpace {
     const pte = entryPa(machine, root, levels, va, 1);
     mem.poke32(pte + 4, (mem.peek32(pte + 4) | (1 << 19)) >>> 0); // address bit 51
     special.push({ label: "4K S-RW-X with address bit 51 (reserved)", va, shift: 0, reads: true });
+  }
+  {
+    // A recursive slot (supervisor, RW, NX): the root seen as a 4 KiB page at slot repeated at every
+    // level. Accesses touch the root's own unused entry RECURSIVE_SCRATCH (a write stores 0xC3 there).
+    const rootSlot = root * 4096 + RECURSIVE_SLOT * 8;
+    mem.poke32(rootSlot + 4, 0x80000000);
+    mem.poke32(rootSlot, ((root * 4096) | Pte.P | Pte.RW) >>> 0);
+    let va = 0n;
+    for (let i = 0; i < levels; i++) va = (va << 9n) | BigInt(RECURSIVE_SLOT);
+    va = vpnToVa(Number(va), levels, RECURSIVE_SCRATCH * 8);
+    special.push({ label: "recursive slot: the root as a page", va, shift: 0 });
   }
   special.push({ label: "not present PTE", va: 0xffff800000000000n + 0x1ff000n, shift: -1 });
   special.push({ label: "not present PML4E", va: slot(8), shift: -1 });

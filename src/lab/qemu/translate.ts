@@ -26,6 +26,8 @@ export interface TranslationInput {
   /** Virtual addresses to translate with gva2gpa. */
   samples: bigint[];
   nxe?: boolean;
+  /** pagelab's `info tlb` text to compare with (an export's info-tlb.txt); computed when absent. */
+  infoTlb?: string;
 }
 
 export interface LineDiff {
@@ -84,7 +86,7 @@ export async function compareTranslations(
   const s = await QemuSession.start({ ...opts, blobs: tablesAsBlobs(input.mem, input.tables) });
   try {
     await s.enablePaging({ cr3: input.root * 4096, levels: input.levels, nxe: input.nxe ?? true });
-    const pl = lines(infoTlb(input.mem, input.root, input.levels));
+    const pl = lines(input.infoTlb ?? infoTlb(input.mem, input.root, input.levels));
     const qm = lines(await s.hmp("info tlb"));
     const cpu = new Cpu(input.mem, { levels: input.levels, nxe: input.nxe ?? true });
     const gva: TranslationReport["gva2gpa"] = [];
