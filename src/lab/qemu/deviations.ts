@@ -9,6 +9,8 @@
  * the real accesses) or is null (deviations of the monitor, handled where the monitor is used).
  */
 
+import { fail } from "../../errors.ts";
+
 /** One probe case as compared: what was done, what pagelab says, what QEMU did. */
 export interface DeviationContext {
   kind: "read" | "write" | "fetch" | "lock";
@@ -70,7 +72,8 @@ export const KNOWN_QEMU_DEVIATIONS: readonly KnownDeviation[] = [
       c.pagelab >= 0 &&
       c.qemu >= 0 &&
       (c.pagelab & (PF_P | PF_RSVD)) === (PF_P | PF_RSVD) &&
-      c.qemu === (c.pagelab & ~PF_P),
+      c.qemu === (c.pagelab & ~PF_P) &&
+      samePath(c),
   },
   {
     id: "1g-without-pdpe1gb",
@@ -97,7 +100,7 @@ export const KNOWN_QEMU_DEVIATIONS: readonly KnownDeviation[] = [
   {
     id: "1g-leaf-accessed-on-fault",
     title: "a 1 GiB leaf gets its Accessed flag even when the access faults on rights",
-    sdm: "SDM Vol. 3A 4.8 sets A in every entry used for a translation and D in the leaf on a write; it does not make a 1 GiB leaf different from a 2 MiB or 4 KiB one. pagelab (like QEMU for 4 KiB and 2 MiB leaves) sets the leaf's A/D only when the access is allowed.",
+    sdm: "SDM Vol. 3A 4.8 sets A in every entry used for a translation and D in the leaf on a write; whether an access that faults on rights sets A in the leaf is not spelled out, but nothing makes a 1 GiB leaf different from a 2 MiB or 4 KiB one. pagelab (like QEMU itself for 4 KiB and 2 MiB leaves) sets a leaf's A/D only when the access is allowed.",
     qemu: "QEMU sets A in a PDPTE before it looks at PS, so a 1 GiB leaf is marked accessed before the rights check: a read that faults (user access to a supervisor page, a write to a read-only page, a fetch from an NX page) leaves A=1 in the leaf.",
     where:
       "mmu_translate(): level 3 'ptw_setl(..., PG_ACCESSED_MASK)' precedes 'if (pte & PG_PSE_MASK) /* 1 GB page */'",
@@ -121,6 +124,6 @@ export function explainDeviation(c: DeviationContext): KnownDeviation | null {
 
 export function deviation(id: string): KnownDeviation {
   const d = KNOWN_QEMU_DEVIATIONS.find((x) => x.id === id);
-  if (d === undefined) throw new Error(`no known QEMU deviation "${id}"`);
+  if (d === undefined) fail("QEMU_DEVIATION", `no known QEMU deviation "${id}"`);
   return d;
 }
