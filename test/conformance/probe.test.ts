@@ -30,7 +30,7 @@ const reason = !qemu.ok ? qemu.reason : !cc.ok ? cc.reason : "";
 if (reason !== "") console.warn(`SKIPPED: QEMU conformance (probe kernel): ${reason}`);
 
 let work: ReturnType<typeof probeWorkdir> | null = null;
-const tmp = mkdtempSync(join(tmpdir(), "pagelab-probe-test-"));
+let tmp = "";
 
 async function probe(
   levels: Levels,
@@ -94,6 +94,7 @@ async function probeReport(levels: Levels, opts: Parameters<typeof probe>[1]): P
 
 describe.skipIf(reason !== "")(`QEMU ${qemu.version} probe kernel agrees with pagelab's MMU`, () => {
   beforeAll(() => {
+    tmp = mkdtempSync(join(tmpdir(), "pagelab-probe-test-"));
     work = probeWorkdir();
   });
   afterAll(() => {

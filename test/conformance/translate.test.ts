@@ -7,7 +7,7 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runDemo } from "../../src/lab/demo.ts";
 import { exportPageTables, importPageTables } from "../../src/lab/export.ts";
 import { checkQemu } from "../../src/lab/qemu/tools.ts";
@@ -18,8 +18,7 @@ import { HAND_SAMPLES, handTree, RECURSIVE_SLOT, recursiveRootVa } from "./trees
 const qemu = checkQemu();
 if (!qemu.ok) console.warn(`SKIPPED: QEMU conformance (translations): ${qemu.reason}`);
 
-const tmp = mkdtempSync(join(tmpdir(), "pagelab-conf-"));
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+let tmp = "";
 
 function summary(r: TranslationReport): string {
   const g = r.gva2gpa.filter((x) => x.equal).length;
@@ -37,6 +36,11 @@ function expectEqual(r: TranslationReport): void {
 }
 
 describe.skipIf(!qemu.ok)(`QEMU ${qemu.version} agrees with pagelab's translations`, () => {
+  beforeAll(() => {
+    tmp = mkdtempSync(join(tmpdir(), "pagelab-conf-"));
+  });
+  afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
   for (const levels of [4, 5] as const) {
     it(`${levels}-level hand tree: 4K/2M/1G leaves, NX G PCD PWT PAT US RW A D, recursive slot, upper-level RO`, async () => {
       const { m, mapper } = handTree(levels);
