@@ -15,7 +15,7 @@ import type { Levels } from "../machine/x86/vaddr.ts";
 import type { MemblockRange } from "../kernel/early/memblock.ts";
 import { SECTIONS } from "../kernel/image.ts";
 import { kernelLayout } from "../kernel/kmap/layout.ts";
-import type { FrameAllocator, FrameRange } from "../kernel/pmm/interface.ts";
+import type { FrameAllocator, FrameRange, PmmStats } from "../kernel/pmm/interface.ts";
 
 export interface BootCheckInput {
   machine: Machine;
@@ -29,6 +29,8 @@ export interface BootCheckInput {
   freedFrames: number;
   metaPa: number;
   metaBytes: number;
+  /** The PMM's stats, computed once by the caller (a full pass over the free structures). */
+  stats: PmmStats;
 }
 
 /** Frames of every page table reachable from the root (recursive slots skipped). */
@@ -87,7 +89,7 @@ export function checkBoot(b: BootCheckInput): string[] {
       if (e > s) reservedInRam += Math.ceil(e) - Math.floor(s);
     }
   }
-  const managed = b.pmm.stats().managedFrames;
+  const managed = b.stats.managedFrames;
   if (managed !== b.freedFrames || b.freedFrames + reservedInRam !== ramFrames) {
     fail(
       "BOOT_CHECK",

@@ -399,6 +399,7 @@ export function bootKernel(opts: BootOptions = {}): BootResult {
           freedFrames: freed,
           metaPa,
           metaBytes,
+          stats: st,
         });
   const tree = countTables(machine, fin.root, levels, recursiveSlots);
   n.log(

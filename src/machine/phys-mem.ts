@@ -81,23 +81,40 @@ export interface PhysMemOptions {
   counters?: Counters;
 }
 
+/**
+ * A 2 MiB chunk that is still sparse: its 4 KiB pages are allocated one by one on first write. When
+ * `PROMOTE_PAGES` of them exist it becomes one dense 2 MiB `Uint32Array` (page tables and metadata
+ * cluster, and a dense chunk is one array for the fast path). Scattered touches - one stack page per
+ * 2 MiB of RAM - stay at 4 KiB each.
+ */
+class SparseChunk {
+  readonly pages: (Uint32Array | null)[] = new Array<Uint32Array | null>(512).fill(null);
+  count = 0;
+}
+
+type Slot = Uint32Array | SparseChunk | null;
+
+const PROMOTE_PAGES = 64;
+const DENSE_MASK = 0xffe00003; // an offset inside a 2 MiB chunk, 4-byte aligned
+const PAGE_MASK = 0xfffff003; // an offset inside a 4 KiB page, 4-byte aligned
+
 export class PhysMem implements PhysPort {
   readonly maxPhysAddrBits: number;
   /** One past the highest physical address: 2^MAXPHYADDR. */
   readonly limit: number;
   readonly counters: Counters;
 
-  private readonly dirs = new Map<number, (Uint32Array | null)[]>();
-  private lastGiB = -1;
-  private lastDir: (Uint32Array | null)[] | null = null;
+  private readonly dirs = new Map<number, Slot[]>();
   /**
-   * One-entry cache of the last backed chunk touched: its base address and words. The fast path takes
-   * an offset that is an integer, 4-byte aligned and inside the chunk (`(off | 0) === off` and no bit
-   * outside 0x001ffffc); anything else goes the checked slow way.
+   * One-entry cache of the last backed memory touched: `lastBase` is the address of `lastChunk[0]`
+   * (a dense 2 MiB chunk or one 4 KiB page) and `lastMask` the offset bits outside it. The fast path
+   * takes an offset that is an integer (`(off | 0) === off`) with no bit in the mask: inside, aligned.
    */
   private lastBase = -1;
+  private lastMask = DENSE_MASK;
   private lastChunk: Uint32Array = new Uint32Array(0);
-  private chunkCount = 0;
+  private denseChunks = 0;
+  private sparsePages = 0;
 
   constructor(opts: PhysMemOptions = {}) {
     const bits = opts.maxPhysAddrBits ?? 46;
@@ -111,7 +128,7 @@ export class PhysMem implements PhysPort {
 
   /** Host bytes actually allocated for simulated RAM. */
   get backedBytes(): number {
-    return this.chunkCount * CHUNK_BYTES;
+    return this.denseChunks * CHUNK_BYTES + this.sparsePages * PAGE_SIZE;
   }
 
   /** Throws unless [pa, pa+len) lies inside the physical address space. */
@@ -125,57 +142,94 @@ export class PhysMem implements PhysPort {
     }
   }
 
-  private dirFor(g: number, create: boolean): (Uint32Array | null)[] | null {
-    if (g === this.lastGiB) return this.lastDir;
-    let dir = this.dirs.get(g) ?? null;
-    if (dir === null) {
-      if (!create) return null;
-      dir = new Array<Uint32Array | null>(SLOTS_PER_GIB).fill(null);
-      this.dirs.set(g, dir);
+  private dir(pa: number, create: boolean): Slot[] | null {
+    const g = Math.floor(pa / GIB);
+    let d = this.dirs.get(g) ?? null;
+    if (d === null && create) {
+      d = new Array<Slot>(SLOTS_PER_GIB).fill(null);
+      this.dirs.set(g, d);
     }
-    this.lastGiB = g;
-    this.lastDir = dir;
-    return dir;
+    return d;
   }
 
-  private chunkFor(pa: number, create: boolean): Uint32Array | null {
-    const g = Math.floor(pa / GIB);
-    const dir = this.dirFor(g, create);
-    if (dir === null) return null;
-    const slot = (pa - g * GIB) >>> 21;
-    let c = dir[slot];
-    if (c === null && create) {
-      c = new Uint32Array(CHUNK_WORDS);
-      dir[slot] = c;
-      this.chunkCount++;
+  /**
+   * The array holding the page of `pa` and the word index of `pa` in it (valid to the end of that
+   * page), creating the page when `create`; null for untouched memory. Refreshes the fast-path cache.
+   */
+  private locate(pa: number, create: boolean): Uint32Array | null {
+    const d = this.dir(pa, create);
+    if (d === null) return null;
+    const inGiB = pa % GIB;
+    const idx = inGiB >>> 21;
+    let slot = d[idx];
+    const chunkBase = pa - (inGiB & 0x1fffff);
+    if (slot instanceof Uint32Array) {
+      this.cache(chunkBase, DENSE_MASK, slot);
+      return slot;
     }
-    return c;
+    if (slot === null) {
+      if (!create) return null;
+      slot = new SparseChunk();
+      d[idx] = slot;
+    }
+    const p = (inGiB >>> 12) & 511;
+    let page = slot.pages[p];
+    if (page === null) {
+      if (!create) return null;
+      if (slot.count + 1 >= PROMOTE_PAGES) {
+        const dense = this.promote(slot);
+        d[idx] = dense;
+        this.cache(chunkBase, DENSE_MASK, dense);
+        return dense;
+      }
+      page = new Uint32Array(1024);
+      slot.pages[p] = page;
+      slot.count++;
+      this.sparsePages++;
+    }
+    this.cache(pa - (pa % PAGE_SIZE), PAGE_MASK, page);
+    return page;
+  }
+
+  private promote(sc: SparseChunk): Uint32Array {
+    const dense = new Uint32Array(CHUNK_WORDS);
+    for (let i = 0; i < 512; i++) {
+      const page = sc.pages[i];
+      if (page !== null) dense.set(page, i * 1024);
+    }
+    this.sparsePages -= sc.count;
+    this.denseChunks++;
+    return dense;
+  }
+
+  private cache(base: number, mask: number, arr: Uint32Array): void {
+    this.lastBase = base;
+    this.lastMask = mask;
+    this.lastChunk = arr;
+  }
+
+  /** Word index of `pa` in the array `locate` returned for it. */
+  private wordIn(arr: Uint32Array, pa: number): number {
+    return arr.length === CHUNK_WORDS ? (pa % CHUNK_BYTES) >>> 2 : (pa % PAGE_SIZE) >>> 2;
   }
 
   read32(pa: number): number {
     this.counters.memReads++;
     const off = pa - this.lastBase;
-    if ((off | 0) === off && (off & 0xffe00003) === 0) return this.lastChunk[off >>> 2];
+    if ((off | 0) === off && (off & this.lastMask) === 0) return this.lastChunk[off >>> 2];
     return this.slowPeek(pa);
   }
 
-  /** Load through the directory (and refresh the chunk cache); checks range and alignment. */
+  /** Load through the directory (and refresh the cache); checks range and alignment. */
   private slowPeek(pa: number): number {
     if (pa % 4 !== 0 || pa >= this.limit || pa < 0) this.badAccess(pa, 4);
-    const g = Math.floor(pa / GIB);
-    const dir = g === this.lastGiB ? this.lastDir : this.dirFor(g, false);
-    if (dir === null) return 0;
-    const lo = pa - g * GIB;
-    const c = dir[lo >>> 21];
-    if (c === null) return 0;
-    this.lastBase = pa - (lo & 0x1fffff);
-    this.lastChunk = c;
-    return c[(lo & 0x1fffff) >>> 2];
+    const arr = this.locate(pa, false);
+    return arr === null ? 0 : arr[this.wordIn(arr, pa)];
   }
 
   write32(pa: number, value: number): void {
     const off = pa - this.lastBase;
-    if ((off | 0) === off && (off & 0xffe00003) === 0) {
+    if ((off | 0) === off && (off & this.lastMask) === 0) {
       this.counters.memWrites++;
       this.lastChunk[off >>> 2] = value;
       return;
@@ -186,24 +240,8 @@ export class PhysMem implements PhysPort {
   private slowWrite(pa: number, value: number): void {
     if (pa % 4 !== 0 || pa >= this.limit || pa < 0) this.badAccess(pa, 4);
     this.counters.memWrites++;
-    const g = Math.floor(pa / GIB);
-    let dir = g === this.lastGiB ? this.lastDir : this.dirFor(g, false);
-    if (dir === null) {
-      if (value === 0) return;
-      dir = this.dirFor(g, true)!;
-    }
-    const lo = pa - g * GIB;
-    const slot = lo >>> 21;
-    let c = dir[slot];
-    if (c === null) {
-      if (value === 0) return;
-      c = new Uint32Array(CHUNK_WORDS);
-      dir[slot] = c;
-      this.chunkCount++;
-    }
-    this.lastBase = pa - (lo & 0x1fffff);
-    this.lastChunk = c;
-    c[(lo & 0x1fffff) >>> 2] = value;
+    const arr = this.locate(pa, value !== 0);
+    if (arr !== null) arr[this.wordIn(arr, pa)] = value;
   }
 
   /**
@@ -212,7 +250,7 @@ export class PhysMem implements PhysPort {
    */
   peek32(pa: number): number {
     const off = pa - this.lastBase;
-    if ((off | 0) === off && (off & 0xffe00003) === 0) return this.lastChunk[off >>> 2];
+    if ((off | 0) === off && (off & this.lastMask) === 0) return this.lastChunk[off >>> 2];
     return this.slowPeek(pa);
   }
 
@@ -249,55 +287,50 @@ export class PhysMem implements PhysPort {
     this.write32(base, ((old & ~(0xffff << sh)) | ((value & 0xffff) << sh)) >>> 0);
   }
 
-  zeroFrame(pfn: number): void {
-    const pa = pfn * PAGE_SIZE;
-    this.checkRange(pa, PAGE_SIZE);
-    this.counters.memBulkBytes += PAGE_SIZE;
-    const c = this.chunkFor(pa, false);
-    if (c !== null) {
-      const w = (pa % CHUNK_BYTES) >>> 2;
-      c.fill(0, w, w + 1024);
+  /**
+   * Visit [pa, pa+len) page piece by page piece: `fn(arr, firstWord, words, offsetInRange)` with the
+   * backing array (null where untouched and `create` is false). 4-byte aligned ranges only.
+   */
+  private pieces(
+    pa: number,
+    len: number,
+    create: boolean,
+    fn: (arr: Uint32Array | null, w: number, n: number, at: number) => boolean | undefined,
+  ): boolean {
+    this.checkRange(pa, len);
+    if ((pa & 3) !== 0 || (len & 3) !== 0)
+      fail("MISALIGNED", `bulk access ${hex(pa)}+${hex(len)} is not 4-byte aligned`);
+    for (let at = 0; at < len; ) {
+      const p = pa + at;
+      const n = Math.min(len - at, PAGE_SIZE - (p % PAGE_SIZE));
+      const arr = this.locate(p, create);
+      if (fn(arr, arr === null ? 0 : this.wordIn(arr, p), n >>> 2, at) === false) return false;
+      at += n;
     }
+    return true;
+  }
+
+  zeroFrame(pfn: number): void {
+    this.counters.memBulkBytes += PAGE_SIZE;
+    this.pieces(pfn * PAGE_SIZE, PAGE_SIZE, false, (arr, w, n) => void arr?.fill(0, w, w + n));
   }
 
   /** Fill [pa, pa+len) with a byte value; pa and len must be 4-byte aligned. */
   fill(pa: number, len: number, byte: number): void {
-    this.checkRange(pa, len);
-    if ((pa & 3) !== 0 || (len & 3) !== 0)
-      fail("MISALIGNED", `fill ${hex(pa)}+${hex(len)} is not 4-byte aligned`);
     const word = ((byte & 0xff) * 0x01010101) >>> 0;
     this.counters.memBulkBytes += len;
-    let p = pa;
-    const end = pa + len;
-    while (p < end) {
-      const chunkEnd = Math.min(end, (Math.floor(p / CHUNK_BYTES) + 1) * CHUNK_BYTES);
-      const c = this.chunkFor(p, word !== 0);
-      if (c !== null) c.fill(word, (p % CHUNK_BYTES) >>> 2, (((chunkEnd - 1) % CHUNK_BYTES) >>> 2) + 1);
-      p = chunkEnd;
-    }
+    this.pieces(pa, len, word !== 0, (arr, w, n) => void arr?.fill(word, w, w + n));
   }
 
   /** True when every byte of [pa, pa+len) equals `byte` (4-byte aligned); counted as bulk bytes. */
   isFilled(pa: number, len: number, byte: number): boolean {
-    this.checkRange(pa, len);
-    if ((pa & 3) !== 0 || (len & 3) !== 0)
-      fail("MISALIGNED", `isFilled ${hex(pa)}+${hex(len)} is not 4-byte aligned`);
     const word = ((byte & 0xff) * 0x01010101) >>> 0;
     this.counters.memBulkBytes += len;
-    let p = pa;
-    const end = pa + len;
-    while (p < end) {
-      const chunkEnd = Math.min(end, (Math.floor(p / CHUNK_BYTES) + 1) * CHUNK_BYTES);
-      const c = this.chunkFor(p, false);
-      if (c === null) {
-        if (word !== 0) return false;
-      } else {
-        const last = ((chunkEnd - 1) % CHUNK_BYTES) >>> 2;
-        for (let i = (p % CHUNK_BYTES) >>> 2; i <= last; i++) if (c[i] !== word) return false;
-      }
-      p = chunkEnd;
-    }
-    return true;
+    return this.pieces(pa, len, false, (arr, w, n) => {
+      if (arr === null) return word === 0;
+      for (let i = w; i < w + n; i++) if (arr[i] !== word) return false;
+      return true;
+    });
   }
 
   /** Copy len bytes (multiple of 4, both addresses 4-byte aligned), as memmove. */
@@ -309,46 +342,41 @@ export class PhysMem implements PhysPort {
     this.writeBytes(dst, tmp);
   }
 
-  /** Bulk read into a new byte array (counted as bulk bytes, not accesses). */
+  /** Bulk read into a new byte array (counted as bulk bytes, not accesses). 4-byte aligned. */
   readBytes(pa: number, len: number): Uint8Array {
-    this.checkRange(pa, len);
+    if ((len & 3) !== 0) fail("MISALIGNED", `readBytes of ${len} bytes: the length must be a multiple of 4`);
     const out = new Uint8Array(len);
+    const words = new Uint32Array(out.buffer);
     this.counters.memBulkBytes += len;
-    for (let i = 0; i < len; ) {
-      const p = pa + i;
-      const inChunk = Math.min(len - i, CHUNK_BYTES - (p % CHUNK_BYTES));
-      const c = this.chunkFor(p, false);
-      if (c !== null) {
-        const bytes = new Uint8Array(c.buffer, c.byteOffset, CHUNK_BYTES);
-        out.set(bytes.subarray(p % CHUNK_BYTES, (p % CHUNK_BYTES) + inChunk), i);
-      }
-      i += inChunk;
-    }
+    this.pieces(pa, len, false, (arr, w, n, at) => {
+      if (arr !== null) words.set(arr.subarray(w, w + n), at >>> 2);
+    });
     return out;
   }
 
-  /** Bulk write from a byte array (counted as bulk bytes). */
+  /** Bulk write from a byte array (counted as bulk bytes). 4-byte aligned address and length. */
   writeBytes(pa: number, data: Uint8Array): void {
-    this.checkRange(pa, data.length);
+    if ((data.length & 3) !== 0)
+      fail("MISALIGNED", `writeBytes of ${data.length} bytes: the length must be a multiple of 4`);
     this.counters.memBulkBytes += data.length;
-    for (let i = 0; i < data.length; ) {
-      const p = pa + i;
-      const inChunk = Math.min(data.length - i, CHUNK_BYTES - (p % CHUNK_BYTES));
-      const part = data.subarray(i, i + inChunk);
-      const c = this.chunkFor(
+    const copy = new Uint8Array(data);
+    const words = new Uint32Array(copy.buffer, 0, data.length >>> 2);
+    this.pieces(pa, data.length, false, (_arr, _w, n, at) => {
+      const part = words.subarray(at >>> 2, (at >>> 2) + n);
+      const p = pa + at;
+      const target = this.locate(
         p,
-        part.some((b) => b !== 0),
+        part.some((x) => x !== 0),
       );
-      if (c !== null) new Uint8Array(c.buffer, c.byteOffset, CHUNK_BYTES).set(part, p % CHUNK_BYTES);
-      i += inChunk;
-    }
+      if (target !== null) target.set(part, this.wordIn(target, p));
+    });
   }
 
-  /** Physical addresses of every backed 2 MiB chunk, ascending (for exporters and tests). */
+  /** Physical addresses of every 2 MiB chunk with any backing, ascending (for exporters and digests). */
   backedChunks(): number[] {
     const out: number[] = [];
-    for (const [g, dir] of this.dirs) {
-      for (let s = 0; s < SLOTS_PER_GIB; s++) if (dir[s] !== null) out.push(g * GIB + s * CHUNK_BYTES);
+    for (const [g, d] of this.dirs) {
+      for (let s = 0; s < SLOTS_PER_GIB; s++) if (d[s] !== null) out.push(g * GIB + s * CHUNK_BYTES);
     }
     return out.sort((a, b) => a - b);
   }

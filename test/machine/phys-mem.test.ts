@@ -25,7 +25,19 @@ describe("PhysMem", () => {
     expect(m.read32(far)).toBe(0xcafe11ef);
     write64(m, 0x2000, 2 ** 52 - 1);
     expect(read64(m, 0x2000)).toBe(2 ** 52 - 1);
-    expect(m.backedBytes).toBe(2 * 2 * 1024 * 1024); // two 2 MiB chunks
+    expect(m.backedBytes).toBe(2 * 4096); // two scattered 4 KiB pages, not two 2 MiB chunks
+  });
+
+  it("backs scattered pages one by one and a busy 2 MiB chunk densely, keeping the data", () => {
+    const m = new PhysMem();
+    for (let i = 0; i < 63; i++) m.write32(0x40000000 + i * 4096 * 8, i + 1); // 63 pages, 32 KiB apart
+    expect(m.backedBytes).toBe(63 * 4096);
+    m.write32(0x40000000 + 0x1f1000, 99); // the 64th page of that chunk: it becomes one 2 MiB array
+    expect(m.backedBytes).toBe(2 * 1024 * 1024);
+    for (let i = 0; i < 63; i++) expect(m.read32(0x40000000 + i * 4096 * 8)).toBe(i + 1);
+    expect(m.read32(0x40000000 + 0x1f1000)).toBe(99);
+    expect(m.isFilled(0x40000004, 4092, 0)).toBe(true);
+    expect(m.isFilled(0x40000000, 8, 0)).toBe(false);
   });
 
   it("counts accesses", () => {

@@ -1,0 +1,173 @@
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { PagelabError } from "../../src/errors.ts";
+import { PRESETS } from "../../src/firmware/index.ts";
+import { type BootOptions, bootKernel, KMAP_NAMES } from "../../src/lab/boot.ts";
+import { Access } from "../../src/machine/x86/mmu.ts";
+import { vaToVpn } from "../../src/machine/x86/vaddr.ts";
+
+const PMMS = ["stack", "stack-pages", "freelist", "bitmap", "buddy"];
+const MiB = 2 ** 20;
+
+/** Boot within a small host budget; a refusal must be the clear HOST_MEMORY error, then boot mem=1G. */
+function bootOrCap(opts: BootOptions) {
+  try {
+    return { r: bootKernel({ hostBudget: 512 * MiB, ...opts }), capped: false };
+  } catch (e) {
+    expect(e).toBeInstanceOf(PagelabError);
+    expect((e as PagelabError).code).toBe("HOST_MEMORY");
+    expect((e as Error).message).toMatch(/would back about .* GiB of host memory .*--mem/);
+    return { r: bootKernel({ ...opts, mem: 2 ** 30 }), capped: true };
+  }
+}
+
+function tmpMap(entries: { start: string; end: string; type: string }[]): string {
+  const dir = mkdtempSync(join(tmpdir(), "pagelab-map-"));
+  const f = join(dir, "map.json");
+  writeFileSync(f, JSON.stringify({ entries }));
+  return f;
+}
+
+describe("boot: every PMM x kmap on every preset", () => {
+  for (const preset of PRESETS) {
+    it(`boots ${preset} with every combination, checks passing`, () => {
+      let capped = 0;
+      for (const pmm of PMMS) {
+        for (const kmap of KMAP_NAMES) {
+          const { r, capped: c } = bootOrCap({ map: preset, pmm, kmap });
+          if (c) capped++;
+          expect(r.checks.length, `${pmm}/${kmap}`).toBeGreaterThanOrEqual(5);
+          expect(r.freePagesAfterBoot).toBeGreaterThan(0);
+          expect(r.freePagesAfterBoot).toBeLessThan(r.usablePages);
+          expect(r.pageTablePages).toBe(r.pageTableBytes / 4096);
+          expect(r.bootSteps.map((s) => s.step)).toEqual([1, 2, 3, 4, 5, 6, 7]);
+          expect(r.counters.cr3Writes).toBe(2); // boot root, then the final root
+        }
+      }
+      // Only the designs that write into every free frame need mem= on the large presets.
+      expect(capped).toBeLessThanOrEqual(preset === "sparse" ? 16 : 12);
+    }, 120_000);
+  }
+});
+
+describe("boot: the stale-TLB detector stays silent for every combination", () => {
+  it("qemu:256M, 4- and 5-level", () => {
+    for (const levels of [4, 5] as const) {
+      for (const pmm of PMMS) {
+        for (const kmap of KMAP_NAMES) {
+          const r = bootKernel({ map: "qemu:256M", pmm, kmap, levels, checkStale: true });
+          expect(r.machine.staleReports(), `${pmm}/${kmap}/${levels}`).toEqual([]);
+          expect(r.checks).toContain("no stale TLB entry was ever used");
+        }
+      }
+    }
+  }, 120_000);
+});
+
+describe("boot: what each strategy maps", () => {
+  it("direct maps all RAM at 0xffff888000000000 with large pages; quickmap has no direct map", () => {
+    const d = bootKernel({ map: "qemu:4G", pmm: "bitmap", kmap: "direct" });
+    const cpu = d.machine.cpu0;
+    const dm = vaToVpn(0xffff888000000000n, 4).vpn;
+    expect(cpu.translate(dm + 0x12345, Access.READ)).toBe(0x12345);
+    expect(cpu.translate(dm + 0x100000 + 7, Access.READ)).toBe(0x100007); // RAM above 4 GiB
+    expect(cpu.translate(dm + 0xc0000, Access.READ)).toBe(-1); // the PCI hole stays unmapped
+    const q = bootKernel({ map: "qemu:4G", pmm: "bitmap", kmap: "quickmap" });
+    expect(q.machine.cpu0.translate(dm + 0x12345, Access.READ)).toBe(-1);
+    expect(q.counters.windowRemaps).toBeGreaterThan(0);
+    expect(q.pageTablePages).toBeLessThan(d.pageTablePages);
+  });
+
+  it("--map-holes maps MMIO in the direct map and says so", () => {
+    const r = bootKernel({ map: "qemu:4G", pmm: "bitmap", kmap: "direct", mapHoles: true });
+    const dm = vaToVpn(0xffff888000000000n, 4).vpn;
+    expect(r.machine.cpu0.translate(dm + 0xfee00, Access.READ)).toBe(0xfee00); // the local APIC page
+    expect(r.bootSteps[3].log.join("\n")).toMatch(/HAZARD: --map-holes mapped \d+ non-RAM range/);
+  });
+
+  it("recursive: the slot shows the root as a page; slot 511 is refused", () => {
+    const r = bootKernel({ map: "qemu:4G", pmm: "buddy", kmap: "recursive" });
+    const slot = 510;
+    const self = slot * 2 ** 27 + slot * 2 ** 18 + slot * 2 ** 9 + slot;
+    expect(r.machine.cpu0.translate(self, Access.READ)).toBe(r.mapper.root);
+    expect(r.recursiveSlots).toEqual([510]);
+    expect(() => bootKernel({ kmap: "recursive", recursiveSlot: 511 })).toThrow(
+      /slot 511 is taken by the kernel image/,
+    );
+  });
+
+  it("sparse: 4-level direct ignores RAM above 64 TiB (MAX_PHYSMEM_BITS); 5-level or windows reach it", () => {
+    const four = bootKernel({ map: "sparse", pmm: "bitmap", kmap: "direct", check: false });
+    expect(four.ramBytes).toBeLessThan(5 * 2 ** 30);
+    expect(four.bootSteps[0].log.join("\n")).toMatch(/RAM above it are ignored, as Linux does/);
+    const five = bootKernel({ map: "sparse", pmm: "bitmap", kmap: "direct", levels: 5, check: false });
+    expect(five.ramBytes).toBeGreaterThan(2 * 2 ** 40);
+    // bitmaps per region: metadata for 2 TiB + 4 GiB, not for the 130 TiB span
+    expect(five.metadataBytes).toBeLessThan(0.0001 * five.ramBytes);
+    expect(five.machine.mem.backedBytes).toBeLessThan(400 * MiB);
+  });
+});
+
+describe("boot: real maps, bad maps, determinism, CLI contract", () => {
+  it("boots a sample of the corpus's real machines", () => {
+    const lines = readFileSync(new URL("../fixtures/corpus/e820-real.jsonl", import.meta.url), "utf8")
+      .trim()
+      .split("\n");
+    const sample = lines.filter((_, i) => i % 30 === 0).map((l) => JSON.parse(l));
+    expect(sample.length).toBeGreaterThanOrEqual(8);
+    for (const rec of sample) {
+      const f = tmpMap(rec.e820);
+      // The whole machine with the bitmap; the heavier designs on its first 4 GiB (mem=4G), where the
+      // firmware's holes and reservations are.
+      const whole = bootKernel({ map: f, pmm: "bitmap", kmap: "direct" });
+      expect(whole.checks.length, `${rec.id} bitmap/direct`).toBeGreaterThanOrEqual(5);
+      for (const [pmm, kmap] of [
+        ["buddy", "recursive"],
+        ["stack-pages", "hybrid"],
+        ["freelist", "quickmap"],
+      ]) {
+        const r = bootKernel({ map: f, pmm, kmap, mem: 2 ** 32 });
+        expect(r.checks.length, `${rec.id} ${pmm}/${kmap}`).toBeGreaterThanOrEqual(5);
+      }
+    }
+  }, 120_000);
+
+  it("a map with no room for the kernel image names the shortfall", () => {
+    const f = tmpMap([{ start: "0x0", end: "0xfffff", type: "usable" }]);
+    expect(() => bootKernel({ map: f })).toThrow(
+      /no 2 MiB-aligned run of 2 MiB of RAM for the kernel image.*short by 0x/,
+    );
+  });
+
+  it("a map with room for the kernel but not its metadata names what is missing", () => {
+    // 1 MiB low + exactly the 2 MiB kernel image at 16 MiB + 8 KiB: page tables and metadata cannot fit.
+    const f = tmpMap([
+      { start: "0x0", end: "0x9ffff", type: "usable" },
+      { start: "0x1000000", end: "0x1201fff", type: "usable" },
+    ]);
+    expect(() => bootKernel({ map: f, pmm: "buddy" })).toThrow(/(no frame left|metadata needs .* short by)/);
+  });
+
+  it("is deterministic, and --kaslr depends on the seed only", () => {
+    const a = bootKernel({ pmm: "buddy", kmap: "recursive", levels: 5 });
+    const b = bootKernel({ pmm: "buddy", kmap: "recursive", levels: 5 });
+    expect(a.counters).toEqual(b.counters);
+    expect(a.bootSteps).toEqual(b.bootSteps);
+    const k1 = bootKernel({ kaslr: true, seed: 7, pmm: "bitmap" }).kernelPhys;
+    expect(bootKernel({ kaslr: true, seed: 7, pmm: "bitmap" }).kernelPhys).toBe(k1);
+    const others = [1, 2, 3, 4].map((s) => bootKernel({ kaslr: true, seed: s, pmm: "bitmap" }).kernelPhys);
+    expect(new Set([k1, ...others]).size).toBeGreaterThan(1);
+  });
+
+  it("bottom-up memblock places metadata low, top-down high", () => {
+    const top = bootKernel({ pmm: "bitmap" }).bootSteps[3].allocated.find((a) =>
+      a.what.includes("metadata"),
+    )!;
+    const bottom = bootKernel({ pmm: "bitmap", bottomUp: true }).bootSteps[3].allocated.find((a) =>
+      a.what.includes("metadata"),
+    )!;
+    expect(Number(bottom.pa)).toBeLessThan(Number(top.pa));
+  });
+});
