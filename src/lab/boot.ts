@@ -26,11 +26,12 @@ import { Memblock, MEMBLOCK_BYTES, type MemblockRange } from "../kernel/early/me
 import { IMAGE_BYTES, placeKernel, writeBootTables } from "../kernel/image.ts";
 import { DirectStrategy } from "../kernel/kmap/direct.ts";
 import { HybridStrategy } from "../kernel/kmap/hybrid.ts";
-import { kernelLayout } from "../kernel/kmap/layout.ts";
+import { type KernelLayout, kernelLayout } from "../kernel/kmap/layout.ts";
 import { LinearPort, SwitchPort } from "../kernel/kmap/ports.ts";
 import { QuickmapStrategy } from "../kernel/kmap/quickmap.ts";
 import { RecursiveStrategy } from "../kernel/kmap/recursive.ts";
 import { MappedRegion } from "../kernel/kmap/region.ts";
+import { Current } from "../kernel/percpu.ts";
 import type { KmapName, KmapOptions, KmapStrategy } from "../kernel/kmap/strategy.ts";
 import { getDesign } from "../kernel/pmm/designs.ts";
 import type { FrameAllocator, FrameRange, PmmLayout } from "../kernel/pmm/interface.ts";
@@ -71,6 +72,8 @@ export interface BootOptions extends KmapOptions {
   checkStale?: boolean;
   /** Run the after-boot checks (default true). */
   check?: boolean;
+  /** Number of CPUs (default 1); the application processors load the final CR3 once it exists. */
+  cpus?: number;
   /** Linux's mem=: ignore RAM at and above this physical address. */
   mem?: number;
   /** Refuse up front when the estimated host memory exceeds this many bytes (default 8 GiB). */
@@ -136,6 +139,13 @@ export interface BootResult {
   hostMs: number;
   checks: string[];
   machine: Machine;
+  /** The CPU the kernel is executing on (switch it to run kernel code on another CPU). */
+  current: Current;
+  /** The PMM's port (through the final mappings) and its regions (for SMP flushers). */
+  pmmPort: SwitchPort;
+  regions: MappedRegion[];
+  /** The kernel layout (region bases as VPNs). */
+  layout: KernelLayout;
   pmmAllocator: FrameAllocator;
   mapper: Mapper;
   strategy: KmapStrategy;
@@ -243,12 +253,17 @@ export function bootKernel(opts: BootOptions = {}): BootResult {
   const holes = map.entries
     .filter((e) => !isUsable(e.type) && e.start < 1n << 52n)
     .map((e) => ({ start: Number(e.start), end: Number(e.end + 1n), type: e820TypeName(e.type) }));
+  const ncpus = opts.cpus ?? 1;
+  if (!Number.isInteger(ncpus) || ncpus < 1 || ncpus > 256)
+    fail("BAD_OPTION", `--cpus must be 1..256 (got ${ncpus})`);
   const machine = new Machine({
     levels,
+    cpus: ncpus,
     maxPhysAddrBits: physBitsFor(ram),
     checkStale: opts.checkStale ?? false,
   });
   const c = machine.counters;
+  const cur = new Current(machine);
   const cpu = machine.cpu0;
   let memblock: Memblock | null = null;
   const n = new Narrator(c, () => memblock);
@@ -280,7 +295,7 @@ export function bootKernel(opts: BootOptions = {}): BootResult {
   n.end("Kernel image and boot page tables");
 
   // Step 3: the early allocator.
-  const imagePort = new LinearPort(cpu, layout.kernelImage, kernelPhys, IMAGE_BYTES, "kernel image");
+  const imagePort = new LinearPort(cur, layout.kernelImage, kernelPhys, IMAGE_BYTES, "kernel image");
   memblock = new Memblock(imagePort, boot.memblockPa, { bottomUp: opts.bottomUp });
   for (const r of ram) memblock.add("memory", r.start * 4096, (r.end - r.start) * 4096, r.node);
   memblock.reserve(
@@ -300,7 +315,7 @@ export function bootKernel(opts: BootOptions = {}): BootResult {
 
   // Step 4: page-table editing, PMM metadata sized, placed and mapped.
   strategy.prepare({
-    cpu,
+    cur,
     layout,
     memblock,
     imagePort,
@@ -311,7 +326,7 @@ export function bootKernel(opts: BootOptions = {}): BootResult {
     opts,
     log: n.log,
   });
-  const pmmLayout: PmmLayout = { usable: ram, cpus: 1 };
+  const pmmLayout: PmmLayout = { usable: ram, cpus: ncpus };
   const metaBytes = design.metadataBytes(pmmLayout);
   let metaPa = 0;
   if (metaBytes > 0) {
@@ -343,7 +358,7 @@ export function bootKernel(opts: BootOptions = {}): BootResult {
     region: (name: string, maxBytes: number) => {
       memblock!.purpose = `page table pre-wired for region ${name}`;
       const r = new MappedRegion(
-        cpu,
+        cur,
         strategy.bootMapper,
         name,
         layout.regions + regions.length * 134217728,
@@ -370,6 +385,7 @@ export function bootKernel(opts: BootOptions = {}): BootResult {
   const frames = new PmmFrames(pmm);
   const fin = strategy.finalize(frames, metaPa, Math.ceil(metaBytes / 4096) * 4096);
   port.target = fin.port;
+  for (let i = 1; i < ncpus; i++) machine.cpus[i].writeCr3(fin.root);
   const mapper = new Mapper(fin.access, frames, {
     levels,
     maxPhysAddrBits: machine.mem.maxPhysAddrBits,
@@ -426,6 +442,10 @@ export function bootKernel(opts: BootOptions = {}): BootResult {
     hostMs: Math.round(performance.now() - t0),
     checks,
     machine,
+    current: cur,
+    pmmPort: port,
+    regions,
+    layout,
     pmmAllocator: pmm,
     mapper,
     strategy,

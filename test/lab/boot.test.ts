@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { PagelabError } from "../../src/errors.ts";
 import { PRESETS } from "../../src/firmware/index.ts";
 import { type BootOptions, bootKernel, KMAP_NAMES } from "../../src/lab/boot.ts";
-import { Access } from "../../src/machine/x86/mmu.ts";
+import { Access, peekWalk } from "../../src/machine/x86/mmu.ts";
 import { vaToVpn } from "../../src/machine/x86/vaddr.ts";
 
 const PMMS = ["stack", "stack-pages", "freelist", "bitmap", "buddy"];
@@ -110,6 +110,27 @@ describe("boot: what each strategy maps", () => {
   });
 });
 
+describe("boot: SMP", () => {
+  it("application processors load the final CR3; each CPU touches frames through its own window", () => {
+    const r = bootKernel({ map: "qemu:256M", pmm: "freelist", kmap: "quickmap", cpus: 4, checkStale: true });
+    expect(r.machine.cpus.map((c) => c.cr3Pfn)).toEqual([
+      r.mapper.root,
+      r.mapper.root,
+      r.mapper.root,
+      r.mapper.root,
+    ]);
+    expect(r.counters.cr3Writes).toBe(2 + 3);
+    const pfn = r.current.run(2, () => r.pmmAllocator.alloc(0)); // the free list reads the frame's next pointer
+    expect(pfn).toBeGreaterThan(0);
+    r.current.run(3, () => r.pmmAllocator.free(pfn, 0)); // and writes it back from CPU 3
+    // CPU 2 used fixmap slot 4 (2 x cpu + data), CPU 3 slot 6: each its own PTE, its own INVLPG
+    const fix = r.layout.fixmap;
+    expect(peekWalk(r.machine.cpus[2], fix + 4)?.pfn).toBe(pfn);
+    expect(peekWalk(r.machine.cpus[3], fix + 6)?.pfn).toBe(pfn);
+    expect(r.machine.staleReports()).toEqual([]);
+  });
+});
+
 describe("boot: real maps, bad maps, determinism, CLI contract", () => {
   it("boots a sample of the corpus's real machines", () => {
     const lines = readFileSync(new URL("../fixtures/corpus/e820-real.jsonl", import.meta.url), "utf8")
@@ -119,7 +140,7 @@ describe("boot: real maps, bad maps, determinism, CLI contract", () => {
     expect(sample.length).toBeGreaterThanOrEqual(8);
     for (const rec of sample) {
       const f = tmpMap(rec.e820);
-      // The whole machine with the bitmap; the heavier designs on its first 4 GiB (mem=4G), where the
+      // The whole machine with the bitmap; the heavier designs on its first 2 GiB (mem=2G), where the
       // firmware's holes and reservations are.
       const whole = bootKernel({ map: f, pmm: "bitmap", kmap: "direct" });
       expect(whole.checks.length, `${rec.id} bitmap/direct`).toBeGreaterThanOrEqual(5);

@@ -101,6 +101,11 @@ export function registerBoot(program: Command): void {
         .default(1)
         .argParser(parseIntOption("--seed", 0, 2 ** 32 - 1)),
     )
+    .addOption(
+      new Option("--cpus <n>", "number of CPUs (the others load the final CR3)")
+        .default(1)
+        .argParser(parseIntOption("--cpus", 1, 256)),
+    )
     .option("--json", "print the result as JSON")
     .option("--log", "print every line of every step, with memblock allocations and counters")
     .option("--export <dir>", "write the final page tables as pages.bin, index.json and info-tlb.txt")
@@ -159,6 +164,7 @@ Examples:
         pmm: o.pmm,
         kmap: o.kmap,
         levels: o.levels,
+        cpus: o.cpus,
         seed: o.seed,
         kernelPhys:
           o.kernelPhys === undefined ? undefined : Number(parseAddress(o.kernelPhys, "--kernel-phys")),

@@ -35,7 +35,7 @@ export class DirectStrategy extends KmapStrategy {
 
   protected bootAccess(): TableAccess {
     const c = this.ctx;
-    this.direct = new LinearPort(c.cpu, c.layout.directMap, 0, 0, "direct map");
+    this.direct = new LinearPort(c.cur, c.layout.directMap, 0, 0, "direct map");
     this.tablesPort = new RoutedPort([this.direct], this.window(1));
     return new PortTableAccess(this.tablesPort);
   }
@@ -52,7 +52,7 @@ export class DirectStrategy extends KmapStrategy {
     let g = 0;
     let m = 0;
     let k = 0;
-    const windowBefore = ctx.cpu.counters.windowRemaps;
+    const windowBefore = ctx.cur.cpu.counters.windowRemaps;
     for (let i = spans.length - 1; i >= 0; i--) {
       const s = spans[i];
       const r = this.bootMapper.mapRange(
@@ -69,7 +69,7 @@ export class DirectStrategy extends KmapStrategy {
     }
     ctx.log(
       `direct map of ${spans.length} range(s) up to ${hex(top * 4096)}, top-down: ${g} x 1G + ${m} x 2M + ${k} x 4K leaves, ` +
-        `${this.bootMapper.tables} page tables in the tree; ${ctx.cpu.counters.windowRemaps - windowBefore} tables written through the fixmap window before the direct map could reach them`,
+        `${this.bootMapper.tables} page tables in the tree; ${ctx.cur.cpu.counters.windowRemaps - windowBefore} tables written through the fixmap window before the direct map could reach them`,
     );
     if (ctx.opts.mapHoles) this.reportHoles(top);
   }
@@ -101,7 +101,7 @@ export class DirectStrategy extends KmapStrategy {
 
   finalize(frames: FrameSource): Finalized {
     const root = this.newRootWithKernelHalf(frames, this.direct);
-    this.ctx.cpu.writeCr3(root);
+    this.ctx.cur.cpu.writeCr3(root);
     return { root, access: new PortTableAccess(this.direct), port: this.direct };
   }
 

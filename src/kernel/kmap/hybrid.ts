@@ -33,7 +33,7 @@ export class HybridStrategy extends DirectStrategy {
   override finalize(frames: FrameSource): Finalized {
     const tables = new RoutedPort([this.direct], this.window(1));
     const root = this.newRootWithKernelHalf(frames, tables);
-    this.ctx.cpu.writeCr3(root);
+    this.ctx.cur.cpu.writeCr3(root);
     return { root, access: new PortTableAccess(tables), port: this.pmmPort(0, 0) };
   }
 }

@@ -15,7 +15,7 @@
  */
 import { fail, hex } from "../../errors.ts";
 import { bulkFill, bulkIsFilled, type PhysPort } from "../../machine/phys-mem.ts";
-import type { Cpu } from "../../machine/x86/cpu.ts";
+import type { Current } from "../percpu.ts";
 import { Access } from "../../machine/x86/mmu.ts";
 import { encodeLeaf, PAGE_4K } from "../../machine/x86/pte.ts";
 
@@ -50,7 +50,7 @@ export class LinearPort implements PhysPort {
   private readonly covered: { start: number; end: number }[] = [];
 
   constructor(
-    readonly cpu: Cpu,
+    readonly cur: Current,
     readonly vpnBase: number,
     paStart: number,
     bytes: number,
@@ -77,27 +77,30 @@ export class LinearPort implements PhysPort {
 
   read32(pa: number): number {
     const pfn = Math.floor(pa / 4096);
-    return this.cpu.load32(this.vpnBase + pfn - this.pfnBase, pa - pfn * 4096);
+    return this.cur.cpu.load32(this.vpnBase + pfn - this.pfnBase, pa - pfn * 4096);
   }
 
   write32(pa: number, value: number): void {
     const pfn = Math.floor(pa / 4096);
-    this.cpu.store32(this.vpnBase + pfn - this.pfnBase, pa - pfn * 4096, value);
+    this.cur.cpu.store32(this.vpnBase + pfn - this.pfnBase, pa - pfn * 4096, value);
   }
 
   private target(pfn: number, access: number): number {
-    const t = this.cpu.translate(this.vpnBase + pfn - this.pfnBase, access);
+    const t = this.cur.cpu.translate(this.vpnBase + pfn - this.pfnBase, access);
     if (t < 0)
-      fail("KERNEL_OOPS", `${this.name}: frame ${hex(pfn)} is not mapped (#PF ${hex(this.cpu.faultCode)})`);
+      fail(
+        "KERNEL_OOPS",
+        `${this.name}: frame ${hex(pfn)} is not mapped (#PF ${hex(this.cur.cpu.faultCode)})`,
+      );
     return t;
   }
 
   zeroFrame(pfn: number): void {
-    this.cpu.mem.zeroFrame(this.target(pfn, Access.WRITE));
+    this.cur.cpu.mem.zeroFrame(this.target(pfn, Access.WRITE));
   }
 
   fill(pa: number, bytes: number, byte: number): void {
-    const mem = this.cpu.mem;
+    const mem = this.cur.cpu.mem;
     pagewise(
       pa,
       bytes,
@@ -107,7 +110,7 @@ export class LinearPort implements PhysPort {
   }
 
   isFilled(pa: number, bytes: number, byte: number): boolean {
-    const mem = this.cpu.mem;
+    const mem = this.cur.cpu.mem;
     return pagewise(
       pa,
       bytes,
@@ -123,50 +126,62 @@ export class LinearPort implements PhysPort {
  * an INVLPG (`counters.windowRemaps`).
  */
 export class WindowPort implements PhysPort {
-  private current = -1;
+  /** Per-CPU register: the frame each CPU's window points at (-1: none). */
+  private readonly current: number[] = [];
 
+  /**
+   * Slot `kind` of every CPU's window pair: CPU c uses fixmap slot `2c + kind` at virtual page
+   * `fixmapVpn + 2c + kind`, whose PTE is at `ptePa + (2c + kind) * 8` (reached through `ptePort`).
+   */
   constructor(
-    readonly cpu: Cpu,
-    readonly windowVpn: number,
+    readonly cur: Current,
+    readonly fixmapVpn: number,
+    readonly kind: number,
     readonly ptePort: PhysPort,
     readonly ptePa: number,
   ) {}
 
+  private get windowVpn(): number {
+    return this.fixmapVpn + 2 * this.cur.id + this.kind;
+  }
+
   private point(pfn: number): void {
-    if (pfn === this.current) return;
+    const id = this.cur.id;
+    if (this.current[id] === pfn) return;
+    const slot = 2 * id + this.kind;
     const e = encodeLeaf(pfn, PAGE_4K, { write: true, nx: true });
-    this.ptePort.write32(this.ptePa + 4, e.hi);
-    this.ptePort.write32(this.ptePa, e.lo);
-    this.cpu.invlpg(this.windowVpn);
-    this.cpu.counters.windowRemaps++;
-    this.current = pfn;
+    this.ptePort.write32(this.ptePa + slot * 8 + 4, e.hi);
+    this.ptePort.write32(this.ptePa + slot * 8, e.lo);
+    this.cur.cpu.invlpg(this.fixmapVpn + slot);
+    this.cur.cpu.counters.windowRemaps++;
+    this.current[id] = pfn;
   }
 
   read32(pa: number): number {
     const pfn = Math.floor(pa / 4096);
     this.point(pfn);
-    return this.cpu.load32(this.windowVpn, pa - pfn * 4096);
+    return this.cur.cpu.load32(this.windowVpn, pa - pfn * 4096);
   }
 
   write32(pa: number, value: number): void {
     const pfn = Math.floor(pa / 4096);
     this.point(pfn);
-    this.cpu.store32(this.windowVpn, pa - pfn * 4096, value);
+    this.cur.cpu.store32(this.windowVpn, pa - pfn * 4096, value);
   }
 
   private target(pfn: number, access: number): number {
     this.point(pfn);
-    const t = this.cpu.translate(this.windowVpn, access);
-    if (t < 0) fail("KERNEL_OOPS", `window: #PF ${hex(this.cpu.faultCode)} touching frame ${hex(pfn)}`);
+    const t = this.cur.cpu.translate(this.windowVpn, access);
+    if (t < 0) fail("KERNEL_OOPS", `window: #PF ${hex(this.cur.cpu.faultCode)} touching frame ${hex(pfn)}`);
     return t;
   }
 
   zeroFrame(pfn: number): void {
-    this.cpu.mem.zeroFrame(this.target(pfn, Access.WRITE));
+    this.cur.cpu.mem.zeroFrame(this.target(pfn, Access.WRITE));
   }
 
   fill(pa: number, bytes: number, byte: number): void {
-    const mem = this.cpu.mem;
+    const mem = this.cur.cpu.mem;
     pagewise(
       pa,
       bytes,
@@ -176,7 +191,7 @@ export class WindowPort implements PhysPort {
   }
 
   isFilled(pa: number, bytes: number, byte: number): boolean {
-    const mem = this.cpu.mem;
+    const mem = this.cur.cpu.mem;
     return pagewise(
       pa,
       bytes,

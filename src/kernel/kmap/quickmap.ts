@@ -21,7 +21,7 @@ export class QuickmapStrategy extends KmapStrategy {
 
   pmmPort(metaPa: number, bytes: number): PhysPort {
     if (this.port === null) {
-      const meta = new LinearPort(this.ctx.cpu, this.ctx.layout.metadata, metaPa, bytes, "PMM metadata");
+      const meta = new LinearPort(this.ctx.cur, this.ctx.layout.metadata, metaPa, bytes, "PMM metadata");
       this.port = new RoutedPort(bytes > 0 ? [meta] : [], this.window(0));
     }
     return this.port;
@@ -29,7 +29,7 @@ export class QuickmapStrategy extends KmapStrategy {
 
   finalize(frames: FrameSource, metaPa: number, metaBytes: number): Finalized {
     const root = this.newRootWithKernelHalf(frames, this.window(1));
-    this.ctx.cpu.writeCr3(root);
+    this.ctx.cur.cpu.writeCr3(root);
     return { root, access: new PortTableAccess(this.window(1)), port: this.pmmPort(metaPa, metaBytes) };
   }
 }

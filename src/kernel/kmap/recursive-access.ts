@@ -13,7 +13,7 @@
  * space (it overlaps the kernel image slot), which is why 510 is the default.
  */
 import { fail, hex } from "../../errors.ts";
-import type { Cpu } from "../../machine/x86/cpu.ts";
+import type { Current } from "../percpu.ts";
 import type { TableAccess } from "../../machine/x86/mapper.ts";
 import { Access } from "../../machine/x86/mmu.ts";
 import { LEVEL_SPAN, tableIndex } from "../../machine/x86/vaddr.ts";
@@ -23,26 +23,26 @@ export class RecursiveTableAccess implements TableAccess {
   private readonly prefix: number[];
 
   constructor(
-    readonly cpu: Cpu,
+    readonly cur: Current,
     readonly slot: number,
   ) {
     if (!Number.isInteger(slot) || slot < 0 || slot > 511)
       fail("BAD_OPTION", `recursive slot ${slot} is not 0..511`);
-    const n = cpu.levels;
+    const n = cur.cpu.levels;
     this.prefix = [0];
     for (let l = 1; l <= n; l++) this.prefix.push(this.prefix[l - 1] + slot * LEVEL_SPAN[n - l + 1]);
   }
 
   read(_table: number, level: number, vpn: number, word: number): number {
-    return this.cpu.load32(this.pageOf(level, vpn), tableIndex(vpn, level) * 8 + word);
+    return this.cur.cpu.load32(this.pageOf(level, vpn), tableIndex(vpn, level) * 8 + word);
   }
 
   write(_table: number, level: number, vpn: number, word: number, value: number): void {
-    this.cpu.store32(this.pageOf(level, vpn), tableIndex(vpn, level) * 8 + word, value);
+    this.cur.cpu.store32(this.pageOf(level, vpn), tableIndex(vpn, level) * 8 + word, value);
   }
 
   readIndex(_table: number, level: number, vpn: number, i: number): number {
-    return this.cpu.load32(this.pageOf(level, vpn), i * 8);
+    return this.cur.cpu.load32(this.pageOf(level, vpn), i * 8);
   }
 
   prepare(): void {
@@ -51,19 +51,19 @@ export class RecursiveTableAccess implements TableAccess {
 
   linked(table: number, level: number, vpn: number): void {
     const page = this.pageOf(level, vpn);
-    this.cpu.invlpg(page);
-    const pfn = this.cpu.translate(page, Access.WRITE);
+    this.cur.cpu.invlpg(page);
+    const pfn = this.cur.cpu.translate(page, Access.WRITE);
     if (pfn !== table) {
       fail(
         "KERNEL_OOPS",
-        `recursive slot: the new table ${hex(table)} appears as frame ${hex(pfn)} (#PF ${hex(this.cpu.faultCode)})`,
+        `recursive slot: the new table ${hex(table)} appears as frame ${hex(pfn)} (#PF ${hex(this.cur.cpu.faultCode)})`,
       );
     }
-    this.cpu.mem.zeroFrame(table);
+    this.cur.cpu.mem.zeroFrame(table);
   }
 
   unlinked(_table: number, level: number, vpn: number): void {
-    this.cpu.invlpg(this.pageOf(level, vpn));
+    this.cur.cpu.invlpg(this.pageOf(level, vpn));
   }
 
   /** VPN of the page through which the table of `level` on the path of `vpn` is seen. */

@@ -24,7 +24,7 @@ export class RecursiveStrategy extends KmapStrategy {
   private port: PhysPort | null = null;
 
   protected bootAccess(): TableAccess {
-    this.access ??= new RecursiveTableAccess(this.ctx.cpu, this.ctx.layout.recursiveSlot);
+    this.access ??= new RecursiveTableAccess(this.ctx.cur, this.ctx.layout.recursiveSlot);
     return this.access;
   }
 
@@ -64,7 +64,7 @@ export class RecursiveStrategy extends KmapStrategy {
 
   pmmPort(metaPa: number, bytes: number): PhysPort {
     if (this.port === null) {
-      const meta = new LinearPort(this.ctx.cpu, this.ctx.layout.metadata, metaPa, bytes, "PMM metadata");
+      const meta = new LinearPort(this.ctx.cur, this.ctx.layout.metadata, metaPa, bytes, "PMM metadata");
       this.port = new RoutedPort(bytes > 0 ? [meta] : [], this.window(0));
     }
     return this.port;
@@ -76,7 +76,7 @@ export class RecursiveStrategy extends KmapStrategy {
     const slot = this.ctx.layout.recursiveSlot;
     w.write32(root * 4096 + slot * 8 + 4, hiWithPfn(root, PteHi.XD));
     w.write32(root * 4096 + slot * 8, loWithPfn(root, Pte.P | Pte.RW));
-    this.ctx.cpu.writeCr3(root);
+    this.ctx.cur.cpu.writeCr3(root);
     this.ctx.log(`final root's slot ${slot} points to itself; CR3 switched`);
     return { root, access: this.bootAccess(), port: this.pmmPort(metaPa, metaBytes) };
   }

@@ -6,19 +6,24 @@
  * gives the frame back. Reads and writes are CPU loads and stores at the region's virtual addresses.
  */
 import { fail, hex } from "../../errors.ts";
-import type { Cpu } from "../../machine/x86/cpu.ts";
-import type { Mapper } from "../../machine/x86/mapper.ts";
+import type { Current } from "../percpu.ts";
+import type { Flush, Mapper } from "../../machine/x86/mapper.ts";
 import { peekWalk } from "../../machine/x86/mmu.ts";
 import { PAGE_4K } from "../../machine/x86/pte.ts";
 import type { GrowableRegion } from "../pmm/interface.ts";
 
 export class MappedRegion implements GrowableRegion {
   mappedBytes = 0;
+  /**
+   * What to do with the flush of a page taken back by `shrink`: invalidate on the current CPU by
+   * default; an SMP kernel installs its shootdown here.
+   */
+  flusher: (f: Flush) => void = (f) => f.apply(this.cur.cpu);
   /** Page-table pages created to pre-wire the region. */
   readonly tables: number;
 
   constructor(
-    readonly cpu: Cpu,
+    readonly cur: Current,
     public mapper: Mapper,
     readonly name: string,
     readonly vpnBase: number,
@@ -29,12 +34,12 @@ export class MappedRegion implements GrowableRegion {
 
   read32(offset: number): number {
     if (offset >= this.mappedBytes) this.unmapped(offset);
-    return this.cpu.load32(this.vpnBase + Math.floor(offset / 4096), offset % 4096);
+    return this.cur.cpu.load32(this.vpnBase + Math.floor(offset / 4096), offset % 4096);
   }
 
   write32(offset: number, value: number): void {
     if (offset >= this.mappedBytes) this.unmapped(offset);
-    this.cpu.store32(this.vpnBase + Math.floor(offset / 4096), offset % 4096, value);
+    this.cur.cpu.store32(this.vpnBase + Math.floor(offset / 4096), offset % 4096, value);
   }
 
   grow(pfn: number): void {
@@ -52,12 +57,12 @@ export class MappedRegion implements GrowableRegion {
     if (this.mappedBytes === 0) fail("REGION_EMPTY", `region ${this.name} has no page to give back`);
     this.mappedBytes -= 4096;
     const u = this.mapper.unmap(this.vpnBase + this.mappedBytes / 4096, { keepTables: true });
-    u.flush.apply(this.cpu);
+    this.flusher(u.flush);
     return u.base;
   }
 
   pageFrame(i: number): number {
-    const r = peekWalk(this.cpu, this.vpnBase + i);
+    const r = peekWalk(this.cur.cpu, this.vpnBase + i);
     return r === null ? -1 : r.pfn;
   }
 

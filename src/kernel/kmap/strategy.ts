@@ -15,9 +15,9 @@
  */
 import { fail, hex } from "../../errors.ts";
 import type { PhysPort } from "../../machine/phys-mem.ts";
-import type { Cpu } from "../../machine/x86/cpu.ts";
 import { type FrameSource, Mapper, type TableAccess } from "../../machine/x86/mapper.ts";
 import type { Memblock } from "../early/memblock.ts";
+import type { Current } from "../percpu.ts";
 import type { FrameRange } from "../pmm/interface.ts";
 import type { KernelLayout } from "./layout.ts";
 import { type LinearPort, WindowPort } from "./ports.ts";
@@ -35,7 +35,8 @@ export interface KmapOptions {
 
 /** What the boot sequence hands a strategy. */
 export interface KmapContext {
-  cpu: Cpu;
+  /** The CPU the kernel runs on (the boot CPU during boot). */
+  cur: Current;
   layout: KernelLayout;
   memblock: Memblock;
   /** The kernel image, mapped by the boot tables (reaches .bss: boot tables, memblock arrays). */
@@ -65,13 +66,13 @@ export abstract class KmapStrategy {
   bootMapper!: Mapper;
   private windows: WindowPort[] = [];
 
-  /** Fixmap slot `i` of the boot CPU as a window (0: data, 1: page tables). */
-  protected window(i: number): WindowPort {
-    if (this.windows[i] === undefined) {
+  /** The per-CPU fixmap windows of one kind (0: data, 1: page tables); CPU c uses slot 2c + kind. */
+  protected window(kind: number): WindowPort {
+    if (this.windows[kind] === undefined) {
       const c = this.ctx;
-      this.windows[i] = new WindowPort(c.cpu, c.layout.fixmap + i, c.imagePort, c.fixmapPtPa + i * 8);
+      this.windows[kind] = new WindowPort(c.cur, c.layout.fixmap, kind, c.imagePort, c.fixmapPtPa);
     }
-    return this.windows[i];
+    return this.windows[kind];
   }
 
   /** Step 1. Subclasses call `super.prepare` first. */
@@ -79,8 +80,8 @@ export abstract class KmapStrategy {
     this.ctx = ctx;
     this.bootMapper = new Mapper(this.bootAccess(), ctx.memblock, {
       levels: ctx.layout.levels,
-      maxPhysAddrBits: ctx.cpu.mem.maxPhysAddrBits,
-      counters: ctx.cpu.counters,
+      maxPhysAddrBits: ctx.cur.cpu.mem.maxPhysAddrBits,
+      counters: ctx.cur.cpu.counters,
       root: ctx.bootRoot,
     });
   }
