@@ -50,6 +50,53 @@ export class Counters {
   /** Stale TLB entries found by the checker (a missing flush). */
   staleTlbHits = 0;
 
+  // SMP and shootdowns (src/kernel/smp).
+  /** Inter-processor interrupts sent (one per target CPU) and their modelled cost (sender + ack). */
+  ipis = 0;
+  ipiCycles = 0;
+  /** Shootdown rounds started (one per flush_tlb_mm_range / kernel range flush that reached anyone). */
+  shootdowns = 0;
+  /** Pages named by shootdown rounds (the range, before any escalation). */
+  shootdownPages = 0;
+  /** Full flushes done by shootdown handlers (ceiling exceeded, tables freed, or a CPU behind by > 1). */
+  fullFlushesByShootdown = 0;
+  /** Modelled cycles of the invalidations done by shootdowns (INVLPGs and full flushes, all CPUs). */
+  shootdownFlushCycles = 0;
+  /** Lazy-TLB CPUs skipped by a shootdown, and lazy CPUs that switched to init_mm instead. */
+  lazySkips = 0;
+  lazyToInitMm = 0;
+  /** Targets that found their TLB already at the mm's generation (nothing to do). */
+  genUpToDate = 0;
+  /** Targets behind by more than one generation (full flush instead of a range). */
+  genBehindFull = 0;
+  /** Shootdown request records allocated per request (policy `alloc`) and written into per-CPU slots. */
+  shootdownReqAllocs = 0;
+  shootdownReqSlotWrites = 0;
+  /** INVLPGB-style broadcast invalidations and the TLBSYNCs that wait for them. */
+  invlpgb = 0;
+  tlbsync = 0;
+  /** Address-space switches (switch_mm), of which CR3 writes with the no-flush bit, and lazy entries. */
+  mmSwitches = 0;
+  mmSwitchNoFlush = 0;
+  lazyEnters = 0;
+
+  // Kernel heap (src/kernel/heap).
+  slabAllocs = 0;
+  slabFrees = 0;
+  slabPagesAllocated = 0;
+  slabPagesFreed = 0;
+  largeAllocs = 0;
+  largeFrees = 0;
+  vmallocs = 0;
+  vfrees = 0;
+  vmallocPages = 0;
+  /** Lazy vmalloc purges (one batched flush each) and the pages they covered. */
+  lazyPurges = 0;
+  lazyPurgedPages = 0;
+  /** Kernel pages mapped into / unmapped from the kernel heap region (no direct map for them). */
+  kheapMaps = 0;
+  kheapUnmaps = 0;
+
   /** A plain copy of every field, for reports and determinism checks. */
   snapshot(): Record<string, number> {
     const out: Record<string, number> = {};
