@@ -5,6 +5,7 @@ import { registerDemo } from "./demo.ts";
 import { registerMap } from "./map.ts";
 import { registerPmm } from "./pmm.ts";
 import { registerPt } from "./pt.ts";
+import { registerServe } from "./serve.ts";
 
 export function registerCommands(program: Command): void {
   registerBoot(program);
@@ -12,4 +13,5 @@ export function registerCommands(program: Command): void {
   registerMap(program);
   registerPmm(program);
   registerPt(program);
+  registerServe(program);
 }
