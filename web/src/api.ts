@@ -1,0 +1,197 @@
+/** The explorer's view of the server API (src/lab/serve/api.ts): types and fetch helpers. */
+
+export const OWNER_LABELS: Record<string, string> = {
+  free: "free",
+  "kernel-image": "kernel image",
+  "page-table": "page table",
+  "pmm-metadata": "PMM metadata",
+  slab: "slab",
+  user: "user",
+  allocated: "allocated",
+  reserved: "reserved",
+  hole: "hole",
+};
+
+export const OWNER_COLOURS: Record<string, string> = {
+  free: "#8fd18f",
+  "kernel-image": "#4a6fd6",
+  "page-table": "#e0523f",
+  "pmm-metadata": "#e8a33b",
+  slab: "#b65fd0",
+  user: "#3bb7c4",
+  allocated: "#8a8f98",
+  reserved: "#4b4f57",
+  hole: "#eceef1",
+};
+
+export interface Options {
+  presets: string[];
+  pmms: string[];
+  kmaps: string[];
+  levels: number[];
+  owners: string[];
+}
+
+export interface BootStep {
+  step: number;
+  title: string;
+  log: string[];
+  allocated: { what: string; pa: string; bytes: number }[];
+  counters: Record<string, number>;
+}
+
+export interface Summary {
+  session: string;
+  map: string;
+  pmm: string;
+  kmap: string;
+  levels: number;
+  ramBytes: number;
+  usablePages: number;
+  freePagesAfterBoot: number;
+  metadataBytes: number;
+  pageTablePages: number;
+  kernelPhys: string;
+  cr3: string;
+  bootSteps: BootStep[];
+  counters: Record<string, number>;
+  checks: string[];
+  hostMs: number;
+  serverMs: { boot: number; ownership: number };
+  layout: Record<string, string | number>;
+  strip: { spanEnd: number; ramTop: number; owners: string[]; totals: Record<string, number>[] };
+  mapEntries: { start: number; end: number; type: string }[];
+}
+
+export interface StripItem {
+  s: number;
+  e: number;
+  parts: [number, number][];
+  note?: string;
+}
+
+export interface FrameInfo {
+  pfn: number;
+  pa: string;
+  owner: string;
+  note: string;
+  run: { start: number; end: number };
+  entry: { start: number; end: number; type: string } | null;
+  changes: { kind: string; message: string }[];
+  mappedAt: string[];
+}
+
+export interface WalkStep {
+  level: number;
+  entry: string;
+  index: number;
+  tablePa: string;
+  entryPa: string;
+  raw: string;
+  flags: string;
+  meaning: string;
+}
+
+export interface Walk {
+  va: string;
+  cr3: string;
+  levels: number;
+  steps: WalkStep[];
+  pa: string | null;
+  pageSize: string | null;
+  fault: { errorCode: number; bits: string[]; cr2: string } | null;
+}
+
+export interface TableEntry {
+  index: number;
+  raw: string;
+  flags: string;
+  present: boolean;
+  leaf: boolean;
+  size: string | null;
+  target: string | null;
+  recursive: boolean;
+  va: string;
+  bits: Record<string, boolean | number>;
+}
+
+export interface Table {
+  pa: string;
+  level: number;
+  name: string;
+  base: string;
+  present: number;
+  entries: TableEntry[];
+}
+
+export class ApiError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+async function call<T>(path: string, init?: RequestInit): Promise<T> {
+  let res: Response;
+  try {
+    res = await fetch(path, init);
+  } catch (e) {
+    throw new ApiError(
+      "NETWORK",
+      `the pagelab server did not answer (${String(e)}): is \`pagelab serve\` running?`,
+    );
+  }
+  const body = await res.json().catch(() => null);
+  if (!res.ok) {
+    const err = body?.error;
+    throw new ApiError(err?.code ?? String(res.status), err?.message ?? `HTTP ${res.status}`);
+  }
+  return body as T;
+}
+
+function qs(params: Record<string, string | number | undefined>): string {
+  const u = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined) u.set(k, String(v));
+  return u.toString();
+}
+
+export const api = {
+  options: () => call<Options>("api/options"),
+  boot: (body: {
+    map?: string;
+    mapBase64?: string;
+    mapName?: string;
+    pmm: string;
+    kmap: string;
+    levels: number;
+  }) =>
+    call<Summary>("api/boot", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    }),
+  frames: (session: string, step: number, from: number, to: number, buckets: number) =>
+    call<{ items: StripItem[] }>(`api/frames?${qs({ session, step, from, to, buckets })}`),
+  frame: (session: string, step: number, pfn: number) =>
+    call<FrameInfo>(`api/frame?${qs({ session, step, pfn })}`),
+  walk: (session: string, va: string) => call<Walk>(`api/walk?${qs({ session, va })}`),
+  table: (session: string, pa?: string, level?: number, base?: string) =>
+    call<Table>(`api/table?${qs({ session, pa, level, base })}`),
+};
+
+export function hex(n: number): string {
+  return `0x${n.toString(16)}`;
+}
+
+export function bytes(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+  let u = 0;
+  let v = n;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${Number.isInteger(v) ? v : v.toFixed(v < 10 ? 2 : 1)} ${units[u]}`;
+}
