@@ -171,7 +171,7 @@ export function buildOwnership(r: BootResult, map: MemoryMap): OwnershipModel {
       end: spanEnd,
       prio: PRIO.hole,
       owner: O.hole,
-      note: note("hole: no firmware-map entry describes these addresses"),
+      note: note("no firmware-map entry describes these addresses"),
     },
   ];
   for (const e of entries) {
@@ -232,12 +232,14 @@ export function buildOwnership(r: BootResult, map: MemoryMap): OwnershipModel {
         note: final
           ? note(`allocated from the ${r.pmm} PMM`)
           : note(
-              i >= finalIdx - 1 ? `free: in the ${r.pmm} PMM` : "free RAM (memblock.memory, not reserved)",
+              i >= finalIdx - 1
+                ? `in the ${r.pmm} PMM (memblock handed it over)`
+                : "RAM in memblock.memory, not reserved",
             ),
       });
     }
     if (final) {
-      const n = note(`free: on the ${r.pmm} PMM's free lists`);
+      const n = note(`on the ${r.pmm} PMM's free lists`);
       for (const f of freeMerged) layers.push({ ...f, prio: PRIO.pmmFree, owner: O.free, note: n });
       const nt = note(`page table, allocated from the ${r.pmm} PMM after memblock retired`);
       for (const t of mergeFrames(fromPmm))
