@@ -263,24 +263,80 @@ export function statsFromFree(
   metadataBytes: number,
   transientBytes: number,
 ): PmmStats {
-  const blocks: number[] = [];
+  // A host-side scratch bitmap over the usable ranges (1 bit per frame: 32 MiB per TiB), filled from
+  // forEachFree and scanned in address order: no per-block arrays, no sort, whatever the block count.
+  const rs = layout.usable;
+  const base: number[] = [];
+  let total = 0;
+  for (const r of rs) {
+    base.push(total);
+    total += r.end - r.start;
+  }
+  const bits = new Uint32Array(Math.ceil(total / 32) + 1);
+  let freeFrames = 0;
+  let hint = 0;
   a.forEachFree!((pfn, count) => {
-    blocks.push(pfn, count);
+    freeFrames += count;
+    for (let p = pfn; p < pfn + count; ) {
+      if (!(rs[hint].start <= p && p < rs[hint].end)) hint = regionOf(rs, p);
+      if (hint < 0) {
+        hint = 0;
+        return invariant(a.name, `free frame ${p} lies outside the usable RAM of the layout`);
+      }
+      const stop = Math.min(pfn + count, rs[hint].end);
+      setBits(bits, base[hint] + p - rs[hint].start, stop - p);
+      p = stop;
+    }
   });
-  const idx = Array.from({ length: blocks.length / 2 }, (_, i) => i);
-  idx.sort((x, y) => blocks[2 * x] - blocks[2 * y]);
+  return scanRuns(bits, rs, base, { managedFrames, freeFrames, metadataBytes, transientBytes });
+}
+
+function regionOf(rs: readonly { start: number; end: number }[], p: number): number {
+  let lo = 0;
+  let hi = rs.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (rs[mid].end <= p) lo = mid + 1;
+    else if (rs[mid].start > p) hi = mid - 1;
+    else return mid;
+  }
+  return -1;
+}
+
+function setBits(bits: Uint32Array, from: number, n: number): void {
+  let i = from;
+  const end = from + n;
+  while (i < end && (i & 31) !== 0) {
+    bits[i >>> 5] |= 1 << (i & 31);
+    i++;
+  }
+  while (i + 32 <= end) {
+    bits[i >>> 5] = 0xffffffff;
+    i += 32;
+  }
+  while (i < end) {
+    bits[i >>> 5] |= 1 << (i & 31);
+    i++;
+  }
+}
+
+/** Walk the scratch bitmap in address order: runs of free frames, per-region counts, buddy-view orders. */
+function scanRuns(
+  bits: Uint32Array,
+  rs: readonly { start: number; end: number; node?: number }[],
+  base: number[],
+  head: { managedFrames: number; freeFrames: number; metadataBytes: number; transientBytes: number },
+): PmmStats {
   const freeByOrder = new Array<number>(NR_ORDERS).fill(0);
-  const perRegion: RegionStat[] = layout.usable.map((r) => ({
+  const perRegion: RegionStat[] = rs.map((r) => ({
     start: r.start,
     end: r.end,
     node: r.node ?? 0,
     freeFrames: 0,
   }));
-  let freeFrames = 0;
   let largest = 0;
   let runStart = -1;
   let runEnd = -1;
-  let reg = 0;
   const closeRun = () => {
     if (runStart < 0) return;
     largest = Math.max(largest, runEnd - runStart);
@@ -290,30 +346,34 @@ export function statsFromFree(
       freeByOrder[o]++;
       p += 2 ** o;
     }
+    runStart = -1;
   };
-  for (const i of idx) {
-    const s = blocks[2 * i];
-    const n = blocks[2 * i + 1];
-    freeFrames += n;
-    while (reg < perRegion.length && perRegion[reg].end <= s) reg++;
-    if (reg < perRegion.length) perRegion[reg].freeFrames += n;
-    if (s === runEnd) runEnd += n;
-    else {
-      closeRun();
-      runStart = s;
-      runEnd = s + n;
+  for (let r = 0; r < rs.length; r++) {
+    if (r > 0 && rs[r - 1].end !== rs[r].start) closeRun();
+    const len = rs[r].end - rs[r].start;
+    for (let i = 0; i < len; ) {
+      const g = base[r] + i;
+      const w = bits[g >>> 5];
+      if ((g & 31) === 0 && i + 32 <= len && (w === 0 || w === 0xffffffff)) {
+        if (w === 0) closeRun();
+        else {
+          if (runStart < 0) runStart = rs[r].start + i;
+          runEnd = rs[r].start + i + 32;
+          perRegion[r].freeFrames += 32;
+        }
+        i += 32;
+        continue;
+      }
+      if (((w >>> (g & 31)) & 1) === 1) {
+        if (runStart < 0) runStart = rs[r].start + i;
+        runEnd = rs[r].start + i + 1;
+        perRegion[r].freeFrames++;
+      } else closeRun();
+      i++;
     }
   }
   closeRun();
-  return {
-    managedFrames,
-    freeFrames,
-    metadataBytes,
-    transientBytes,
-    freeByOrder,
-    largestFreeRun: largest,
-    perRegion,
-  };
+  return { ...head, freeByOrder, largestFreeRun: largest, perRegion };
 }
 
 /** `allocFrames` for any allocator: order-0 allocations until n or out of memory. */
