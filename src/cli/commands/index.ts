@@ -1,6 +1,7 @@
 /** Every subcommand, in the order `pagelab --help` lists them. Add one line per command file. */
 import type { Command } from "@commander-js/extra-typings";
 import { registerBoot } from "./boot.ts";
+import { registerCompare } from "./compare.ts";
 import { registerDemo } from "./demo.ts";
 import { registerMap } from "./map.ts";
 import { registerPmm } from "./pmm.ts";
@@ -9,6 +10,7 @@ import { registerServe } from "./serve.ts";
 
 export function registerCommands(program: Command): void {
   registerBoot(program);
+  registerCompare(program);
   registerDemo(program);
   registerMap(program);
   registerPmm(program);

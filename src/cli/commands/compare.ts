@@ -1,0 +1,203 @@
+/**
+ * `pagelab compare`: run the matrix maps x PMM x kmap x workload x CPUs in worker threads and write
+ * DIR/results.json, DIR/report.md and DIR/report.html (src/lab/compare.ts, src/lab/report/).
+ */
+import { type Command, Option } from "@commander-js/extra-typings";
+import cliProgress from "cli-progress";
+import { fail } from "../../errors.ts";
+import { DEFAULT_PRESET } from "../../firmware/index.ts";
+import { DESIGN_NAMES } from "../../kernel/pmm/designs.ts";
+import {
+  DEFAULT_CPUS,
+  DEFAULT_HOST_BUDGET,
+  DEFAULT_KMAPS,
+  DEFAULT_OPS,
+  DEFAULT_SWEEP,
+  defaultJobs,
+  KMAP_NAMES,
+  runCompare,
+} from "../../lab/compare.ts";
+import { writeReport } from "../../lab/report/render.ts";
+import { STANDARD_WORKLOADS, WORKLOAD_NAMES, WORKLOADS } from "../../lab/workloads/index.ts";
+import { parseIntOption, parseLevels, printJson } from "../output.ts";
+import { parseBytes } from "./boot.ts";
+
+/** A comma-separated list; `all` expands to `every`, `none` to an empty list when allowed. */
+function list(name: string, every: readonly string[] | null, allowNone = false) {
+  return (s: string): string[] => {
+    const v = s
+      .split(",")
+      .map((x) => x.trim())
+      .filter((x) => x !== "");
+    if (v.length === 1 && v[0] === "all" && every !== null) return [...every];
+    if (v.length === 1 && v[0] === "none" && allowNone) return [];
+    if (v.length === 0) fail("BAD_OPTION", `${name} needs at least one name (comma-separated)`);
+    return v;
+  };
+}
+
+function cpuList(s: string): number[] {
+  const one = parseIntOption("--cpus", 1, 64);
+  return list("--cpus", null)(s).map(one);
+}
+
+const HELP = `
+The matrix: every map x PMM x kernel mapping x workload x CPU count is one run: a fresh kernel
+(startKernel: boot, SMP, heap, processes), one workload, its counters. Runs go to worker threads
+(--jobs) and stream into results.json as they finish; the report is written at the end.
+
+Workloads (one module each under src/lab/workloads/):
+${WORKLOAD_NAMES.map((n) => `  ${n.padEnd(11)} ${WORKLOADS[n].describe}`).join("\n")}
+
+The sweep boots every PMM (direct map, no workload) at each RAM size of --sweep for the
+"metadata vs RAM size" figure; MAP@5 boots with 5-level paging (the sparse map's RAM at 128 TiB
+needs it for a direct map). Designs whose host memory would exceed --host-budget are refused: the
+refusal is a row with an error, listed in the report, not a crash.
+
+Output (DIR = --out):
+  results.json   one row per run: the spec, every counter (boot and workload), operations by kind,
+                 per-operation figures, IPIs per kfree/vfree, the sampled time series, errors
+  report.md      findings in plain sentences, each with the command that reproduces it; tables;
+                 figures as DIR/fig-*.svg
+  report.html    the same, self-contained (SVG inline)
+
+Everything but host time is deterministic: the same command gives the same results.json rows.
+
+Examples:
+  pagelab compare                                   # all PMMs x direct/recursive/quickmap, standard workloads
+  pagelab compare --pmm buddy,bitmap --kmap direct --workload page-churn --ops 5000 --sweep none
+  pagelab compare --workload file-cache --pmm buddy,buddy-mt,bitmap,stack --out frag/
+  pagelab compare --workload ftrace --trace kmem.trace --pmm buddy --kmap direct,quickmap
+  pagelab compare --workload none --sweep qemu:1G,qemu:64G,sparse@5 --pmm bitmap,buddy
+  pagelab compare --cpus 2,8 --workload heap-churn --pmm buddy --json | jq .findings
+
+Capture your own trace (as root), then replay it with --workload ftrace --trace kmem.trace:
+  cd /sys/kernel/tracing
+  for e in mm_page_alloc mm_page_free kmalloc kfree; do echo 1 > events/kmem/$e/enable; done
+  cat trace_pipe > ~/kmem.trace        # Ctrl-C after a few seconds`;
+
+export function registerCompare(program: Command): void {
+  program
+    .command("compare")
+    .description("compare designs on workloads in parallel; write results.json, report.md and report.html")
+    .option("--maps <list>", `firmware maps (presets or files), comma-separated`, list("--maps", null), [
+      DEFAULT_PRESET,
+    ])
+    .option(
+      "--pmm <list>",
+      `PMM designs, or 'all' (${DESIGN_NAMES.join(", ")})`,
+      list("--pmm", DESIGN_NAMES),
+      [...DESIGN_NAMES],
+    )
+    .option(
+      "--kmap <list>",
+      `kernel mappings, or 'all' (${KMAP_NAMES.join(", ")})`,
+      list("--kmap", KMAP_NAMES),
+      [...DEFAULT_KMAPS],
+    )
+    .option(
+      "--workload <list>",
+      `workloads, 'all' or 'none' (default: ${STANDARD_WORKLOADS.join(", ")}, plus ftrace with --trace)`,
+      list("--workload", WORKLOAD_NAMES, true),
+    )
+    .option("--cpus <list>", "CPU counts, comma-separated", cpuList, [DEFAULT_CPUS])
+    .option("--out <dir>", "output directory", "pagelab-compare")
+    .addOption(
+      new Option("--seed <n>", "seed of every workload's request stream")
+        .default(1)
+        .argParser(parseIntOption("--seed", 0, 2 ** 32 - 1)),
+    )
+    .addOption(
+      new Option("--ops <n>", "operations per churn workload (page-churn, heap-churn, ipc, fork-exit)")
+        .default(DEFAULT_OPS)
+        .argParser(parseIntOption("--ops", 1, 1e9)),
+    )
+    .option("--trace <file>", "ftrace capture of kmem events to replay (adds the ftrace workload)")
+    .option(
+      "--sweep <list>",
+      `RAM sizes for the metadata figure (MAP or MAP@5), or 'none' (default ${DEFAULT_SWEEP.join(",")})`,
+      list("--sweep", null, true),
+    )
+    .addOption(
+      new Option("--levels <n>", "paging levels of the matrix runs")
+        .default(4 as const)
+        .argParser(parseLevels),
+    )
+    .addOption(
+      new Option("--jobs <n>", "worker threads (0: run in the main thread)")
+        .default(defaultJobs())
+        .argParser(parseIntOption("--jobs", 0, 64)),
+    )
+    .option(
+      "--host-budget <bytes>",
+      `refuse a run whose simulation would back more host memory (default ${DEFAULT_HOST_BUDGET / 2 ** 30}G per worker)`,
+    )
+    .option(
+      "--paranoid",
+      "run every kernel checker after each workload (slower; a violation becomes the row's error)",
+    )
+    .option("--json", "print a JSON summary (files, run counts, findings) instead of text")
+    .addHelpText("after", HELP)
+    .action(async (o) => {
+      const argv = process.argv.slice(2);
+      const command = `pagelab ${argv.join(" ")}`.trim();
+      const bar = new cliProgress.SingleBar(
+        {
+          format: "compare [{bar}] {value}/{total} runs | {last}",
+          noTTYOutput: true,
+          notTTYSchedule: 5000,
+          stream: process.stderr,
+          hideCursor: true,
+        },
+        cliProgress.Presets.legacy,
+      );
+      let started = false;
+      const res = await runCompare(
+        {
+          maps: o.maps,
+          pmms: o.pmm,
+          kmaps: o.kmap,
+          workloads: o.workload,
+          cpus: o.cpus,
+          levels: o.levels,
+          seed: o.seed,
+          ops: o.ops,
+          trace: o.trace,
+          sweep: o.sweep,
+          jobs: o.jobs,
+          paranoid: o.paranoid === true,
+          hostBudget: o.hostBudget === undefined ? undefined : parseBytes(o.hostBudget, "--host-budget"),
+        },
+        o.out,
+        (p) => {
+          if (!started) {
+            bar.start(p.total, 0, { last: "" });
+            started = true;
+          }
+          const r = p.row;
+          const what = r.kind === "sweep" ? `sweep ${r.map}` : `${r.workload}`;
+          bar.update(p.done, { last: `${what} ${r.pmm}/${r.kmap}${r.error ? ` (${r.error.code})` : ""}` });
+        },
+      );
+      if (started) bar.stop();
+      const rep = await writeReport(o.out, res.rows, { command, wallMs: res.wallMs, jobs: o.jobs });
+      const errors = res.rows.filter((r) => r.error !== null).length;
+      if (o.json) {
+        printJson({
+          out: o.out,
+          files: { results: res.resultsPath, reportMd: rep.md, reportHtml: rep.html, figures: rep.figures },
+          runs: res.rows.length,
+          completed: res.rows.length - errors,
+          errors,
+          wallMs: res.wallMs,
+          findings: rep.findings,
+        });
+        return;
+      }
+      process.stdout.write(
+        `${res.rows.length} runs (${errors} did not complete) in ${(res.wallMs / 1000).toFixed(1)} s\n` +
+          `  ${res.resultsPath}\n  ${rep.md}\n  ${rep.html}\n\n`,
+      );
+      for (const f of rep.findings) process.stdout.write(`- ${f.text}\n    ${f.command}\n`);
+    });
+}

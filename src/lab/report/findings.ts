@@ -1,0 +1,267 @@
+/**
+ * Findings: plain sentences computed from the result rows (never written by hand), each with the
+ * `pagelab compare` command that reproduces exactly the rows it cites. A finding is only stated when
+ * its rows exist and completed; nothing is said about what was not measured.
+ */
+import type { ResultRow } from "../compare.ts";
+
+export interface Finding {
+  topic: string;
+  text: string;
+  command: string;
+}
+
+/** Numbers as the report prints them (tests use the same rule). */
+export function fmt(x: number): string {
+  if (x === 0) return "0";
+  const a = Math.abs(x);
+  if (a >= 100) return String(Math.round(x));
+  if (a >= 1) return x.toFixed(1);
+  return x.toPrecision(2);
+}
+
+export function fmtBytes(n: number): string {
+  if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(1)} GiB`;
+  if (n >= 2 ** 20) return `${(n / 2 ** 20).toFixed(1)} MiB`;
+  if (n >= 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${n} B`;
+}
+
+function uniq<T>(xs: T[]): T[] {
+  return [...new Set(xs)];
+}
+
+/** The command that reproduces a set of rows (all of one kind). */
+export function commandForRows(rows: ResultRow[]): string {
+  const r0 = rows[0];
+  const pmms = uniq(rows.map((r) => r.pmm)).join(",");
+  if (r0.kind === "sweep") {
+    const sweep = uniq(rows.map((r) => `${r.map}${r.levels === 5 ? "@5" : ""}`)).join(",");
+    return `pagelab compare --pmm ${pmms} --workload none --sweep ${sweep}`;
+  }
+  const parts = [
+    "pagelab compare",
+    `--maps ${uniq(rows.map((r) => r.map)).join(",")}`,
+    `--pmm ${pmms}`,
+    `--kmap ${uniq(rows.map((r) => r.kmap)).join(",")}`,
+    `--workload ${uniq(rows.map((r) => r.workload)).join(",")}`,
+    `--cpus ${uniq(rows.map((r) => r.cpus)).join(",")}`,
+    `--seed ${r0.seed}`,
+    `--ops ${r0.ops}`,
+  ];
+  if (r0.levels === 5) parts.push("--levels 5");
+  if (r0.trace !== null) parts.push(`--trace ${r0.trace}`);
+  parts.push("--sweep none");
+  return parts.join(" ");
+}
+
+const ok = (r: ResultRow) => r.error === null;
+const wl = (rows: ResultRow[]) => rows.filter((r) => r.kind === "workload" && ok(r) && r.perOp !== null);
+
+function listing(items: string[]): string {
+  if (items.length <= 1) return items.join("");
+  return `${items.slice(0, -1).join(", ")} and ${items[items.length - 1]}`;
+}
+
+function metadataFinding(rows: ResultRow[]): Finding[] {
+  const sweep = rows.filter((r) => r.kind === "sweep" && ok(r));
+  if (sweep.length < 2) return [];
+  const byMap = new Map<string, ResultRow[]>();
+  for (const r of sweep) byMap.set(`${r.map}@${r.levels}`, [...(byMap.get(`${r.map}@${r.levels}`) ?? []), r]);
+  const candidates = [...byMap.values()].filter((g) => g.length >= 2);
+  if (candidates.length === 0) return [];
+  // the largest RAM size at which at least two designs booted
+  const g = candidates.sort((a, b) => b[0].ramBytes - a[0].ramBytes)[0];
+  const sorted = [...g].sort((a, b) => a.metadataBytes - b.metadataBytes);
+  const lo = sorted[0];
+  const hi = sorted[sorted.length - 1];
+  const pct = (r: ResultRow) => fmt((100 * r.metadataBytes) / r.ramBytes);
+  const refused = rows.filter(
+    (r) =>
+      r.kind === "sweep" && r.map === lo.map && r.levels === lo.levels && r.error?.code === "HOST_MEMORY",
+  );
+  let text =
+    `With ${fmtBytes(lo.ramBytes)} of usable RAM (${lo.map}${lo.levels === 5 ? ", 5-level paging" : ""}), ` +
+    `PMM metadata after boot ranges from ${fmtBytes(lo.metadataBytes)} for ${lo.pmm} (${pct(lo)} % of RAM) ` +
+    `to ${fmtBytes(hi.metadataBytes)} for ${hi.pmm} (${pct(hi)} %).`;
+  if (refused.length > 0)
+    text += ` ${listing(refused.map((r) => r.pmm))} ${refused.length === 1 ? "was" : "were"} refused by the host-memory budget at that size.`;
+  return [{ topic: "metadata", text, command: commandForRows(g) }];
+}
+
+function pageTableFinding(rows: ResultRow[]): Finding[] {
+  const w = wl(rows);
+  if (w.length === 0) return [];
+  const map = w[0].map;
+  const pmm = w[0].pmm;
+  const group: ResultRow[] = [];
+  for (const r of w)
+    if (r.map === map && r.pmm === pmm && !group.some((x) => x.kmap === r.kmap)) group.push(r);
+  if (group.length < 2) return [];
+  const parts = group.map((r) => `${fmtBytes(r.pageTableBytes)} with ${r.kmap}`);
+  return [
+    {
+      topic: "page tables",
+      text: `With the ${pmm} PMM on ${map}, the kernel's page tables after boot take ${listing(parts)}.`,
+      command: commandForRows(group),
+    },
+  ];
+}
+
+function refsFindings(rows: ResultRow[]): Finding[] {
+  const out: Finding[] = [];
+  const w = wl(rows);
+  for (const workload of uniq(w.map((r) => r.workload as string))) {
+    const first = w.find((r) => r.workload === workload)!;
+    const g = w.filter(
+      (r) => r.workload === workload && r.kmap === first.kmap && r.map === first.map && r.cpus === first.cpus,
+    );
+    if (uniq(g.map((r) => r.pmm)).length < 2) continue;
+    const s = [...g].sort((a, b) => a.perOp!.memRefs - b.perOp!.memRefs);
+    const lo = s[0];
+    const hi = s[s.length - 1];
+    out.push({
+      topic: "memory references",
+      text:
+        `On ${workload} (${first.kmap} mapping, ${first.map}), ${lo.pmm} needs the fewest memory references per operation ` +
+        `(${fmt(lo.perOp!.memRefs)}) and ${hi.pmm} the most (${fmt(hi.perOp!.memRefs)})` +
+        (typeof lo.info.refusedPercent === "number" && lo.info.refusedPercent > 0
+          ? `, but ${lo.pmm} refused ${fmt(lo.info.refusedPercent)} % of its requests, which cost little.`
+          : "."),
+      command: commandForRows(g),
+    });
+  }
+  return out;
+}
+
+function tlbFindings(rows: ResultRow[]): Finding[] {
+  const out: Finding[] = [];
+  const w = wl(rows);
+  for (const workload of uniq(w.map((r) => r.workload as string))) {
+    const first = w.find((r) => r.workload === workload)!;
+    const g: ResultRow[] = [];
+    for (const r of w)
+      if (
+        r.workload === workload &&
+        r.pmm === first.pmm &&
+        r.map === first.map &&
+        r.cpus === first.cpus &&
+        !g.some((x) => x.kmap === r.kmap)
+      )
+        g.push(r);
+    if (g.length < 2) continue;
+    out.push({
+      topic: "TLB misses",
+      text: `On ${workload} with the ${first.pmm} PMM, TLB misses per operation are ${listing(g.map((r) => `${fmt(r.perOp!.tlbMisses)} with ${r.kmap}`))}.`,
+      command: commandForRows(g),
+    });
+  }
+  return out;
+}
+
+function ipiFindings(rows: ResultRow[]): Finding[] {
+  const out: Finding[] = [];
+  const w = wl(rows).filter((r) => r.ipisPerKfree !== null || r.ipisPerVfree !== null);
+  for (const workload of uniq(w.map((r) => r.workload as string))) {
+    const first = w.find((r) => r.workload === workload)!;
+    const g: ResultRow[] = [];
+    for (const r of w)
+      if (
+        r.workload === workload &&
+        r.pmm === first.pmm &&
+        r.map === first.map &&
+        r.cpus === first.cpus &&
+        !g.some((x) => x.kmap === r.kmap)
+      )
+        g.push(r);
+    const say = (key: "ipisPerKfree" | "ipisPerVfree", what: string) => {
+      const have = g.filter((r) => r[key] !== null);
+      if (have.length === 0) return;
+      out.push({
+        topic: "IPIs",
+        text:
+          `On ${workload} with the ${first.pmm} PMM and ${first.cpus} CPUs, a ${what} sends ` +
+          `${listing(have.map((r) => `${fmt(r[key]!)} IPIs with ${r.kmap}`))} on average.`,
+        command: commandForRows(have),
+      });
+    };
+    say("ipisPerVfree", "vfree");
+    say("ipisPerKfree", "kfree");
+  }
+  return out;
+}
+
+function fragmentationFinding(rows: ResultRow[]): Finding[] {
+  const w = wl(rows).filter(
+    (r) => r.workload === "file-cache" && typeof r.info.order9SuccessPercent === "number",
+  );
+  if (w.length === 0) return [];
+  const first = w[0];
+  const g = w.filter((r) => r.kmap === first.kmap && r.map === first.map && r.cpus === first.cpus);
+  const s = [...g].sort(
+    (a, b) => (b.info.order9SuccessPercent as number) - (a.info.order9SuccessPercent as number),
+  );
+  const parts = s.map((r) => `${fmt(r.info.order9SuccessPercent as number)} % with ${r.pmm}`);
+  return [
+    {
+      topic: "fragmentation",
+      text:
+        `After filling 90 % of RAM with page cache (1 page in 16 unmovable) and evicting the oldest half ` +
+        `(${first.map}, mem=${fmtBytes(first.mem ?? first.ramBytes)}), 2 MiB (order-9) requests succeeded ${listing(parts)}.`,
+      command: commandForRows(g),
+    },
+  ];
+}
+
+function refusalFinding(rows: ResultRow[]): Finding[] {
+  const g = wl(rows).filter(
+    (r) =>
+      r.workload === "page-churn" && typeof r.info.refusedPercent === "number" && r.info.refusedPercent > 0,
+  );
+  if (g.length === 0) return [];
+  const first = g[0];
+  const same = g.filter((r) => r.kmap === first.kmap && r.map === first.map && r.cpus === first.cpus);
+  return [
+    {
+      topic: "contiguity",
+      text:
+        `On page-churn (${first.kmap} mapping), ${listing(same.map((r) => `${r.pmm} refused ${fmt(r.info.refusedPercent as number)} %`))} ` +
+        "of the allocation requests: every request above order 0 (no contiguous blocks).",
+      command: commandForRows(same),
+    },
+  ];
+}
+
+function errorFindings(rows: ResultRow[]): Finding[] {
+  const bad = rows.filter((r) => r.error !== null);
+  if (bad.length === 0) return [];
+  const byCode = new Map<string, ResultRow[]>();
+  for (const r of bad) byCode.set(r.error!.code, [...(byCode.get(r.error!.code) ?? []), r]);
+  const out: Finding[] = [];
+  for (const [code, g] of byCode) {
+    const designs = uniq(g.map((r) => r.pmm));
+    const what = uniq(g.map((r) => (r.kind === "sweep" ? `sweep ${r.map}` : (r.workload as string))));
+    out.push({
+      topic: "runs not completed",
+      text:
+        `${g.length} of ${rows.length} runs ended with ${code} (${listing(designs)}; ${listing(what)}), e.g.: ` +
+        `${g[0].error!.message.split("\n")[0]}`,
+      command: g[0].command,
+    });
+  }
+  return out;
+}
+
+/** Every finding the rows support, in report order. */
+export function computeFindings(rows: ResultRow[]): Finding[] {
+  return [
+    ...metadataFinding(rows),
+    ...pageTableFinding(rows),
+    ...fragmentationFinding(rows),
+    ...refusalFinding(rows),
+    ...refsFindings(rows),
+    ...tlbFindings(rows),
+    ...ipiFindings(rows),
+    ...errorFindings(rows),
+  ];
+}
