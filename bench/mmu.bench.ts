@@ -4,6 +4,7 @@
  *  - translations/s that miss every TLB and do a full 4-level walk (cold TLB),
  *  - map+unmap pairs/s (tables kept, and tables allocated and freed each time).
  */
+import { measure } from "mitata";
 import { Machine } from "../src/machine/machine.ts";
 import { type FrameSource, Mapper } from "../src/machine/x86/mapper.ts";
 import { Access } from "../src/machine/x86/mmu.ts";
@@ -20,12 +21,13 @@ class Frames implements FrameSource {
   }
 }
 
-function rate(n: number, fn: () => void): number {
-  fn(); // warm up once
-  const t0 = process.hrtime.bigint();
-  fn();
-  const ns = Number(process.hrtime.bigint() - t0);
-  return (n / ns) * 1e9;
+/**
+ * Operations per second of `fn`, which performs `n` operations per call: mitata times many calls
+ * (after warm-up) and we take the median batch time, which is robust to this shared machine's noise.
+ */
+async function rate(n: number, fn: () => void): Promise<number> {
+  const st = await measure(fn, { min_cpu_time: 400e6 });
+  return (n / st.p50) * 1e9;
 }
 
 function fmt(r: number): string {
@@ -42,32 +44,34 @@ export default async function mmuBench(): Promise<void> {
   const cpu = m.cpu0;
   cpu.writeCr3(mapper.root);
 
-  const HITS = 20_000_000;
-  const hit = rate(HITS, () => {
+  const HITS = 1_000_000;
+  const hit = await rate(HITS, () => {
     let acc = 0;
     for (let i = 0; i < HITS; i++) acc += cpu.translate(base + (i & 31), Access.READ);
     if (acc < 0) throw new Error("fault");
   });
 
   const walks0 = m.counters.walks;
-  const COLD = 2_000_000;
-  const cold = rate(COLD, () => {
+  let coldCalls = 0;
+  const COLD = 200_000;
+  const cold = await rate(COLD, () => {
     let acc = 0;
+    coldCalls++;
     for (let i = 0; i < COLD; i++) acc += cpu.translate(base + (i & (PAGES - 1)), Access.READ);
     if (acc < 0) throw new Error("fault");
   });
-  const missRatio = (m.counters.walks - walks0) / (2 * COLD);
+  const missRatio = (m.counters.walks - walks0) / (coldCalls * COLD);
 
-  const PAIRS = 200_000;
-  const keep = rate(PAIRS, () => {
+  const PAIRS = 20_000;
+  const keep = await rate(PAIRS, () => {
     for (let i = 0; i < PAIRS; i++) {
       mapper.map(base + PAGES, 0x300000, PAGE_4K, { write: true }).ignore();
       mapper.unmap(base + PAGES).flush.ignore();
     }
   });
   const far = 2 ** 35 + 2 ** 30; // an empty part of the address space: 3 tables made and freed per pair
-  const PAIRS2 = 20_000;
-  const churn = rate(PAIRS2, () => {
+  const PAIRS2 = 2_000;
+  const churn = await rate(PAIRS2, () => {
     for (let i = 0; i < PAIRS2; i++) {
       mapper.map(far, 0x300000, PAGE_4K, { write: true }).ignore();
       mapper.unmap(far).flush.ignore();
