@@ -5,10 +5,14 @@
  */
 import { useMemo, useState } from "preact/hooks";
 
-type Row = Record<string, unknown> & { counters?: Record<string, unknown> };
+type Row = Record<string, unknown>;
 
 const KMAP_COLOURS = ["#4a6fd6", "#e0523f", "#3a9e5a", "#e8a33b", "#b65fd0", "#3bb7c4", "#8a8f98"];
-const KEYS = ["map", "pmm", "kmap", "workload", "cpus"];
+const KEYS = ["map", "levels", "pmm", "kmap", "workload", "cpus", "kind"];
+/** Objects of numbers in a row whose fields are metrics (src/lab/compare.ts's ResultRow). */
+const GROUPS = ["counters", "bootCounters", "perOp", "hostMs", "opCounts"];
+/** Numeric top-level fields that describe the run rather than measure it. */
+const NOT_METRICS = new Set(["index", "seed", "cpus", "levels", "hostBudget", "mem"]);
 
 export function parseResults(text: string): Row[] {
   let data: unknown;
@@ -20,22 +24,28 @@ export function parseResults(text: string): Row[] {
   const obj = data as Record<string, unknown>;
   const rows = Array.isArray(data) ? data : (obj?.rows ?? obj?.results ?? obj?.runs);
   if (!Array.isArray(rows)) throw new Error("results.json: expected an array of rows (or {rows: [...]})");
-  const ok = rows.filter((r): r is Row => typeof r === "object" && r !== null && !Array.isArray(r));
-  if (ok.length === 0) throw new Error("results.json has no rows");
+  const ok = rows.filter(
+    (r): r is Row => typeof r === "object" && r !== null && !Array.isArray(r) && !r.error,
+  );
+  if (ok.length === 0) throw new Error("results.json has no successful rows");
   return ok;
 }
 
 function metricOf(r: Row, m: string): number | null {
-  const v = m.startsWith("counters.") ? r.counters?.[m.slice(9)] : r[m];
+  const dot = m.indexOf(".");
+  const v = dot > 0 ? (r[m.slice(0, dot)] as Record<string, unknown> | null)?.[m.slice(dot + 1)] : r[m];
   return typeof v === "number" && Number.isFinite(v) ? v : null;
 }
 
 function metricsOf(rows: Row[]): string[] {
   const set = new Set<string>();
   for (const r of rows) {
-    for (const [k, v] of Object.entries(r.counters ?? {}))
-      if (typeof v === "number") set.add(`counters.${k}`);
-    for (const [k, v] of Object.entries(r)) if (typeof v === "number" && k !== "cpus") set.add(k);
+    for (const g of GROUPS) {
+      const o = r[g];
+      if (o && typeof o === "object")
+        for (const [k, v] of Object.entries(o)) if (typeof v === "number") set.add(`${g}.${k}`);
+    }
+    for (const [k, v] of Object.entries(r)) if (typeof v === "number" && !NOT_METRICS.has(k)) set.add(k);
   }
   return [...set].sort();
 }
