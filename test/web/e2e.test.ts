@@ -231,6 +231,18 @@ describe.skipIf(!haveChromium)("the explorer in Chromium", () => {
     await expect.poll(() => page.getByTestId("bootlog-title").innerText()).toMatch(/\[7\/7\] Summary/);
   });
 
+  it("picks a frame from the strip (keyboard: Enter takes the middle one) and walks an address mapping it", async (tc) => {
+    if (launchError) return tc.skip();
+    await page.getByRole("slider", { name: /coloured by owner/ }).focus();
+    await page.keyboard.press("Enter");
+    await expect
+      .poll(() => page.getByTestId("picked-frame").innerText())
+      .toMatch(/Frame 0xa0000000: free .* Mapped at 0xffff8880a0000000/s);
+    await expect
+      .poll(() => page.getByTestId("walk-result").innerText())
+      .toMatch(/2 MiB page at PA 0xa0000000/);
+  });
+
   it("charts a compare run's results.json and shows errors clearly", async (tc) => {
     if (launchError) return tc.skip();
     const file = join(profile, "results.json");

@@ -1,5 +1,6 @@
 /** `pagelab serve`: the web explorer on a loopback port (building the page first when needed). */
 import { type Command, Option } from "@commander-js/extra-typings";
+import { fail } from "../../errors.ts";
 import { ensureWebBuilt } from "../../lab/serve/build.ts";
 import { startServer } from "../../lab/serve/server.ts";
 import { parseIntOption } from "../output.ts";
@@ -20,7 +21,7 @@ export function registerServe(program: Command): void {
     .action(async (o) => {
       const b = await ensureWebBuilt(o.rebuild === true);
       if (b.built) console.log(`pagelab serve: built the page (${b.why}) in ${Math.round(b.ms)} ms`);
-      const { url } = await startServer({
+      const started = startServer({
         port: o.port,
         onRequest: o.quiet
           ? undefined
@@ -28,7 +29,15 @@ export function registerServe(program: Command): void {
               if (path.startsWith("/api/"))
                 console.log(`${method} ${path.slice(0, 100)} ${status} ${ms.toFixed(0)} ms`);
             },
+      }).catch((e: NodeJS.ErrnoException) => {
+        if (e.code === "EADDRINUSE")
+          fail(
+            "PORT_IN_USE",
+            `port ${o.port} on 127.0.0.1 is in use: choose another with --port (0 picks a free one)`,
+          );
+        throw e;
       });
+      const { url } = await started;
       console.log(`pagelab serve: listening on ${url} (loopback only; Ctrl-C stops)`);
     });
 }
