@@ -167,8 +167,14 @@ describe.skipIf(!haveChromium)("the explorer in Chromium", () => {
     expect(await range()).toMatch(/^0x0 – 0x140000000 \(5 GiB/);
     for (let i = 0; i < 4; i++) await page.mouse.wheel(0, -200);
     await expect.poll(range).toMatch(/^0x0 – 0x[0-9a-f]+ \((1\.\d+|[2-9]\d*(\.\d+)?) GiB/);
-    await page.getByTestId("strip-ram").click();
+    // "Go to" frames the PMM's metadata, placed by memblock at the top of the direct map's reach.
     await page.mouse.move(0, 0);
+    await page.getByTestId("strip-goto").selectOption({ label: "buddy PMM metadata 0x13effb000" });
+    await expect.poll(() => range()).toMatch(/^0x13dffb000 – 0x140ffb000 \(48 MiB/);
+    await expect
+      .poll(async () => Number(await page.getByTestId("legend-pmm-metadata").getAttribute("data-frames")))
+      .toBe(4096);
+    await page.getByTestId("strip-ram").click();
   });
 
   it("walks 0xffff888000001000 from CR3 (PML4E [273]) and a 1 GiB page of the direct map", async (tc) => {

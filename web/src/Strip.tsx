@@ -75,6 +75,20 @@ export function Strip(props: {
     };
   }, [summary.session, step, view.from, view.to]);
 
+  // Places worth a look: the kernel image and what memblock allocated, step by step.
+  const places = useMemo(() => {
+    const k = Number.parseInt(summary.kernelPhys, 16) / 4096;
+    const out = [{ label: `kernel image ${summary.kernelPhys}`, from: k, to: k + 512 }];
+    for (const st of summary.bootSteps)
+      for (const a of st.allocated) {
+        const from = Math.floor(Number.parseInt(a.pa, 16) / 4096);
+        const label = `${a.what.replace(/^reserved: /, "").slice(0, 48)} ${a.pa}`;
+        if (!out.some((p) => p.label === label))
+          out.push({ label, from, to: from + Math.ceil(a.bytes / 4096) });
+      }
+    return out;
+  }, [summary.session]);
+
   const totals = useMemo(() => {
     const t: Record<string, number> = {};
     for (const it of items) for (const [o, n] of it.parts) t[owners[o]] = (t[owners[o]] ?? 0) + n;
@@ -163,6 +177,23 @@ export function Strip(props: {
           <button type="button" onClick={() => pan(1)} aria-label="Pan right" data-testid="strip-right">
             ▶
           </button>
+          <select
+            aria-label="Go to"
+            data-testid="strip-goto"
+            value=""
+            onChange={(e) => {
+              const [a, b] = (e.target as HTMLSelectElement).value.split(":").map(Number);
+              // Show the target with as much again on each side.
+              if (b > a) setView(clampView({ from: a - (b - a), to: b + (b - a) }, span));
+            }}
+          >
+            <option value="">Go to…</option>
+            {places.map((p) => (
+              <option key={p.label} value={`${p.from}:${p.to}`}>
+                {p.label}
+              </option>
+            ))}
+          </select>
           <button
             type="button"
             onClick={() => setView({ from: 0, to: summary.strip.ramTop })}
