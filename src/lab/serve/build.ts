@@ -7,6 +7,7 @@
 import { existsSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { fail } from "../../errors.ts";
 
 export const WEB_DIR = fileURLToPath(new URL("../../../web", import.meta.url));
 export const DIST_DIR = join(WEB_DIR, "dist");
@@ -37,7 +38,15 @@ export async function ensureWebBuilt(
   const why = force ? "forced" : staleReason();
   if (!why) return { built: false, ms: 0, why: null };
   const t0 = performance.now();
-  const { build } = await import("vite");
+  let build: typeof import("vite").build;
+  try {
+    ({ build } = await import("vite"));
+  } catch (e) {
+    return fail(
+      "NO_VITE",
+      `the page must be built (${why}) but Vite cannot be loaded (${(e as Error).message.split("\n")[0]}): run \`npm ci\` (it installs the dev dependencies) and start again`,
+    );
+  }
   const tmp = join(WEB_DIR, `.dist-${process.pid}-${Date.now()}`);
   try {
     await build({
