@@ -319,10 +319,7 @@ export class Heap implements KernelHeap {
     const h = this.d.kpages.arena;
     if (h.usedPages !== h.bitmapPages + this.d.kpages.regionPages)
       return `kernel heap region: ${h.usedPages} pages in use, ${this.d.kpages.regionPages} mapped + ${h.bitmapPages} bitmap`;
-    let used = 0;
-    for (let i = 0; i < a.pages; i += 32) {
-      for (let b = i; b < Math.min(a.pages, i + 32); b++) if (a.peekUsed(b)) used++;
-    }
+    const used = a.peekCountUsed();
     if (used !== a.usedPages)
       return `vmalloc arena bitmap has ${used} pages set, register says ${a.usedPages}`;
     return null;
@@ -368,4 +365,3 @@ export class Heap implements KernelHeap {
     }
   }
 }
-

@@ -282,6 +282,19 @@ export class VaArena {
     }
   }
 
+  /** Checker: pages marked used in the bitmap (uncounted; one word per 32 pages). */
+  peekCountUsed(): number {
+    let n = 0;
+    for (let w = 0; w < Math.ceil(this.pages / 32); w++) {
+      let x = this.kmem.peek32(this.bitmapPtr + w * 4);
+      while (x !== 0) {
+        x &= x - 1;
+        n++;
+      }
+    }
+    return n;
+  }
+
   /** Checker: is arena page i marked used? (uncounted) */
   peekUsed(i: number): boolean {
     return ((this.kmem.peek32(this.bitmapPtr + (i >>> 5) * 4) >>> (i & 31)) & 1) === 1;
