@@ -17,7 +17,10 @@ export { RecursiveTableAccess } from "./kernel/kmap/recursive-access.ts";
 export { MappedRegion } from "./kernel/kmap/region.ts";
 export type { KmapName, KmapStrategy } from "./kernel/kmap/strategy.ts";
 export { Current } from "./kernel/percpu.ts";
+export { statsFromFree } from "./kernel/pmm/common.ts";
 export { DESIGN_NAMES, DESIGNS, getDesign } from "./kernel/pmm/designs.ts";
+export { isDesignPath, loadDesign } from "./kernel/pmm/load.ts";
+export { type Validation, validateDesign } from "./kernel/pmm/validate.ts";
 export type {
   AllocConstraints,
   FrameAllocator,

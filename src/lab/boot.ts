@@ -34,7 +34,7 @@ import { MappedRegion } from "../kernel/kmap/region.ts";
 import { Current } from "../kernel/percpu.ts";
 import type { KmapName, KmapOptions, KmapStrategy } from "../kernel/kmap/strategy.ts";
 import { getDesign } from "../kernel/pmm/designs.ts";
-import type { FrameAllocator, FrameRange, PmmLayout } from "../kernel/pmm/interface.ts";
+import type { FrameAllocator, FrameRange, PmmDesign, PmmLayout } from "../kernel/pmm/interface.ts";
 import { checkBoot } from "./boot-check.ts";
 
 export const KMAP_NAMES: KmapName[] = ["direct", "recursive", "quickmap", "hybrid"];
@@ -56,7 +56,8 @@ export function makeStrategy(name: string): KmapStrategy {
 
 export interface BootOptions extends KmapOptions {
   map?: string;
-  pmm?: string;
+  /** A built-in design name, or a design object (bring your own allocator, see kernel/pmm/load.ts). */
+  pmm?: string | PmmDesign;
   kmap?: string;
   levels?: Levels;
   seed?: number;
@@ -207,7 +208,7 @@ export function bootKernel(opts: BootOptions = {}): BootResult {
   const t0 = performance.now();
   const levels = opts.levels ?? 4;
   const mapName = opts.map ?? "qemu:4G";
-  const design = getDesign(opts.pmm ?? "buddy");
+  const design = typeof opts.pmm === "object" ? opts.pmm : getDesign(opts.pmm ?? "buddy");
   const strategy = makeStrategy(opts.kmap ?? "direct");
 
   // Step 1: the firmware map and what Linux would keep of it.

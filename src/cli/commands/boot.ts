@@ -5,6 +5,9 @@ import { DEFAULT_PRESET } from "../../firmware/index.ts";
 import { type BootResult, bootKernel, KMAP_NAMES } from "../../lab/boot.ts";
 import { exportPageTables } from "../../lab/export.ts";
 import { DESIGN_NAMES } from "../../kernel/pmm/designs.ts";
+import type { PmmDesign } from "../../kernel/pmm/interface.ts";
+import { isDesignPath, loadDesign } from "../../kernel/pmm/load.ts";
+import { validateDesign } from "../../kernel/pmm/validate.ts";
 import { parseAddress } from "../../machine/x86/vaddr.ts";
 import { parseIntOption, parseLevels, printJson } from "../output.ts";
 
@@ -80,6 +83,55 @@ function printSummary(r: BootResult, log: boolean): void {
   for (const ch of r.checks) console.log(pc.green(`  ok: ${ch}`));
 }
 
+/** Layout of the validation runs: two small usable ranges with a reservation inside, like a real map. */
+const VALIDATION_LAYOUT = {
+  usable: [
+    { start: 0x100, end: 0xa00, node: 0 },
+    { start: 0x1000, end: 0x1800, node: 0 },
+  ],
+  cpus: 2,
+};
+
+/**
+ * Before booting a user's allocator: random alloc/free sequences (and deliberately bad frees) with the
+ * auditor after every step. The first violated invariant is printed with the shrunk sequence; exit 3.
+ */
+function validateOrExit(design: PmmDesign, json: boolean): void {
+  const v = validateDesign(design, {
+    layout: VALIDATION_LAYOUT,
+    reserved: [{ start: 0x200, end: 0x220, node: 0 }],
+    orders: [0, 0, 0, 1, 2, 3, 9],
+    constraints: [undefined, { maxAddr: 0x800000 }],
+    runs: 25,
+    maxSteps: 80,
+    minSteps: 1,
+  });
+  if (v.ok) {
+    if (!json)
+      console.log(
+        pc.green(
+          `validated ${design.name}: ${v.runs} random sequences, the auditor after every step (seed ${v.seed})`,
+        ),
+      );
+    return;
+  }
+  const f = v.failure!;
+  if (json)
+    printJson({
+      error: "PMM_VALIDATION",
+      design: design.name,
+      seed: v.seed,
+      message: f.message,
+      steps: f.steps,
+    });
+  else {
+    console.error(pc.red(`pagelab: ${design.name} violates an invariant (seed ${v.seed}): ${f.message}`));
+    console.error(`shortest failing sequence found (${f.steps.length} steps, shrunk by fast-check):`);
+    for (const s of f.steps) console.error(`  ${s}`);
+  }
+  process.exit(3);
+}
+
 export function registerBoot(program: Command): void {
   program
     .command("boot")
@@ -87,7 +139,12 @@ export function registerBoot(program: Command): void {
       "boot a simulated kernel from a firmware map: early allocator, PMM, kernel mappings, told step by step",
     )
     .option("--map <file|preset>", "firmware map file or preset (see `pagelab map --help`)", DEFAULT_PRESET)
-    .addOption(new Option("--pmm <design>", "physical memory manager").choices(DESIGN_NAMES).default("buddy"))
+    .option(
+      "--pmm <design|file>",
+      `physical memory manager: ${DESIGN_NAMES.join(", ")}, or ./your-allocator.ts`,
+      "buddy",
+    )
+    .option("--no-validate", "skip the random-sequence validation of a --pmm file before booting")
     .addOption(
       new Option("--kmap <strategy>", "how the kernel reaches physical memory")
         .choices(KMAP_NAMES)
@@ -156,12 +213,15 @@ Examples:
   pagelab boot
   pagelab boot --pmm bitmap --kmap recursive --log
   pagelab boot --map sparse --pmm bitmap --json | jq .metadataBytes
-  pagelab boot --map dmesg.txt --levels 5 --export out/`,
+  pagelab boot --map dmesg.txt --levels 5 --export out/
+  pagelab boot --pmm ./examples/first-fit.ts      # your own allocator: validated, then booted`,
     )
-    .action((o) => {
+    .action(async (o) => {
+      const design = await loadDesign(o.pmm);
+      if (isDesignPath(o.pmm) && o.validate) validateOrExit(design, o.json === true);
       const r = bootKernel({
         map: o.map,
-        pmm: o.pmm,
+        pmm: design,
         kmap: o.kmap,
         levels: o.levels,
         cpus: o.cpus,
