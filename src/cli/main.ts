@@ -17,6 +17,12 @@ const program = new Command()
 
 registerCommands(program);
 
+// `pagelab pt dump | head`: a reader that stops early is not an error.
+process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+  if (e.code === "EPIPE") process.exit(0);
+  throw e;
+});
+
 try {
   await program.parseAsync(process.argv);
 } catch (e) {

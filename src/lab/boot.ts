@@ -147,6 +147,8 @@ export interface BootResult {
   regions: MappedRegion[];
   /** The kernel layout (region bases as VPNs). */
   layout: KernelLayout;
+  /** memblock.memory as frame ranges (the RAM the kernel uses). */
+  ram: FrameRange[];
   pmmAllocator: FrameAllocator;
   mapper: Mapper;
   strategy: KmapStrategy;
@@ -447,6 +449,7 @@ export function bootKernel(opts: BootOptions = {}): BootResult {
     pmmPort: port,
     regions,
     layout,
+    ram,
     pmmAllocator: pmm,
     mapper,
     strategy,

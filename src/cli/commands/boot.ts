@@ -132,12 +132,9 @@ function validateOrExit(design: PmmDesign, json: boolean): void {
   process.exit(3);
 }
 
-export function registerBoot(program: Command): void {
-  program
-    .command("boot")
-    .description(
-      "boot a simulated kernel from a firmware map: early allocator, PMM, kernel mappings, told step by step",
-    )
+/** The options shared by `boot` and every command that boots first (`audit`). */
+export function withBootOptions(cmd: Command) {
+  return cmd
     .option("--map <file|preset>", "firmware map file or preset (see `pagelab map --help`)", DEFAULT_PRESET)
     .option(
       "--pmm <design|file>",
@@ -163,9 +160,6 @@ export function registerBoot(program: Command): void {
         .default(1)
         .argParser(parseIntOption("--cpus", 1, 256)),
     )
-    .option("--json", "print the result as JSON")
-    .option("--log", "print every line of every step, with memblock allocations and counters")
-    .option("--export <dir>", "write the final page tables as pages.bin, index.json and info-tlb.txt")
     .option("--kernel-phys <addr>", "physical load address of the kernel image (2 MiB aligned)")
     .option("--kaslr", "pick the kernel's physical address at random among RAM slots (from --seed)")
     .option("--bottom-up", "memblock allocates bottom-up instead of top-down")
@@ -175,11 +169,12 @@ export function registerBoot(program: Command): void {
         .argParser(parseIntOption("--recursive-slot", 0, 511)),
     )
     .option("--direct-base <addr>", "virtual base of the direct map (default 0xffff888000000000)")
-    .option(
-      "--hybrid-limit <bytes>",
-      "physical limit of the direct map for --kmap hybrid (default 0x100000000)",
-    )
+    .option("--hybrid-limit <bytes>", "physical limit of the direct map for --kmap hybrid (default 4G)")
     .option("--map-holes", "direct map: map holes and MMIO too (reports the hazard)")
+    .option(
+      "--exec-direct-map",
+      "direct map without NX (a classic mistake: all RAM becomes W+X; for the audit)",
+    )
     .option("--no-gbpages", "no 1 GiB pages in the direct map")
     .option(
       "--mem <bytes>",
@@ -190,7 +185,49 @@ export function registerBoot(program: Command): void {
       "refuse up front when the simulation would back more host memory than this (default 8G)",
     )
     .option("--no-check", "skip the after-boot checks (faster on huge maps)")
-    .option("--check-stale", "compare every TLB hit with the page tables (slow; catches missing flushes)")
+    .option("--check-stale", "compare every TLB hit with the page tables (slow; catches missing flushes)");
+}
+
+type BootCliOptions = ReturnType<ReturnType<typeof withBootOptions>["opts"]>;
+
+/** Load (and, for a file, validate) the PMM design, then boot with the shared options. */
+export async function bootFromOptions(o: BootCliOptions, json: boolean): Promise<BootResult> {
+  const design = await loadDesign(o.pmm);
+  if (isDesignPath(o.pmm) && o.validate) validateOrExit(design, json);
+  return bootKernel({
+    map: o.map,
+    pmm: design,
+    kmap: o.kmap,
+    levels: o.levels,
+    cpus: o.cpus,
+    seed: o.seed,
+    kernelPhys: o.kernelPhys === undefined ? undefined : Number(parseAddress(o.kernelPhys, "--kernel-phys")),
+    kaslr: o.kaslr,
+    bottomUp: o.bottomUp,
+    recursiveSlot: o.recursiveSlot,
+    directMapBase: o.directBase === undefined ? undefined : parseAddress(o.directBase, "--direct-base"),
+    hybridLimit: o.hybridLimit === undefined ? undefined : parseBytes(o.hybridLimit, "--hybrid-limit"),
+    mapHoles: o.mapHoles,
+    execDirectMap: o.execDirectMap,
+    gbPages: o.gbpages,
+    check: o.check,
+    checkStale: o.checkStale,
+    mem: o.mem === undefined ? undefined : parseBytes(o.mem, "--mem"),
+    hostBudget: o.hostBudget === undefined ? undefined : parseBytes(o.hostBudget, "--host-budget"),
+  });
+}
+
+export function registerBoot(program: Command): void {
+  withBootOptions(
+    program
+      .command("boot")
+      .description(
+        "boot a simulated kernel from a firmware map: early allocator, PMM, kernel mappings, told step by step",
+      ),
+  )
+    .option("--json", "print the result as JSON")
+    .option("--log", "print every line of every step, with memblock allocations and counters")
+    .option("--export <dir>", "write the final page tables as pages.bin, index.json and info-tlb.txt")
     .addHelpText(
       "after",
       `
@@ -217,30 +254,7 @@ Examples:
   pagelab boot --pmm ./examples/first-fit.ts      # your own allocator: validated, then booted`,
     )
     .action(async (o) => {
-      const design = await loadDesign(o.pmm);
-      if (isDesignPath(o.pmm) && o.validate) validateOrExit(design, o.json === true);
-      const r = bootKernel({
-        map: o.map,
-        pmm: design,
-        kmap: o.kmap,
-        levels: o.levels,
-        cpus: o.cpus,
-        seed: o.seed,
-        kernelPhys:
-          o.kernelPhys === undefined ? undefined : Number(parseAddress(o.kernelPhys, "--kernel-phys")),
-        kaslr: o.kaslr,
-        bottomUp: o.bottomUp,
-        recursiveSlot: o.recursiveSlot,
-        directMapBase: o.directBase === undefined ? undefined : parseAddress(o.directBase, "--direct-base"),
-        hybridLimit:
-          o.hybridLimit === undefined ? undefined : Number(parseAddress(o.hybridLimit, "--hybrid-limit")),
-        mapHoles: o.mapHoles,
-        gbPages: o.gbpages,
-        check: o.check,
-        checkStale: o.checkStale,
-        mem: o.mem === undefined ? undefined : parseBytes(o.mem, "--mem"),
-        hostBudget: o.hostBudget === undefined ? undefined : parseBytes(o.hostBudget, "--host-budget"),
-      });
+      const r = await bootFromOptions(o, o.json === true);
       if (o.export !== undefined) exportPageTables(r.machine.mem, r.mapper.root, r.levels, o.export);
       if (o.json) printJson(bootJson(r));
       else {

@@ -59,7 +59,7 @@ export class DirectStrategy extends KmapStrategy {
         ctx.layout.directMap + s.start,
         s.start,
         s.end - s.start,
-        { write: true, nx: true, global: true },
+        { write: true, nx: ctx.opts.execDirectMap !== true, global: true },
         maxShift,
       );
       this.direct.extend(s.start, s.end);

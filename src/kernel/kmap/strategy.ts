@@ -31,6 +31,8 @@ export interface KmapOptions {
   mapHoles?: boolean;
   /** Hybrid: physical limit of the direct map (default 4 GiB). */
   hybridLimit?: number;
+  /** Direct map without NX (a classic mistake: every page of RAM becomes W+X). For the audit. */
+  execDirectMap?: boolean;
 }
 
 /** What the boot sequence hands a strategy. */

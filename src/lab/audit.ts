@@ -1,0 +1,182 @@
+/**
+ * `pagelab audit`: the security cost of a kernel address space, read from its page tables.
+ *
+ *  - W+X: kernel mappings that are both writable and executable (Linux's boot-time
+ *    "x86/mm: Checked W+X mappings" check fails on any);
+ *  - user-accessible kernel mappings: kernel-half leaves whose effective U/S is 1;
+ *  - executable data: executable kernel mappings outside the kernel's .text;
+ *  - MMIO or holes in the direct map: direct-map leaves whose frames are not RAM (cacheable aliases of
+ *    device memory);
+ *  - RAM readable through kernel mappings: how much of physical RAM any kernel pointer can read right
+ *    now (all of it under `direct`, the metadata and a few windows under `quickmap`);
+ *  - the entropy the direct-map base would have under Linux's memory KASLR
+ *    (arch/x86/mm/kaslr.c, kernel_randomize_memory()): three regions (direct map, vmalloc, vmemmap)
+ *    share the free space between 0xffff888000000000 and the CPU entry area, each placed at a random
+ *    1 GiB (5-level: 512 GiB) boundary; the first gets 1/3 of the slack.
+ *
+ * The audit reads the tables with uncounted peeks: it is a tool, not kernel code.
+ */
+import { hex } from "../errors.ts";
+import type { Machine } from "../machine/machine.ts";
+import { forEachLeaf } from "../machine/x86/inspect.ts";
+import { TlbPerm } from "../machine/x86/tlb.ts";
+import { type Levels, formatVa, vpnLimit } from "../machine/x86/vaddr.ts";
+import type { KernelLayout } from "../kernel/kmap/layout.ts";
+import type { FrameRange } from "../kernel/pmm/interface.ts";
+
+export interface AuditRange {
+  start: string;
+  end: string;
+  bytes: number;
+  /** Physical address of the first frame mapped (for direct-map findings). */
+  pa?: string;
+}
+
+export interface KaslrEstimate {
+  region: string;
+  positions: number;
+  entropyBits: number;
+  note: string;
+}
+
+export interface AuditResult {
+  kmap: string;
+  levels: Levels;
+  ok: boolean;
+  wx: AuditRange[];
+  userKernel: AuditRange[];
+  executableData: AuditRange[];
+  nonRamInDirectMap: AuditRange[];
+  ramReadable: { bytes: number; ramBytes: number; fraction: number };
+  kaslr: KaslrEstimate;
+}
+
+export interface AuditInput {
+  machine: Machine;
+  root: number;
+  levels: Levels;
+  layout: KernelLayout;
+  kmap: string;
+  ram: FrameRange[];
+  /** Kernel .text in pages from the image base. */
+  textPages: number;
+  /** Recursive slots: their self-mapping is reported separately, not as data. */
+  recursiveSlots: number[];
+}
+
+/** Collects VPN runs, merging adjacent leaves. */
+class Runs {
+  readonly list: { vpn: number; end: number; pfn: number }[] = [];
+  add(vpn: number, pages: number, pfn: number): void {
+    const last = this.list[this.list.length - 1];
+    if (last && last.end === vpn) last.end = vpn + pages;
+    else this.list.push({ vpn, end: vpn + pages, pfn });
+  }
+  out(levels: Levels, withPa = false): AuditRange[] {
+    return this.list.map((r) => ({
+      start: formatVa(r.vpn, levels),
+      end: formatVa(r.end - 1, levels, 4095),
+      bytes: (r.end - r.vpn) * 4096,
+      ...(withPa ? { pa: hex(r.pfn * 4096) } : {}),
+    }));
+  }
+}
+
+function inRam(ram: FrameRange[], pfn: number): boolean {
+  for (const r of ram) if (pfn >= r.start && pfn < r.end) return true;
+  return false;
+}
+
+/** Union of mapped frame intervals intersected with RAM, in frames. */
+function readableFrames(intervals: [number, number][], ram: FrameRange[]): number {
+  intervals.sort((a, b) => a[0] - b[0]);
+  let total = 0;
+  let cs = -1;
+  let ce = -1;
+  const flush = () => {
+    if (cs < 0) return;
+    for (const r of ram) total += Math.max(0, Math.min(ce, r.end) - Math.max(cs, r.start));
+  };
+  for (const [s, e] of intervals) {
+    if (s <= ce) ce = Math.max(ce, e);
+    else {
+      flush();
+      cs = s;
+      ce = e;
+    }
+  }
+  flush();
+  return total;
+}
+
+export function kaslrEstimate(kmap: string, levels: Levels, ram: FrameRange[]): KaslrEstimate {
+  if (kmap !== "direct" && kmap !== "hybrid") {
+    return {
+      region: "none",
+      positions: 1,
+      entropyBits: 0,
+      note: `${kmap} has no direct map: there is no physmap base to randomize (and no physmap to find)`,
+    };
+  }
+  const TB = 2 ** 40;
+  const start = levels === 5 ? 0xff11000000000000n : 0xffff888000000000n;
+  const end = 0xfffffe0000000000n; // CPU_ENTRY_AREA_BASE
+  const span = Number(end - start);
+  const maxPfn = Math.max(...ram.map((r) => r.end));
+  const physTb = Math.min(2 ** ((levels === 5 ? 52 : 46) - 40), Math.ceil((maxPfn * 4096) / TB) + 10);
+  const vmallocTb = levels === 5 ? 12800 : 32;
+  const vmemmapTb = Math.ceil((((physTb * TB) / 4096) * 64) / TB);
+  const remain = span - (physTb + vmallocTb + vmemmapTb) * TB;
+  const align = levels === 5 ? 2 ** 39 : 2 ** 30;
+  const positions = Math.floor(remain / 3 / align) + 1;
+  return {
+    region: "direct map",
+    positions,
+    entropyBits: Math.round(Math.log2(positions) * 10) / 10,
+    note: `Linux's memory KASLR: ${physTb} TB direct map + ${vmallocTb} TB vmalloc + ${vmemmapTb} TB vmemmap in ${(span / TB).toFixed(1)} TB, ${levels === 5 ? "512 GiB" : "1 GiB"} steps`,
+  };
+}
+
+export function auditAddressSpace(a: AuditInput): AuditResult {
+  const half = vpnLimit(a.levels) / 2;
+  const textStart = a.layout.kernelImage;
+  const textEnd = textStart + a.textPages;
+  const dm = a.layout.directMap;
+  const dmEnd = dm + 2 ** (a.levels === 5 ? 40 : 34); // 4 PiB / 64 TiB of direct map
+  const recursive = new Set(a.recursiveSlots);
+  const wx = new Runs();
+  const user = new Runs();
+  const exec = new Runs();
+  const nonRam = new Runs();
+  const mapped: [number, number][] = [];
+  const topShift = (a.levels - 1) * 9;
+  forEachLeaf(a.machine.mem, a.root, a.levels, (l) => {
+    if (l.vpn < half) return;
+    const pages = 2 ** l.shift;
+    const viaRecursive = recursive.has(Math.floor(l.vpn / 2 ** topShift) % 512);
+    mapped.push([l.base, l.base + pages]);
+    const w = (l.perm & TlbPerm.RW) !== 0;
+    const x = (l.perm & TlbPerm.XD) === 0;
+    if (w && x) wx.add(l.vpn, pages, l.base);
+    if ((l.perm & TlbPerm.US) !== 0) user.add(l.vpn, pages, l.base);
+    if (x && !viaRecursive && (l.vpn < textStart || l.vpn >= textEnd)) exec.add(l.vpn, pages, l.base);
+    if (l.vpn >= dm && l.vpn < dmEnd && !inRam(a.ram, l.base)) nonRam.add(l.vpn, pages, l.base);
+  });
+  const ramFrames = a.ram.reduce((s, r) => s + r.end - r.start, 0);
+  const readable = readableFrames(mapped, a.ram);
+  return {
+    kmap: a.kmap,
+    levels: a.levels,
+    ok: wx.list.length === 0 && user.list.length === 0,
+    wx: wx.out(a.levels),
+    userKernel: user.out(a.levels),
+    executableData: exec.out(a.levels),
+    nonRamInDirectMap: nonRam.out(a.levels, true),
+    ramReadable: {
+      bytes: readable * 4096,
+      ramBytes: ramFrames * 4096,
+      fraction: ramFrames === 0 ? 0 : readable / ramFrames,
+    },
+    kaslr: kaslrEstimate(a.kmap, a.levels, a.ram),
+  };
+}
