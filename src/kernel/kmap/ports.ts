@@ -149,7 +149,9 @@ export class WindowPort implements PhysPort {
     const id = this.cur.id;
     if (this.current[id] === pfn) return;
     const slot = 2 * id + this.kind;
-    const e = encodeLeaf(pfn, PAGE_4K, { write: true, nx: true });
+    // Global, as Linux's fixmap (PAGE_KERNEL): with PCIDs, INVLPG drops a non-global entry only for
+    // the current PCID, and the window's old translation would survive under the others.
+    const e = encodeLeaf(pfn, PAGE_4K, { write: true, nx: true, global: true });
     this.ptePort.write32(this.ptePa + slot * 8 + 4, e.hi);
     this.ptePort.write32(this.ptePa + slot * 8, e.lo);
     this.cur.cpu.invlpg(this.fixmapVpn + slot);
