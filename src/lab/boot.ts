@@ -23,6 +23,7 @@ import type { FrameSource } from "../machine/x86/mapper.ts";
 import { Mapper } from "../machine/x86/mapper.ts";
 import type { Levels } from "../machine/x86/vaddr.ts";
 import { Memblock, MEMBLOCK_BYTES, type MemblockRange } from "../kernel/early/memblock.ts";
+import { PlacementAllocator } from "../kernel/early/placement.ts";
 import { IMAGE_BYTES, placeKernel, writeBootTables } from "../kernel/image.ts";
 import { DirectStrategy } from "../kernel/kmap/direct.ts";
 import { HybridStrategy } from "../kernel/kmap/hybrid.ts";
@@ -67,6 +68,8 @@ export interface BootOptions extends KmapOptions {
   kaslr?: boolean;
   /** memblock allocates bottom-up instead of top-down. */
   bottomUp?: boolean;
+  /** The early allocator: memblock (default) or the tutorials' placement allocator. */
+  early?: "memblock" | "placement";
   recursiveSlot?: number;
   directMapBase?: bigint;
   /** Compare every TLB hit with the page tables (slower; on in tests). */
@@ -299,7 +302,13 @@ export function bootKernel(opts: BootOptions = {}): BootResult {
 
   // Step 3: the early allocator.
   const imagePort = new LinearPort(cur, layout.kernelImage, kernelPhys, IMAGE_BYTES, "kernel image");
-  memblock = new Memblock(imagePort, boot.memblockPa, { bottomUp: opts.bottomUp });
+  if (opts.early === "placement") {
+    const home = ram.find((r) => r.start * 4096 <= kernelPhys && kernelPhys + IMAGE_BYTES <= r.end * 4096)!;
+    memblock = new PlacementAllocator(imagePort, boot.memblockPa, kernelPhys + IMAGE_BYTES, home.end * 4096);
+    n.log(
+      `placement allocator: the end-of-kernel pointer starts at ${hex(kernelPhys + IMAGE_BYTES)} and may grow to ${hex(home.end * 4096)}, where the first hole is`,
+    );
+  } else memblock = new Memblock(imagePort, boot.memblockPa, { bottomUp: opts.bottomUp });
   for (const r of ram) memblock.add("memory", r.start * 4096, (r.end - r.start) * 4096, r.node);
   memblock.reserve(
     kernelPhys,

@@ -192,3 +192,22 @@ describe("boot: real maps, bad maps, determinism, CLI contract", () => {
     expect(Number(bottom.pa)).toBeLessThan(Number(top.pa));
   });
 });
+
+describe("boot: the placement allocator (early allocator mode)", () => {
+  it("bumps the end of the kernel past each allocation while the first RAM range lasts", () => {
+    const r = bootKernel({ pmm: "bitmap", early: "placement" });
+    const allocs = r.bootSteps.flatMap((s) => s.allocated).filter((a) => a.what.includes("placement"));
+    expect(allocs.length).toBeGreaterThan(2);
+    expect(Number(allocs[0].pa)).toBe(0x1200000); // right after the 2 MiB kernel image at 16 MiB
+    for (let i = 1; i < allocs.length; i++)
+      expect(Number(allocs[i].pa)).toBeGreaterThanOrEqual(Number(allocs[i - 1].pa) + allocs[i - 1].bytes);
+    expect(r.checks.length).toBeGreaterThanOrEqual(5);
+  });
+
+  it("cannot skip the hole after the first range: it says by how much the metadata overflows", () => {
+    // 4 GiB of buddy page records do not fit between 18 MiB and the PCI hole at 3 GiB; memblock places them above 4 GiB.
+    expect(() => bootKernel({ map: "qemu:1T", pmm: "buddy", early: "placement", check: false })).toThrow(
+      /placement allocator: buddy PMM metadata needs 0x[0-9a-f]+ bytes .* ends at 0xbffe0000 \(a hole follows\): short by 0x/,
+    );
+  });
+});

@@ -164,6 +164,14 @@ export function withBootOptions(cmd: Command) {
     .option("--kaslr", "pick the kernel's physical address at random among RAM slots (from --seed)")
     .option("--bottom-up", "memblock allocates bottom-up instead of top-down")
     .addOption(
+      new Option(
+        "--early <allocator>",
+        "early allocator: memblock, or the tutorials' placement (bump past the kernel)",
+      )
+        .choices(["memblock", "placement"] as const)
+        .default("memblock" as const),
+    )
+    .addOption(
       new Option("--recursive-slot <n>", "root slot for --kmap recursive")
         .default(510)
         .argParser(parseIntOption("--recursive-slot", 0, 511)),
@@ -204,6 +212,7 @@ export async function bootFromOptions(o: BootCliOptions, json: boolean): Promise
     kernelPhys: o.kernelPhys === undefined ? undefined : Number(parseAddress(o.kernelPhys, "--kernel-phys")),
     kaslr: o.kaslr,
     bottomUp: o.bottomUp,
+    early: o.early,
     recursiveSlot: o.recursiveSlot,
     directMapBase: o.directBase === undefined ? undefined : parseAddress(o.directBase, "--direct-base"),
     hybridLimit: o.hybridLimit === undefined ? undefined : parseBytes(o.hybridLimit, "--hybrid-limit"),
