@@ -87,14 +87,27 @@ export interface PhysMemOptions {
  * cluster, and a dense chunk is one array for the fast path). Scattered touches - one stack page per
  * 2 MiB of RAM - stay at 4 KiB each.
  */
+const PROMOTE_PAGES = 64;
+
 class SparseChunk {
-  readonly pages: (Uint32Array | null)[] = new Array<Uint32Array | null>(512).fill(null);
+  /** Page indices (0..511) of the pages allocated so far, and the pages, in allocation order. */
+  readonly keys = new Uint16Array(PROMOTE_PAGES);
+  readonly pages: Uint32Array[] = [];
   count = 0;
+
+  find(p: number): Uint32Array | null {
+    for (let i = 0; i < this.count; i++) if (this.keys[i] === p) return this.pages[i];
+    return null;
+  }
+
+  add(p: number, page: Uint32Array): void {
+    this.keys[this.count++] = p;
+    this.pages.push(page);
+  }
 }
 
 type Slot = Uint32Array | SparseChunk | null;
 
-const PROMOTE_PAGES = 64;
 const DENSE_MASK = 0xffe00003; // an offset inside a 2 MiB chunk, 4-byte aligned
 const PAGE_MASK = 0xfffff003; // an offset inside a 4 KiB page, 4-byte aligned
 
@@ -173,7 +186,7 @@ export class PhysMem implements PhysPort {
       d[idx] = slot;
     }
     const p = (inGiB >>> 12) & 511;
-    let page = slot.pages[p];
+    let page = slot.find(p);
     if (page === null) {
       if (!create) return null;
       if (slot.count + 1 >= PROMOTE_PAGES) {
@@ -183,8 +196,7 @@ export class PhysMem implements PhysPort {
         return dense;
       }
       page = new Uint32Array(1024);
-      slot.pages[p] = page;
-      slot.count++;
+      slot.add(p, page);
       this.sparsePages++;
     }
     this.cache(pa - (pa % PAGE_SIZE), PAGE_MASK, page);
@@ -193,10 +205,7 @@ export class PhysMem implements PhysPort {
 
   private promote(sc: SparseChunk): Uint32Array {
     const dense = new Uint32Array(CHUNK_WORDS);
-    for (let i = 0; i < 512; i++) {
-      const page = sc.pages[i];
-      if (page !== null) dense.set(page, i * 1024);
-    }
+    for (let i = 0; i < sc.count; i++) dense.set(sc.pages[i], sc.keys[i] * 1024);
     this.sparsePages -= sc.count;
     this.denseChunks++;
     return dense;
