@@ -32,9 +32,8 @@ import { type SamplePoint, totalOps } from "./workloads/interface.ts";
 
 export const DEFAULT_KMAPS = ["direct", "recursive", "quickmap"];
 export const DEFAULT_SWEEP = ["qemu:256M", "qemu:1G", "qemu:4G", "qemu:16G", "sparse@5"];
-export const DEFAULT_OPS = 20_000;
 export const DEFAULT_CPUS = 4;
-export const DEFAULT_HOST_BUDGET = 2 ** 30;
+export const DEFAULT_HOST_BUDGET = 512 * 2 ** 20;
 
 export interface CompareOptions {
   maps?: string[];
@@ -129,7 +128,7 @@ export function planMatrix(o: CompareOptions): RunSpec[] {
   const workloads = o.workloads ?? [...STANDARD_WORKLOADS, ...(o.trace !== undefined ? ["ftrace"] : [])];
   const cpus = o.cpus ?? [DEFAULT_CPUS];
   const seed = o.seed ?? 1;
-  const ops = o.ops ?? DEFAULT_OPS;
+  const ops = o.ops;
   const levels = o.levels ?? 4;
   const hostBudget = o.hostBudget ?? DEFAULT_HOST_BUDGET;
   for (const p of pmms) getDesign(p);
@@ -137,7 +136,7 @@ export function planMatrix(o: CompareOptions): RunSpec[] {
   for (const w of workloads) getWorkload(w);
   for (const c of cpus)
     if (!Number.isInteger(c) || c < 1 || c > 64) fail("BAD_OPTION", `--cpus must be 1..64 (got ${c})`);
-  if (!Number.isInteger(ops) || ops < 1 || ops > 1e9)
+  if (ops !== undefined && (!Number.isInteger(ops) || ops < 1 || ops > 1e9))
     fail("BAD_OPTION", `--ops must be an integer from 1 to 1e9 (got ${ops})`);
   if (workloads.includes("ftrace") && o.trace === undefined)
     fail("BAD_OPTION", "--workload ftrace needs --trace FILE (a trace_pipe capture of kmem events)");
@@ -146,7 +145,7 @@ export function planMatrix(o: CompareOptions): RunSpec[] {
   if (workloads.length === 0 && (o.sweep ?? DEFAULT_SWEEP).length === 0)
     fail("BAD_OPTION", "nothing to run: no workload and no sweep (--workload none --sweep none)");
   const specs: RunSpec[] = [];
-  const base = { seed, ops, hostBudget, paranoid: o.paranoid ?? false };
+  const base = { seed, ops: 0, hostBudget, paranoid: o.paranoid ?? false };
   for (const map of maps)
     for (const pmm of pmms)
       for (const kmap of kmaps)
@@ -162,6 +161,7 @@ export function planMatrix(o: CompareOptions): RunSpec[] {
               pmm,
               kmap,
               workload,
+              ops: ops ?? w.defaultOps,
               cpus: n,
               mem: w.bootMem ?? null,
               trace: workload === "ftrace" ? (o.trace ?? null) : null,

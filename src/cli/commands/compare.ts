@@ -11,7 +11,6 @@ import {
   DEFAULT_CPUS,
   DEFAULT_HOST_BUDGET,
   DEFAULT_KMAPS,
-  DEFAULT_OPS,
   DEFAULT_SWEEP,
   defaultJobs,
   KMAP_NAMES,
@@ -108,9 +107,10 @@ export function registerCompare(program: Command): void {
         .argParser(parseIntOption("--seed", 0, 2 ** 32 - 1)),
     )
     .addOption(
-      new Option("--ops <n>", "operations per churn workload (page-churn, heap-churn, ipc, fork-exit)")
-        .default(DEFAULT_OPS)
-        .argParser(parseIntOption("--ops", 1, 1e9)),
+      new Option(
+        "--ops <n>",
+        `operations per run, for every workload (default: each workload's own: ${WORKLOAD_NAMES.map((n) => `${n} ${WORKLOADS[n].defaultOps}`).join(", ")})`,
+      ).argParser(parseIntOption("--ops", 1, 1e9)),
     )
     .option("--trace <file>", "ftrace capture of kmem events to replay (adds the ftrace workload)")
     .option(
@@ -130,7 +130,7 @@ export function registerCompare(program: Command): void {
     )
     .option(
       "--host-budget <bytes>",
-      `refuse a run whose simulation would back more host memory (default ${DEFAULT_HOST_BUDGET / 2 ** 30}G per worker)`,
+      `refuse a run whose simulation would back more host memory (default ${DEFAULT_HOST_BUDGET / 2 ** 20}M per run)`,
     )
     .option(
       "--paranoid",

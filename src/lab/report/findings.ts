@@ -58,6 +58,11 @@ export function commandForRows(rows: ResultRow[]): string {
 const ok = (r: ResultRow) => r.error === null;
 const wl = (rows: ResultRow[]) => rows.filter((r) => r.kind === "workload" && ok(r) && r.perOp !== null);
 
+/** The PMM a per-strategy sentence is told for: Linux's buddy when it ran, else the first design. */
+function refPmm(rows: ResultRow[]): string {
+  return rows.some((r) => r.pmm === "buddy") ? "buddy" : rows[0].pmm;
+}
+
 function listing(items: string[]): string {
   if (items.length <= 1) return items.join("");
   return `${items.slice(0, -1).join(", ")} and ${items[items.length - 1]}`;
@@ -86,14 +91,29 @@ function metadataFinding(rows: ResultRow[]): Finding[] {
     `to ${fmtBytes(hi.metadataBytes)} for ${hi.pmm} (${pct(hi)} %).`;
   if (refused.length > 0)
     text += ` ${listing(refused.map((r) => r.pmm))} ${refused.length === 1 ? "was" : "were"} refused by the host-memory budget at that size.`;
-  return [{ topic: "metadata", text, command: commandForRows(g) }];
+  const out: Finding[] = [{ topic: "metadata", text, command: commandForRows(g) }];
+  for (const single of [...byMap.values()].filter((x) => x.length === 1)) {
+    const r = single[0];
+    const others = rows.filter(
+      (x) => x.kind === "sweep" && x.map === r.map && x.levels === r.levels && x.error !== null,
+    );
+    if (others.length === 0) continue;
+    out.push({
+      topic: "metadata",
+      text:
+        `On ${r.map}${r.levels === 5 ? " with 5-level paging" : ""} (${fmtBytes(r.ramBytes)} of usable RAM), only ${r.pmm} booted within the host budget: ` +
+        `${fmtBytes(r.metadataBytes)} of metadata (${fmt((100 * r.metadataBytes) / r.ramBytes)} % of RAM); ${others.length} other design(s) were refused.`,
+      command: commandForRows([r, ...others]),
+    });
+  }
+  return out;
 }
 
 function pageTableFinding(rows: ResultRow[]): Finding[] {
   const w = wl(rows);
   if (w.length === 0) return [];
   const map = w[0].map;
-  const pmm = w[0].pmm;
+  const pmm = refPmm(w);
   const group: ResultRow[] = [];
   for (const r of w)
     if (r.map === map && r.pmm === pmm && !group.some((x) => x.kmap === r.kmap)) group.push(r);
@@ -138,7 +158,8 @@ function tlbFindings(rows: ResultRow[]): Finding[] {
   const out: Finding[] = [];
   const w = wl(rows);
   for (const workload of uniq(w.map((r) => r.workload as string))) {
-    const first = w.find((r) => r.workload === workload)!;
+    const ofW = w.filter((r) => r.workload === workload);
+    const first = ofW.find((r) => r.pmm === refPmm(ofW))!;
     const g: ResultRow[] = [];
     for (const r of w)
       if (
@@ -163,7 +184,8 @@ function ipiFindings(rows: ResultRow[]): Finding[] {
   const out: Finding[] = [];
   const w = wl(rows).filter((r) => r.ipisPerKfree !== null || r.ipisPerVfree !== null);
   for (const workload of uniq(w.map((r) => r.workload as string))) {
-    const first = w.find((r) => r.workload === workload)!;
+    const ofW = w.filter((r) => r.workload === workload);
+    const first = ofW.find((r) => r.pmm === refPmm(ofW))!;
     const g: ResultRow[] = [];
     for (const r of w)
       if (
@@ -177,13 +199,17 @@ function ipiFindings(rows: ResultRow[]): Finding[] {
     const say = (key: "ipisPerKfree" | "ipisPerVfree", what: string) => {
       const have = g.filter((r) => r[key] !== null);
       if (have.length === 0) return;
-      out.push({
-        topic: "IPIs",
-        text:
-          `On ${workload} with the ${first.pmm} PMM and ${first.cpus} CPUs, a ${what} sends ` +
-          `${listing(have.map((r) => `${fmt(r[key]!)} IPIs with ${r.kmap}`))} on average.`,
-        command: commandForRows(have),
-      });
+      let text =
+        `On ${workload} with the ${first.pmm} PMM and ${first.cpus} CPUs, a ${what} sends ` +
+        `${listing(have.map((r) => `${fmt(r[key]!)} IPIs with ${r.kmap}`))} on average.`;
+      const all = w.filter((r) => r.workload === workload && r[key] !== null);
+      const top = [...all].sort((a, b) => b[key]! - a[key]!)[0];
+      const cited = [...have];
+      if (top !== undefined && top[key]! > Math.max(...have.map((r) => r[key]!))) {
+        text += ` The most among all designs: ${fmt(top[key]!)} with ${top.pmm} and ${top.kmap}.`;
+        cited.push(top);
+      }
+      out.push({ topic: "IPIs", text, command: commandForRows(cited) });
     };
     say("ipisPerVfree", "vfree");
     say("ipisPerKfree", "kfree");

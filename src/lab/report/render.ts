@@ -64,7 +64,9 @@ function summary(rows: ResultRow[], meta: ReportMeta): string[] {
   const r0 = rows.find((r) => r.kind === "workload");
   return [
     `${rows.length} runs (${done} completed), ${ops} simulated operations, in ${(meta.wallMs / 1000).toFixed(1)} s with ${meta.jobs} worker thread(s).`,
-    r0 ? `Seed ${r0.seed}, ${r0.ops} operations per churn workload, ${r0.cpus} CPUs.` : "",
+    r0
+      ? `Seed ${r0.seed}, ${r0.cpus} CPUs; operations per run: ${[...new Map(rows.filter((r) => r.kind === "workload").map((r) => [r.workload, r.ops])).entries()].map(([w, n]) => `${w} ${n}`).join(", ")}.`
+      : "",
     "Every figure below is computed from results.json (one row per run, every counter); host time appears only as run time.",
   ].filter((s) => s !== "");
 }

@@ -39,6 +39,7 @@ const HIGH = [
 
 export const fileCache: Workload = {
   name: "file-cache",
+  defaultOps: 1_000,
   describe:
     "fill 90% of RAM with page cache (1 in 16 pages unmovable kernel memory), evict the oldest half, then ask for 64 order-9 and 64 order-4 blocks",
   bootMem: 512 * 2 ** 20,

@@ -2,7 +2,7 @@
  * Process fork/exit with user address spaces: a shell-like population of 2-8 processes that fork,
  * touch their memory on whatever CPU they run, and exit.
  *
- * The first process maps 32 pages of data at page 0x400 and 8 pages of stack just below 8 TiB (two
+ * The first process maps 8 pages of data at page 0x400 and 2 pages of stack just below 8 TiB (two
  * separate page-table subtrees) and writes all of them. Then, per operation:
  *
  *   - fewer than 2 processes: fork; more than 8: exit; otherwise fork 1/4, exit 1/4, touch 1/2;
@@ -29,9 +29,9 @@ import {
 } from "./interface.ts";
 
 const DATA_VPN = 0x400;
-const DATA_PAGES = 32;
+const DATA_PAGES = 8;
 const STACK_VPN = 0x7fffff00;
-const STACK_PAGES = 8;
+const STACK_PAGES = 2;
 
 function randomPage(rng: Rng): number {
   const i = rng.below(DATA_PAGES + STACK_PAGES);
@@ -40,7 +40,9 @@ function randomPage(rng: Rng): number {
 
 export const forkExit: Workload = {
   name: "fork-exit",
-  describe: "2-8 processes of 40 pages (data + stack) fork (eager copy), touch pages on random CPUs and exit",
+  defaultOps: 50,
+  describe:
+    "2-8 processes of 10 pages (data + stack, two page-table subtrees) fork (eager copy), touch pages on random CPUs and exit",
   run(k: LabKernel, rng: Rng, opts: WorkloadOptions, sample: (p: SamplePoint) => void): WorkloadResult {
     checkOps(this.name, opts);
     const pr = k.processes;

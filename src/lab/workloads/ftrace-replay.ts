@@ -34,6 +34,7 @@ const MAX_NOTES = 20;
 
 export const ftraceReplay: Workload = {
   name: "ftrace",
+  defaultOps: 1_000,
   describe:
     "replay of a Linux ftrace capture (mm_page_alloc, mm_page_free, kmalloc, kfree) from --trace FILE, trace ids mapped to simulated allocations",
   run(k: LabKernel, _rng: Rng, opts: WorkloadOptions, sample: (p: SamplePoint) => void): WorkloadResult {

@@ -65,6 +65,7 @@ export function pickHeapSize(rng: Rng): number {
 
 export const heapChurn: Workload = {
   name: "heap-churn",
+  defaultOps: 10_000,
   describe:
     "kmalloc/kfree of a synthetic size mix (8 B-8 KiB, most below 256 B) plus 1 in 100 vmalloc/vfree (16-256 KiB), from random CPUs, 2048-8192 live",
   run(k: LabKernel, rng: Rng, opts: WorkloadOptions, sample: (p: SamplePoint) => void): WorkloadResult {

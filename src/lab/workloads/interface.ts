@@ -58,6 +58,11 @@ export interface Workload {
   readonly describe: string;
   /** Boot options this workload needs (e.g. a smaller `mem` to keep a fill-everything run quick). */
   readonly bootMem?: number;
+  /**
+   * Operations when `--ops` is not given: sized so that one run costs a fraction of a second on the
+   * default map (a fork copies every page of a process; a page-churn step is one alloc or free).
+   */
+  readonly defaultOps: number;
   run(k: LabKernel, rng: Rng, opts: WorkloadOptions, sample: (p: SamplePoint) => void): WorkloadResult;
 }
 

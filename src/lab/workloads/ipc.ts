@@ -36,6 +36,7 @@ const PROCS = 4;
 
 export const ipc: Workload = {
   name: "ipc",
+  defaultOps: 2_000,
   describe:
     "messages of 64 B-64 KiB between 4 processes on random CPUs through kmalloc/vmalloc buffers freed on the receiver's CPU; a buffer remap (munmap) every 64 messages",
   run(k: LabKernel, rng: Rng, opts: WorkloadOptions, sample: (p: SamplePoint) => void): WorkloadResult {

@@ -41,6 +41,7 @@ function pickOrder(rng: Rng): number {
 
 export const pageChurn: Workload = {
   name: "page-churn",
+  defaultOps: 20_000,
   describe:
     "random alloc/free of orders 0/1/2/3/9 (weights 8:4:2:1:1, 3/4 movable) keeping 1024-4096 blocks live",
   run(k: LabKernel, rng: Rng, opts: WorkloadOptions, sample: (p: SamplePoint) => void): WorkloadResult {

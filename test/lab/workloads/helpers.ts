@@ -1,0 +1,44 @@
+import { PagelabError } from "../../../src/errors.ts";
+import { type Kernel, startKernel } from "../../../src/kernel/kernel.ts";
+import type { KernelOptions } from "../../../src/kernel/api.ts";
+import { Rng } from "../../../src/machine/rng.ts";
+import type {
+  SamplePoint,
+  Workload,
+  WorkloadOptions,
+  WorkloadResult,
+} from "../../../src/lab/workloads/index.ts";
+
+export const SMALL: KernelOptions = { map: "qemu:256M", pmm: "buddy", kmap: "direct", cpus: 2, check: false };
+
+export interface Ran {
+  k: Kernel;
+  res: WorkloadResult;
+  series: SamplePoint[];
+  counters: Record<string, number>;
+}
+
+/** Boot a small kernel, run the workload, return what it did and what it cost. */
+export function runWorkload(w: Workload, opts: WorkloadOptions, kopts: KernelOptions = {}, seed = 7): Ran {
+  const k = startKernel({ ...SMALL, mem: w.bootMem, ...kopts });
+  const before = k.counters.snapshot();
+  const series: SamplePoint[] = [];
+  const res = w.run(k, new Rng(seed), opts, (p) => series.push(p));
+  const after = k.counters.snapshot();
+  const counters: Record<string, number> = {};
+  for (const key of Object.keys(after)) counters[key] = after[key] - before[key];
+  return { k, res, series, counters };
+}
+
+/** Whether the kernel floor implements the heap and processes yet (their API lands before them). */
+export function implemented(what: "heap" | "processes"): boolean {
+  const k = startKernel({ ...SMALL, map: "qemu:64M" });
+  try {
+    if (what === "heap") k.heap.kfree(k.heap.kmalloc(8));
+    else k.processes.exit(k.processes.create());
+    return true;
+  } catch (e) {
+    if (e instanceof PagelabError && e.code === "NOT_IMPLEMENTED") return false;
+    throw e;
+  }
+}
