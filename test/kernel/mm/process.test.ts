@@ -74,7 +74,10 @@ function step(k: KernelInternals, m: Model, op: Op, n: number): void {
     m.pages.set(p.pid, new Map());
     return;
   }
-  if (op.t === "idle") return P.switchTo(op.cpu, null);
+  if (op.t === "idle") {
+    P.switchTo(op.cpu, null);
+    return;
+  }
   if (op.t === "kmalloc") return void k.run(op.cpu, () => k.heap.kmalloc(op.size));
   if (m.procs.length === 0) return;
   const p = m.procs[op.p % m.procs.length];
