@@ -209,9 +209,21 @@ function ipiFindings(rows: ResultRow[]): Finding[] {
         text += ` The most among all designs: ${fmt(top[key]!)} with ${top.pmm} and ${top.kmap}.`;
         cited.push(top);
       }
+      const lazy = first.info.lazyPagesAtEnd;
+      if (key === "ipisPerVfree" && typeof lazy === "number" && lazy > 0 && have.every((r) => r[key] === 0))
+        text += ` The lazy purge deferred every flush: ${lazy} vfree'd pages were still waiting for one at the end of the ${first.kmap} run.`;
       out.push({ topic: "IPIs", text, command: commandForRows(cited) });
     };
     say("ipisPerVfree", "vfree");
+    const remaps = g.filter((r) => (r.opCounts.remap ?? 0) > 0 && typeof r.info.munmapIpis === "number");
+    if (remaps.length > 0)
+      out.push({
+        topic: "IPIs",
+        text:
+          `On ${workload} with the ${first.pmm} PMM and ${first.cpus} CPUs, unmapping a user buffer that ran on several CPUs sends ` +
+          `${listing(remaps.map((r) => `${fmt((r.info.munmapIpis as number) / r.opCounts.remap)} IPIs with ${r.kmap}`))} per munmap.`,
+        command: commandForRows(remaps),
+      });
     say("ipisPerKfree", "kfree");
   }
   return out;

@@ -1,7 +1,7 @@
 /**
  * File-cache pressure, then high-order requests: the fragmentation argument.
  *
- *   1. fill: order-0 allocations until 90 % of the frames free after boot are taken; 15 of 16 are page
+ *   1. fill: order-0 allocations until 90 % of the frames free at the start are taken; 15 of 16 are page
  *      cache (movable), 1 of 16 is kernel memory (unmovable: inodes, dentries, slab pages), interleaved
  *      as they are when a kernel reads files;
  *   2. reclaim: the oldest half of the page cache is evicted, oldest first (an LRU approximation);
@@ -26,6 +26,7 @@ import {
   type LabKernel,
   probeLargestOrder,
   type SamplePoint,
+  uncounted,
   type Workload,
   type WorkloadOptions,
   type WorkloadResult,
@@ -47,7 +48,7 @@ export const fileCache: Workload = {
     checkOps(this.name, opts);
     const a = k.pmm;
     const c = k.counters;
-    const target = Math.floor(k.boot.freePagesAfterBoot * 0.9);
+    const target = Math.floor(uncounted(c, () => a.stats().freeFrames) * 0.9);
     const every = Math.max(1, opts.sampleEvery ?? Math.ceil((target * 1.5 + 128) / 64));
     const cache = new Int32Array(target); // page cache in allocation (LRU) order
     const kernel = new Int32Array(target);

@@ -31,6 +31,7 @@ import {
   probeLargestOrder,
   type SamplePoint,
   sampleEvery,
+  uncounted,
   type Workload,
   type WorkloadOptions,
   type WorkloadResult,
@@ -153,6 +154,8 @@ export const heapChurn: Workload = {
     // IPIs sent while a kfree / vfree ran (attributed exactly: counters read around each call)
     info.kfreeIpis = kfreeIpis;
     info.vfreeIpis = vfreeIpis;
+    // vfree'd pages whose TLB flush the lazy purge still defers (their IPIs are not sent yet)
+    info.lazyPagesAtEnd = uncounted(c, () => heap.stats().lazyPages);
     return { ops, failed, info, notes: [] };
   },
 };

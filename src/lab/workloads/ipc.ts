@@ -25,6 +25,7 @@ import {
   probeLargestOrder,
   type SamplePoint,
   sampleEvery,
+  uncounted,
   type Workload,
   type WorkloadOptions,
   type WorkloadResult,
@@ -112,6 +113,7 @@ export const ipc: Workload = {
       if ((i + 1) % every === 0)
         sample({ op: i + 1, largestOrder: probeLargestOrder(c, k.pmm), heldFrames: PROCS * BUF_PAGES });
     }
+    info.lazyPagesAtEnd = uncounted(c, () => heap.stats().lazyPages);
     if (opts.drain) for (const p of procs) pr.exit(p);
     return { ops, failed, info, notes: [] };
   },
