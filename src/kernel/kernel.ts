@@ -18,8 +18,10 @@ import { checkTree } from "../machine/x86/inspect.ts";
 import { DEFAULT_COSTS, type Kernel, type KernelOptions } from "./api.ts";
 import { Heap } from "./heap/kmalloc.ts";
 import { KernelMem, KernelPages, KHEAP_OFFSET, VaArena } from "./heap/kmem.ts";
+import { KernelPool } from "./heap/pool.ts";
 import { SIZE_CLASSES } from "./heap/slab.ts";
 import { ProcessManager } from "./mm/process.ts";
+import type { AllocConstraints } from "./pmm/interface.ts";
 import { Ipi } from "./smp/ipi.ts";
 import { Shootdown } from "./smp/shootdown.ts";
 import { PCPU_BYTES, TlbState } from "./smp/tlbstate.ts";
@@ -34,6 +36,15 @@ export interface KernelInternals extends Kernel {
   tlbState: TlbState;
   kmem: KernelMem;
   kpages: KernelPages;
+  /** The kernel pool (kmap `pool`, heap/pool.ts), else null. */
+  pool: KernelPool | null;
+  /**
+   * A PMM request from a subsystem other than the heap (page cache, huge pages): `pmm.alloc`, and when
+   * it fails, `reclaim()` and one retry. Without a pool it is exactly `pmm.alloc`.
+   */
+  pmmAlloc(order: number, c?: AllocConstraints): number;
+  /** Shrinkers: the pool gives back its fully free chunks (one shootdown). Frames returned. */
+  reclaim(): number;
 }
 
 const GIB = 2 ** 30;
@@ -86,6 +97,8 @@ export function startKernel(opts: KernelOptions = {}): KernelInternals {
   );
   const vmArena = new VaArena("vmalloc", kmem, mapper, pmm, layout.vmalloc, vmallocPages);
   const kpages = new KernelPages(kmem, mapper, pmm, heapArena, counters);
+  const pool = boot.strategy.name === "pool" ? new KernelPool(kmem, mapper, pmm, counters) : null;
+  kpages.pool = pool;
 
   // 2. Per-CPU area and kernel data.
   const pcpuPages = 2 ** Math.ceil(Math.log2(Math.ceil((ncpus * PCPU_BYTES) / 4096)));
@@ -119,6 +132,7 @@ export function startKernel(opts: KernelOptions = {}): KernelInternals {
     skipIpiTo: sdo.faults?.skipIpiTo ?? -1,
   });
   kpages.flusher = shootdown;
+  if (pool !== null) pool.flusher = shootdown;
   for (const r of boot.regions) r.flusher = (f) => shootdown.flushKernelAtomic(f);
 
   // 4. Heap and processes.
@@ -163,6 +177,13 @@ export function startKernel(opts: KernelOptions = {}): KernelInternals {
     tlbState,
     kmem,
     kpages,
+    pool,
+    pmmAlloc: (order, c) => {
+      const pfn = pmm.alloc(order, c);
+      if (pfn >= 0 || pool === null || pool.rebalance() === 0) return pfn;
+      return pmm.alloc(order, c);
+    },
+    reclaim: () => (pool === null ? 0 : pool.rebalance()),
     run: (cpu, fn) => {
       if (!Number.isInteger(cpu) || cpu < 0 || cpu >= ncpus)
         fail("BAD_CPU", `CPU ${cpu} does not exist (0..${ncpus - 1})`);
@@ -171,6 +192,7 @@ export function startKernel(opts: KernelOptions = {}): KernelInternals {
     check: () => {
       const snap = { ...counters.snapshot() };
       heap.check();
+      pool?.check();
       processes.check();
       pmm.check();
       if (mapper.pending !== 0) fail("KERNEL_INVARIANT", `${mapper.pending} kernel flush tokens outstanding`);

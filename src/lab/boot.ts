@@ -28,6 +28,7 @@ import { IMAGE_BYTES, placeKernel, writeBootTables } from "../kernel/image.ts";
 import { DirectStrategy } from "../kernel/kmap/direct.ts";
 import { HybridStrategy } from "../kernel/kmap/hybrid.ts";
 import { type KernelLayout, kernelLayout } from "../kernel/kmap/layout.ts";
+import { PoolStrategy } from "../kernel/kmap/pool.ts";
 import { LinearPort, SwitchPort } from "../kernel/kmap/ports.ts";
 import { QuickmapStrategy } from "../kernel/kmap/quickmap.ts";
 import { RecursiveStrategy } from "../kernel/kmap/recursive.ts";
@@ -38,7 +39,7 @@ import { getDesign } from "../kernel/pmm/designs.ts";
 import type { FrameAllocator, FrameRange, PmmDesign, PmmLayout } from "../kernel/pmm/interface.ts";
 import { checkBoot } from "./boot-check.ts";
 
-export const KMAP_NAMES: KmapName[] = ["direct", "recursive", "quickmap", "hybrid"];
+export const KMAP_NAMES: KmapName[] = ["direct", "recursive", "quickmap", "hybrid", "pool"];
 
 export function makeStrategy(name: string): KmapStrategy {
   switch (name) {
@@ -50,6 +51,8 @@ export function makeStrategy(name: string): KmapStrategy {
       return new QuickmapStrategy();
     case "hybrid":
       return new HybridStrategy();
+    case "pool":
+      return new PoolStrategy();
     default:
       return fail("BAD_OPTION", `no kernel-mapping strategy '${name}' (choose ${KMAP_NAMES.join(", ")})`);
   }

@@ -97,6 +97,15 @@ export class Counters {
   kheapMaps = 0;
   kheapUnmaps = 0;
 
+  // Kernel pool (src/kernel/heap/pool.ts, kmap `pool`).
+  /** 2 MiB chunks added to the pool, of which backed by one 2 MiB leaf or by 512 4 KiB frames. */
+  poolGrows = 0;
+  poolChunks2m = 0;
+  poolChunks4k = 0;
+  /** Rebalances that gave chunks back (one shootdown each) and the bytes they returned to the PMM. */
+  poolRebalances = 0;
+  poolReturnedBytes = 0;
+
   /** A plain copy of every field, for reports and determinism checks. */
   snapshot(): Record<string, number> {
     const out: Record<string, number> = {};

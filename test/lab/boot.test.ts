@@ -4,6 +4,8 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { PagelabError } from "../../src/errors.ts";
 import { PRESETS } from "../../src/firmware/index.ts";
+import { startKernel } from "../../src/kernel/kernel.ts";
+import { DESIGN_NAMES } from "../../src/kernel/pmm/designs.ts";
 import { type BootOptions, bootKernel, KMAP_NAMES } from "../../src/lab/boot.ts";
 import { Access, peekWalk } from "../../src/machine/x86/mmu.ts";
 import { vaToVpn } from "../../src/machine/x86/vaddr.ts";
@@ -210,4 +212,37 @@ describe("boot: the placement allocator (early allocator mode)", () => {
       /placement allocator: buddy PMM metadata needs 0x[0-9a-f]+ bytes .* ends at 0xbffe0000 \(a hole follows\): short by 0x/,
     );
   });
+});
+
+describe("boot: the pool strategy (issue 8)", () => {
+  it("pool boots with every PMM on qemu:256M, checks passing, no direct map, stale detector silent", () => {
+    expect(KMAP_NAMES).toContain("pool");
+    for (const pmm of DESIGN_NAMES) {
+      const r = bootKernel({ map: "qemu:256M", pmm, kmap: "pool", cpus: 2, checkStale: true });
+      expect(r.kmap).toBe("pool");
+      expect(r.checks.length, pmm).toBeGreaterThanOrEqual(5);
+      expect(r.checks).toContain("no stale TLB entry was ever used");
+      expect(r.strategy.directMapCoverage()).toBeNull();
+      const dm = vaToVpn(0xffff888000000000n, 4).vpn;
+      expect(r.machine.cpu0.translate(dm + 0x1000, Access.READ)).toBeLessThan(0);
+    }
+  }, 60_000);
+
+  it("a pool kernel starts on every PMM: its pool grows, its checkers pass", () => {
+    for (const pmm of DESIGN_NAMES) {
+      const k = startKernel({
+        map: "qemu:256M",
+        mem: 64 * MiB,
+        pmm,
+        kmap: "pool",
+        cpus: 2,
+        checkStale: true,
+      });
+      const p = k.heap.kmalloc(100_000);
+      expect(p, pmm).toBeGreaterThan(0);
+      k.heap.kfree(p);
+      expect(k.counters.poolGrows, pmm).toBeGreaterThanOrEqual(1);
+      k.check();
+    }
+  }, 60_000);
 });

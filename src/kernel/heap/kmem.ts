@@ -301,9 +301,22 @@ export class VaArena {
   }
 }
 
+/**
+ * Where the kernel pool (pool.ts, kmap `pool`) plugs in: when set, `KernelPages` takes every request of
+ * up to `maxPages` pages from it and gives back every page it `owns`, instead of the paths above.
+ */
+export interface KernelPagePool {
+  readonly maxPages: number;
+  owns(ptr: KPtr): boolean;
+  alloc(n: number, zero: boolean): KPtr;
+  free(ptr: KPtr, n: number): void;
+}
+
 /** Pages for the kernel: a direct-mapped PMM block, or frames mapped in the kernel heap region. */
 export class KernelPages {
   flusher: KernelFlusher | null = null;
+  /** The kernel pool, when the kmap strategy has one (null: the paths below, unchanged). */
+  pool: KernelPagePool | null = null;
   /** Pages currently mapped in the heap region (a gauge). */
   regionPages = 0;
 
@@ -324,6 +337,8 @@ export class KernelPages {
 
   /** `n` pages, zeroed only if `zero`. Returns 0 when memory (or virtual space) runs out. */
   alloc(n: number, zero = false): KPtr {
+    const pool = this.pool;
+    if (pool !== null && n <= pool.maxPages) return pool.alloc(n, zero);
     const k = KernelPages.order(n);
     if (1 << k === n && this.kmem.direct !== null && k <= (this.pmm.maxOrder ?? 10)) {
       const pfn = this.pmm.alloc(k);
@@ -365,6 +380,10 @@ export class KernelPages {
 
   /** Give back `n` pages from `alloc(n)`. */
   free(ptr: KPtr, n: number): void {
+    if (this.pool?.owns(ptr)) {
+      this.pool.free(ptr, n);
+      return;
+    }
     if (ptr < KPTR_AREA) {
       this.pmm.free(Math.floor(ptr / 4096), KernelPages.order(n));
       return;

@@ -22,7 +22,7 @@ import type { FrameRange } from "../pmm/interface.ts";
 import type { KernelLayout } from "./layout.ts";
 import { type LinearPort, WindowPort } from "./ports.ts";
 
-export type KmapName = "direct" | "recursive" | "quickmap" | "hybrid";
+export type KmapName = "direct" | "recursive" | "quickmap" | "hybrid" | "pool";
 
 export interface KmapOptions {
   /** Use 1 GiB leaves where aligned (CPUID Page1GB). Default true. */
