@@ -9,6 +9,7 @@ import { colourStacksDesign, numaDesign, zonedDesign } from "./compose.ts";
 import { freeListDesign } from "./freelist.ts";
 import { hugePoolDesign } from "./huge-pool.ts";
 import type { PmmDesign } from "./interface.ts";
+import { largeStacksDesign } from "./large-stacks.ts";
 import { stackDesign } from "./stack.ts";
 import { stackPagesDesign } from "./stack-pages.ts";
 
@@ -24,6 +25,7 @@ export const DESIGNS: Record<string, () => PmmDesign> = {
   "numa-buddy": () => numaDesign(),
   "colour-stacks": () => colourStacksDesign(),
   "huge-pool": () => hugePoolDesign(),
+  "large-stacks": () => largeStacksDesign(),
 };
 
 export const DESIGN_NAMES = Object.keys(DESIGNS);
