@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { KMAP_NAMES } from "../../src/lab/boot.ts";
 import { startServer } from "../../src/lab/serve/server.ts";
 
 function get(
@@ -85,7 +86,7 @@ describe("pagelab serve's HTTP server", () => {
   it("answers the API in JSON, errors included", async () => {
     const o = JSON.parse((await get(port, "/api/options")).body);
     expect(o.pmms).toContain("buddy");
-    expect(o.kmaps).toEqual(["direct", "recursive", "quickmap", "hybrid"]);
+    expect(o.kmaps).toEqual(KMAP_NAMES);
     const bad = await get(port, "/api/boot", { method: "POST", body: "{not json" });
     expect(bad.status).toBe(400);
     expect(JSON.parse(bad.body).error.code).toBe("BAD_JSON");

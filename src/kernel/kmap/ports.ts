@@ -41,21 +41,59 @@ function pagewise(
 }
 
 /**
+ * What every port that reaches memory through one virtual page per frame shares: `target(pfn)` gives
+ * the frame the kernel's virtual address for physical frame `pfn` translates to (one TLB lookup or
+ * walk), and the bulk operations go page by page through it.
+ */
+abstract class MappedPort implements PhysPort {
+  constructor(readonly cur: Current) {}
+
+  abstract read32(pa: number): number;
+  abstract write32(pa: number, value: number): void;
+  protected abstract target(pfn: number, access: number): number;
+
+  zeroFrame(pfn: number): void {
+    this.cur.cpu.mem.zeroFrame(this.target(pfn, Access.WRITE));
+  }
+
+  fill(pa: number, bytes: number, byte: number): void {
+    const mem = this.cur.cpu.mem;
+    pagewise(
+      pa,
+      bytes,
+      (t, len) => void mem.fill(t, len, byte),
+      (pfn) => this.target(pfn, Access.WRITE),
+    );
+  }
+
+  isFilled(pa: number, bytes: number, byte: number): boolean {
+    const mem = this.cur.cpu.mem;
+    return pagewise(
+      pa,
+      bytes,
+      (t, len) => mem.isFilled(t, len, byte),
+      (pfn) => this.target(pfn, Access.READ),
+    );
+  }
+}
+
+/**
  * Physical frames mapped at a fixed virtual offset: frame F at virtual page `vpnBase + F - pfnBase`.
  * `covered` lists the frame intervals actually mapped (a direct map under construction has holes);
  * `covers` is what a RoutedPort asks.
  */
-export class LinearPort implements PhysPort {
+export class LinearPort extends MappedPort {
   readonly pfnBase: number;
   private readonly covered: { start: number; end: number }[] = [];
 
   constructor(
-    readonly cur: Current,
+    cur: Current,
     readonly vpnBase: number,
     paStart: number,
     bytes: number,
     readonly name: string,
   ) {
+    super(cur);
     this.pfnBase = paStart / 4096;
     if (bytes > 0) this.covered.push({ start: this.pfnBase, end: this.pfnBase + Math.ceil(bytes / 4096) });
   }
@@ -85,7 +123,7 @@ export class LinearPort implements PhysPort {
     this.cur.cpu.store32(this.vpnBase + pfn - this.pfnBase, pa - pfn * 4096, value);
   }
 
-  private target(pfn: number, access: number): number {
+  protected target(pfn: number, access: number): number {
     const t = this.cur.cpu.translate(this.vpnBase + pfn - this.pfnBase, access);
     if (t < 0)
       fail(
@@ -94,30 +132,6 @@ export class LinearPort implements PhysPort {
       );
     return t;
   }
-
-  zeroFrame(pfn: number): void {
-    this.cur.cpu.mem.zeroFrame(this.target(pfn, Access.WRITE));
-  }
-
-  fill(pa: number, bytes: number, byte: number): void {
-    const mem = this.cur.cpu.mem;
-    pagewise(
-      pa,
-      bytes,
-      (t, len) => void mem.fill(t, len, byte),
-      (pfn) => this.target(pfn, Access.WRITE),
-    );
-  }
-
-  isFilled(pa: number, bytes: number, byte: number): boolean {
-    const mem = this.cur.cpu.mem;
-    return pagewise(
-      pa,
-      bytes,
-      (t, len) => mem.isFilled(t, len, byte),
-      (pfn) => this.target(pfn, Access.READ),
-    );
-  }
 }
 
 /**
@@ -125,7 +139,7 @@ export class LinearPort implements PhysPort {
  * virtual page `windowVpn` to whichever frame the kernel wants to touch. Remapping costs two stores and
  * an INVLPG (`counters.windowRemaps`).
  */
-export class WindowPort implements PhysPort {
+export class WindowPort extends MappedPort {
   /** Per-CPU register: the frame each CPU's window points at (-1: none). */
   private readonly current: number[] = [];
 
@@ -134,12 +148,14 @@ export class WindowPort implements PhysPort {
    * `fixmapVpn + 2c + kind`, whose PTE is at `ptePa + (2c + kind) * 8` (reached through `ptePort`).
    */
   constructor(
-    readonly cur: Current,
+    cur: Current,
     readonly fixmapVpn: number,
     readonly kind: number,
     readonly ptePort: PhysPort,
     readonly ptePa: number,
-  ) {}
+  ) {
+    super(cur);
+  }
 
   private get windowVpn(): number {
     return this.fixmapVpn + 2 * this.cur.id + this.kind;
@@ -171,35 +187,11 @@ export class WindowPort implements PhysPort {
     this.cur.cpu.store32(this.windowVpn, pa - pfn * 4096, value);
   }
 
-  private target(pfn: number, access: number): number {
+  protected target(pfn: number, access: number): number {
     this.point(pfn);
     const t = this.cur.cpu.translate(this.windowVpn, access);
     if (t < 0) fail("KERNEL_OOPS", `window: #PF ${hex(this.cur.cpu.faultCode)} touching frame ${hex(pfn)}`);
     return t;
-  }
-
-  zeroFrame(pfn: number): void {
-    this.cur.cpu.mem.zeroFrame(this.target(pfn, Access.WRITE));
-  }
-
-  fill(pa: number, bytes: number, byte: number): void {
-    const mem = this.cur.cpu.mem;
-    pagewise(
-      pa,
-      bytes,
-      (t, len) => void mem.fill(t, len, byte),
-      (pfn) => this.target(pfn, Access.WRITE),
-    );
-  }
-
-  isFilled(pa: number, bytes: number, byte: number): boolean {
-    const mem = this.cur.cpu.mem;
-    return pagewise(
-      pa,
-      bytes,
-      (t, len) => mem.isFilled(t, len, byte),
-      (pfn) => this.target(pfn, Access.READ),
-    );
   }
 }
 
