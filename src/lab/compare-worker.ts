@@ -4,8 +4,8 @@
  * registers tsx's loader first (Node 20 does not pass it on to ESM workers).
  */
 import { parentPort } from "node:worker_threads";
-import { type RunSpec, runOne } from "./compare.ts";
+import { type RunSpec, runOneLoading } from "./compare.ts";
 
 parentPort?.on("message", (spec: RunSpec) => {
-  parentPort?.postMessage(runOne(spec));
+  void runOneLoading(spec).then((row) => parentPort?.postMessage(row));
 });

@@ -16,17 +16,22 @@
  * A run that fails (the host-memory budget refuses the boot, a kernel module not implemented yet, an
  * invariant violated) becomes a row with `error` and the report lists it: the matrix goes on.
  */
-import { closeSync, mkdirSync, openSync, writeSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, writeSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import { fail, PagelabError } from "../errors.ts";
 import { DEFAULT_PRESET } from "../firmware/index.ts";
 import { startKernel } from "../kernel/kernel.ts";
+import { SECTIONS } from "../kernel/image.ts";
 import { DESIGN_NAMES, getDesign } from "../kernel/pmm/designs.ts";
+import type { PmmDesign } from "../kernel/pmm/interface.ts";
+import { isDesignPath, loadDesign } from "../kernel/pmm/load.ts";
+import { BYO_VALIDATION, checkedDesign, validateDesign } from "../kernel/pmm/validate.ts";
 import { Rng } from "../machine/rng.ts";
 import type { Levels } from "../machine/x86/vaddr.ts";
-import { KMAP_NAMES, makeStrategy } from "./boot.ts";
+import { auditAddressSpace } from "./audit.ts";
+import { type BootResult, KMAP_NAMES, makeStrategy } from "./boot.ts";
 import { getWorkload, STANDARD_WORKLOADS } from "./workloads/index.ts";
 import { type SamplePoint, totalOps } from "./workloads/interface.ts";
 
@@ -86,6 +91,16 @@ export interface PerOp {
   ptPagesAllocated: number;
 }
 
+export interface RowAudit {
+  ok: boolean;
+  wxBytes: number;
+  userKernelBytes: number;
+  executableDataBytes: number;
+  nonRamInDirectMapBytes: number;
+  ramReadableFraction: number;
+  kaslrBits: number;
+}
+
 export interface ResultRow extends RunSpec {
   /** The command that reproduces this row on its own. */
   command: string;
@@ -111,6 +126,8 @@ export interface ResultRow extends RunSpec {
   ipisPerKfree: number | null;
   ipisPerVfree: number | null;
   series: SamplePoint[];
+  /** `pagelab audit` of the booted kernel address space (null when the boot failed). */
+  audit: RowAudit | null;
   hostMs: { boot: number; workload: number };
   opsPerHostSecond: number;
 }
@@ -131,7 +148,10 @@ export function planMatrix(o: CompareOptions): RunSpec[] {
   const ops = o.ops;
   const levels = o.levels ?? 4;
   const hostBudget = o.hostBudget ?? DEFAULT_HOST_BUDGET;
-  for (const p of pmms) getDesign(p);
+  for (const p of pmms) {
+    if (!isDesignPath(p)) getDesign(p);
+    else if (!existsSync(p)) fail("BAD_DESIGN", `--pmm ${p}: no such file`);
+  }
   for (const k of kmaps) makeStrategy(k);
   for (const w of workloads) getWorkload(w);
   for (const c of cpus)
@@ -243,6 +263,7 @@ function emptyRow(s: RunSpec): ResultRow {
     ipisPerKfree: null,
     ipisPerVfree: null,
     series: [],
+    audit: null,
     hostMs: { boot: 0, workload: 0 },
     opsPerHostSecond: 0,
   };
@@ -251,14 +272,27 @@ function emptyRow(s: RunSpec): ResultRow {
 const MAX_SERIES = 512;
 
 /** One run, start to finish, in this thread. Never throws: failures become `row.error`. */
-export function runOne(s: RunSpec): ResultRow {
+export function runOne(s: RunSpec, design?: PmmDesign): ResultRow {
   const row = emptyRow(s);
   const t0 = performance.now();
   let t1 = t0;
   try {
+    let pmm: string | PmmDesign = s.pmm;
+    if (isDesignPath(s.pmm)) {
+      if (design === undefined) fail("BAD_DESIGN", `${s.pmm}: the design file was not loaded`);
+      // A user's allocator: validated with shrinking first, then run with its checker after every call.
+      const v = validateDesign(design, BYO_VALIDATION);
+      if (!v.ok) {
+        fail(
+          "PMM_VALIDATION",
+          `${design.name} (seed ${v.seed}): ${v.failure!.message}; shortest failing sequence: ${v.failure!.steps.join("; ")}`,
+        );
+      }
+      pmm = checkedDesign(design);
+    }
     const k = startKernel({
       map: s.map,
-      pmm: s.pmm,
+      pmm,
       kmap: s.kmap,
       levels: s.levels,
       cpus: s.cpus,
@@ -277,6 +311,7 @@ export function runOne(s: RunSpec): ResultRow {
     row.pageTableBytes = b.pageTableBytes;
     row.pageTablePages = b.pageTablePages;
     row.bootCounters = k.counters.snapshot();
+    row.audit = rowAudit(b);
     t1 = performance.now();
     row.hostMs.boot = Math.round(t1 - t0);
     if (s.kind === "sweep" || s.workload === null) return row;
@@ -314,6 +349,45 @@ export function runOne(s: RunSpec): ResultRow {
     if (row.hostMs.boot === 0) row.hostMs.boot = Math.round(performance.now() - t0);
   }
   return row;
+}
+
+/** The audit of the booted address space, summed into bytes (read with uncounted peeks). */
+function rowAudit(b: BootResult): RowAudit {
+  const a = auditAddressSpace({
+    machine: b.machine,
+    root: b.mapper.root,
+    levels: b.levels,
+    layout: b.layout,
+    kmap: b.kmap,
+    ram: b.ram,
+    textPages: SECTIONS[0].pages,
+    recursiveSlots: b.recursiveSlots,
+  });
+  const sum = (l: { bytes: number }[]) => l.reduce((t, r) => t + r.bytes, 0);
+  return {
+    ok: a.ok,
+    wxBytes: sum(a.wx),
+    userKernelBytes: sum(a.userKernel),
+    executableDataBytes: sum(a.executableData),
+    nonRamInDirectMapBytes: sum(a.nonRamInDirectMap),
+    ramReadableFraction: a.ramReadable.fraction,
+    kaslrBits: a.kaslr.entropyBits,
+  };
+}
+
+/** Load the design file a run needs (in the thread that runs it), then run it. */
+export async function runOneLoading(s: RunSpec): Promise<ResultRow> {
+  if (!isDesignPath(s.pmm)) return runOne(s);
+  try {
+    return runOne(s, await loadDesign(s.pmm));
+  } catch (e) {
+    const row = emptyRow(s);
+    row.error =
+      e instanceof PagelabError
+        ? { code: e.code, message: e.message }
+        : { code: "CRASH", message: String(e) };
+    return row;
+  }
 }
 
 function num(v: number | string | undefined): number | undefined {
@@ -359,7 +433,7 @@ export async function runSpecs(
   };
   const order = [...specs].sort((a, b) => costEstimate(b) - costEstimate(a) || a.index - b.index);
   if (jobs <= 0) {
-    for (const s of order) deliver(runOne(s));
+    for (const s of order) deliver(await runOneLoading(s));
     return;
   }
   let next = 0;

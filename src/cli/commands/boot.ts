@@ -7,7 +7,7 @@ import { exportPageTables } from "../../lab/export.ts";
 import { DESIGN_NAMES } from "../../kernel/pmm/designs.ts";
 import type { PmmDesign } from "../../kernel/pmm/interface.ts";
 import { isDesignPath, loadDesign } from "../../kernel/pmm/load.ts";
-import { validateDesign } from "../../kernel/pmm/validate.ts";
+import { BYO_VALIDATION, validateDesign } from "../../kernel/pmm/validate.ts";
 import { parseAddress } from "../../machine/x86/vaddr.ts";
 import { parseIntOption, parseLevels, printJson } from "../output.ts";
 
@@ -83,29 +83,12 @@ function printSummary(r: BootResult, log: boolean): void {
   for (const ch of r.checks) console.log(pc.green(`  ok: ${ch}`));
 }
 
-/** Layout of the validation runs: two small usable ranges with a reservation inside, like a real map. */
-const VALIDATION_LAYOUT = {
-  usable: [
-    { start: 0x100, end: 0xa00, node: 0 },
-    { start: 0x1000, end: 0x1800, node: 0 },
-  ],
-  cpus: 2,
-};
-
 /**
  * Before booting a user's allocator: random alloc/free sequences (and deliberately bad frees) with the
  * auditor after every step. The first violated invariant is printed with the shrunk sequence; exit 3.
  */
 function validateOrExit(design: PmmDesign, json: boolean): void {
-  const v = validateDesign(design, {
-    layout: VALIDATION_LAYOUT,
-    reserved: [{ start: 0x200, end: 0x220, node: 0 }],
-    orders: [0, 0, 0, 1, 2, 3, 9],
-    constraints: [undefined, { maxAddr: 0x800000 }],
-    runs: 25,
-    maxSteps: 80,
-    minSteps: 1,
-  });
+  const v = validateDesign(design, BYO_VALIDATION);
   if (v.ok) {
     if (!json)
       console.log(

@@ -7,9 +7,9 @@
  * `validateDesign` replays the shrunk one to report it as concrete calls (alloc(2) -> 0x1234, ...).
  */
 import fc from "fast-check";
-import { hex, PagelabError } from "../../errors.ts";
+import { fail, hex, PagelabError } from "../../errors.ts";
 import { PmmAuditor } from "./check.ts";
-import type { AllocConstraints, FrameRange, PmmDesign, PmmLayout } from "./interface.ts";
+import type { AllocConstraints, FrameAllocator, FrameRange, PmmDesign, PmmLayout } from "./interface.ts";
 import { bringUp } from "./setup.ts";
 
 export const SEED = 0x5eed_4;
@@ -206,4 +206,67 @@ export function validateDesign(design: PmmDesign, o: HarnessOptions, seed = SEED
     message = e instanceof Error ? e.message : String(e);
   }
   return { ok: false, runs: r.numRuns, seed, failure: { message, steps } };
+}
+
+/** The validation a user's design gets before `boot` or `compare` uses it: small, with a reservation. */
+export const BYO_VALIDATION: HarnessOptions = {
+  layout: {
+    usable: [
+      { start: 0x100, end: 0xa00, node: 0 },
+      { start: 0x1000, end: 0x1800, node: 0 },
+    ],
+    cpus: 2,
+  },
+  reserved: [{ start: 0x200, end: 0x220, node: 0 }],
+  orders: [0, 0, 0, 1, 2, 3, 9],
+  constraints: [undefined, { maxAddr: 0x800000 }],
+  runs: 25,
+  maxSteps: 80,
+  minSteps: 1,
+};
+
+/**
+ * A design whose allocators run their own `check()` after every addFree, alloc and free, naming the
+ * call that broke an invariant: how a user's allocator runs in `pagelab compare`.
+ */
+export function checkedDesign(d: PmmDesign): PmmDesign {
+  return {
+    name: d.name,
+    summary: d.summary,
+    metadataBytes: (l) => d.metadataBytes(l),
+    create: (env, layout, pa) => {
+      const a = d.create(env, layout, pa);
+      const after = (what: string) => {
+        try {
+          a.check();
+        } catch (e) {
+          fail("PMM_INVARIANT", `${d.name}: after ${what}: ${e instanceof Error ? e.message : String(e)}`);
+        }
+      };
+      const wrapped: FrameAllocator = {
+        name: a.name,
+        maxOrder: a.maxOrder,
+        addFree: (s, n) => {
+          a.addFree(s, n);
+          after(`addFree(${hex(s)}, ${n})`);
+        },
+        alloc: (o, c) => {
+          const p = a.alloc(o, c);
+          after(`alloc(${o}) -> ${p < 0 ? -1 : hex(p)}`);
+          return p;
+        },
+        free: (p, o) => {
+          a.free(p, o);
+          after(`free(${hex(p)}, ${o})`);
+        },
+        stats: () => a.stats(),
+        check: () => a.check(),
+        forEachFree: a.forEachFree?.bind(a),
+        forEachMetaFrame: a.forEachMetaFrame?.bind(a),
+        allocFrames: a.allocFrames?.bind(a),
+        dump: a.dump?.bind(a),
+      };
+      return wrapped;
+    },
+  };
 }

@@ -291,10 +291,39 @@ function errorFindings(rows: ResultRow[]): Finding[] {
 }
 
 /** Every finding the rows support, in report order. */
+/** The security cost beside the speed: what `pagelab audit` says of each kernel-mapping strategy. */
+function securityFinding(rows: ResultRow[]): Finding[] {
+  const w = wl(rows).filter((r) => r.audit !== null);
+  if (w.length === 0) return [];
+  const map = w[0].map;
+  const pmm = refPmm(w);
+  const group: ResultRow[] = [];
+  for (const r of w)
+    if (r.map === map && r.pmm === pmm && !group.some((x) => x.kmap === r.kmap)) group.push(r);
+  const parts = group.map((r) => {
+    const a = r.audit!;
+    const kaslr = a.kaslrBits > 0 ? ` (direct-map KASLR ${fmt(a.kaslrBits)} bits)` : "";
+    return `${fmt(a.ramReadableFraction * 100)} % of RAM under ${r.kmap}${kaslr}`;
+  });
+  const bad = w.filter((r) => !r.audit!.ok);
+  const verdict =
+    bad.length === 0
+      ? "No run has a W+X or user-accessible kernel mapping."
+      : `${bad.length} run(s) have W+X or user-accessible kernel mappings: ${listing(uniq(bad.map((r) => `${r.pmm}/${r.kmap}`)))}.`;
+  return [
+    {
+      topic: "security",
+      text: `After boot on ${map} with the ${pmm} PMM, kernel mappings can read ${listing(parts)}. ${verdict}`,
+      command: `${commandForRows(group)}   # and: pagelab audit --kmap ${group.map((r) => r.kmap).join("|")}`,
+    },
+  ];
+}
+
 export function computeFindings(rows: ResultRow[]): Finding[] {
   return [
     ...metadataFinding(rows),
     ...pageTableFinding(rows),
+    ...securityFinding(rows),
     ...fragmentationFinding(rows),
     ...refusalFinding(rows),
     ...refsFindings(rows),
