@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { PagelabError } from "../../../src/errors.ts";
 import { ramDigest } from "../../../src/kernel/pmm/check.ts";
 import { getDesign } from "../../../src/kernel/pmm/designs.ts";
+import { makeLargePageTrace, runLargePageWorkload } from "../../../src/kernel/pmm/large-page-workload.ts";
 import { type LargeStacks, largeStacksDesign, PER_PAGE } from "../../../src/kernel/pmm/large-stacks.ts";
 import { bringUp } from "../../../src/kernel/pmm/setup.ts";
 import { Rng } from "../../../src/machine/rng.ts";
@@ -233,5 +234,40 @@ describe("large-stacks", () => {
     a.free(g, 18);
     expect(code(() => a.free(g, 18))).toBe("DOUBLE_FREE");
     a.check();
+  });
+});
+
+describe("the large-page workload", () => {
+  // A whole GiB with 16 MiB below it and 2 MiB above (the metadata at the top).
+  const layout = { usable: [{ start: GiB - 0x1000, end: 2 * GiB + 0x200 }] };
+  const trace = makeLargePageTrace({ frames: GiB + 0x1200, ops: 3000, seed: 3 });
+  let memo: ReturnType<typeof runLargePageWorkload>[] | null = null;
+  const both = () =>
+    (memo ??= [
+      runLargePageWorkload(largeStacksDesign(), layout, trace),
+      runLargePageWorkload(getDesign("buddy"), layout, trace),
+    ]);
+  const strip = (r: ReturnType<typeof runLargePageWorkload>) => ({
+    ...r,
+    phases: r.phases.map((p) => ({ ...p, nsPerOp: 0 })),
+  });
+
+  it("is deterministic and design-independent in what it asks", () => {
+    expect(makeLargePageTrace({ frames: GiB + 0x1200, ops: 3000, seed: 3 })).toEqual(trace);
+    const [a, b] = both();
+    expect(strip(runLargePageWorkload(largeStacksDesign(), layout, trace))).toEqual(strip(a));
+    expect(b.phases.map((p) => p.requests)).toEqual(a.phases.map((p) => p.requests));
+  });
+
+  it("large-stacks re-forms 2 MiB and 1 GiB pages that the buddy cannot give", () => {
+    const [ls, bd] = both();
+    const [, , large, recover] = ls.phases;
+    expect(large.requests[1]).toBeGreaterThan(500);
+    expect(large.successes[1]).toBeGreaterThan(0);
+    expect(recover.successes[2]).toBe(1); // the whole GiB, re-formed after the fragmentation
+    expect(ls.events.reformed1G).toBeGreaterThanOrEqual(1);
+    expect(ls.events.compactRefs).toBeGreaterThan(0);
+    for (const p of bd.phases) expect(p.successes[2]).toBe(0); // the buddy stops at order 10
+    expect(ls.metadataBytes * 100).toBeLessThan(bd.metadataBytes);
   });
 });
