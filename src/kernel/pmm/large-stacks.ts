@@ -51,7 +51,11 @@
  * standing; one u16 read-modify-write per 4 KiB alloc/free on top of the stack traffic; compaction passes
  * linear in the free frames. Corner: when a 2 MiB/1 GiB stack needs a new page and no 4 KiB frame is
  * free, the block being pushed pays for it (a 2 MiB block gives its first frame as the page, its other
- * 511 frames go on the 4 KiB stack; a 1 GiB block is split into 2 MiB blocks).
+ * 511 frames go on the 4 KiB stack; a 1 GiB block is split into 2 MiB blocks). The pages of the
+ * 2 MiB and 1 GiB stacks are ordinary 4 KiB frames taken from the top of the 4 KiB stack, so each one
+ * pins the 2 MiB block (and the 1 GiB block) it lies in until it is given back: on the 4 GiB
+ * large-page bench one 2 MiB-stack page inside a GiB kept that GiB from re-forming. The 4 KiB stack's
+ * own pages do not pin anything (they count as free in their block and a pass drops them).
  */
 import type { PhysPort } from "../../machine/phys-mem.ts";
 import {
