@@ -63,6 +63,21 @@ function refPmm(rows: ResultRow[]): string {
   return rows.some((r) => r.pmm === "buddy") ? "buddy" : rows[0].pmm;
 }
 
+/**
+ * One row per kernel mapping, all with `first`'s PMM and map, and alike by `same` (by default: the
+ * same workload and CPU count): the rows a per-strategy sentence compares.
+ */
+function onePerKmap(
+  rows: ResultRow[],
+  first: ResultRow,
+  same: (r: ResultRow) => boolean = (r) => r.workload === first.workload && r.cpus === first.cpus,
+): ResultRow[] {
+  const g: ResultRow[] = [];
+  for (const r of rows)
+    if (r.pmm === first.pmm && r.map === first.map && same(r) && !g.some((x) => x.kmap === r.kmap)) g.push(r);
+  return g;
+}
+
 function listing(items: string[]): string {
   if (items.length <= 1) return items.join("");
   return `${items.slice(0, -1).join(", ")} and ${items[items.length - 1]}`;
@@ -114,9 +129,7 @@ function pageTableFinding(rows: ResultRow[]): Finding[] {
   if (w.length === 0) return [];
   const map = w[0].map;
   const pmm = refPmm(w);
-  const group: ResultRow[] = [];
-  for (const r of w)
-    if (r.map === map && r.pmm === pmm && !group.some((x) => x.kmap === r.kmap)) group.push(r);
+  const group = onePerKmap(w, w.find((r) => r.map === map && r.pmm === pmm)!, () => true);
   if (group.length < 2) return [];
   const parts = group.map((r) => `${fmtBytes(r.pageTableBytes)} with ${r.kmap}`);
   return [
@@ -160,16 +173,7 @@ function tlbFindings(rows: ResultRow[]): Finding[] {
   for (const workload of uniq(w.map((r) => r.workload as string))) {
     const ofW = w.filter((r) => r.workload === workload);
     const first = ofW.find((r) => r.pmm === refPmm(ofW))!;
-    const g: ResultRow[] = [];
-    for (const r of w)
-      if (
-        r.workload === workload &&
-        r.pmm === first.pmm &&
-        r.map === first.map &&
-        r.cpus === first.cpus &&
-        !g.some((x) => x.kmap === r.kmap)
-      )
-        g.push(r);
+    const g = onePerKmap(w, first);
     if (g.length < 2) continue;
     out.push({
       topic: "TLB misses",
@@ -186,16 +190,7 @@ function ipiFindings(rows: ResultRow[]): Finding[] {
   for (const workload of uniq(w.map((r) => r.workload as string))) {
     const ofW = w.filter((r) => r.workload === workload);
     const first = ofW.find((r) => r.pmm === refPmm(ofW))!;
-    const g: ResultRow[] = [];
-    for (const r of w)
-      if (
-        r.workload === workload &&
-        r.pmm === first.pmm &&
-        r.map === first.map &&
-        r.cpus === first.cpus &&
-        !g.some((x) => x.kmap === r.kmap)
-      )
-        g.push(r);
+    const g = onePerKmap(w, first);
     const say = (key: "ipisPerKfree" | "ipisPerVfree", what: string) => {
       const have = g.filter((r) => r[key] !== null);
       if (have.length === 0) return;
@@ -297,9 +292,7 @@ function securityFinding(rows: ResultRow[]): Finding[] {
   if (w.length === 0) return [];
   const map = w[0].map;
   const pmm = refPmm(w);
-  const group: ResultRow[] = [];
-  for (const r of w)
-    if (r.map === map && r.pmm === pmm && !group.some((x) => x.kmap === r.kmap)) group.push(r);
+  const group = onePerKmap(w, w.find((r) => r.map === map && r.pmm === pmm)!, () => true);
   const parts = group.map((r) => {
     const a = r.audit!;
     const kaslr = a.kaslrBits > 0 ? ` (direct-map KASLR ${fmt(a.kaslrBits)} bits)` : "";
