@@ -9,11 +9,24 @@ import { registerCommands } from "./commands/index.ts";
 const program = new Command()
   .name("pagelab")
   .description(
-    "A laboratory for the memory manager of an x86-64 kernel: boot a simulated machine from a real\n" +
+    "A laboratory for the memory manager of an x86-64 kernel: boot a simulated machine from a real " +
       "firmware memory map, bring up the memory-manager design you pick, and measure it with counters.",
   )
   .version("0.1.0")
-  .showHelpAfterError("(run with --help for usage)");
+  .showHelpAfterError("(run with --help for usage)")
+  .addHelpText(
+    "after",
+    `
+Start here:
+  pagelab boot                                   boot the default 4 GiB machine (buddy PMM, direct map), step by step
+  pagelab boot --pmm bitmap --kmap recursive --log
+  pagelab map /var/log/dmesg                     what Linux made of your firmware's memory map
+  pagelab compare --pmm buddy,bitmap --out cmp   designs side by side: report.md, report.html, results.json
+  pagelab audit --kmap quickmap                  the security cost of a design
+  pagelab serve                                  explore memory and page tables in a browser
+
+Every command has --help with examples; most have --json. Errors exit 2.`,
+  );
 
 registerCommands(program);
 
