@@ -36,6 +36,8 @@ export interface PhysPort {
   fill?(pa: number, bytes: number, byte: number): void;
   /** Linux's !memchr_inv: are all bytes of [pa, pa+bytes) equal to `byte`? (4-byte aligned). Optional. */
   isFilled?(pa: number, bytes: number, byte: number): boolean;
+  /** copy_page: copy frame `from` to frame `to`. Optional: callers fall back to word copies. */
+  copyFrame?(from: number, to: number): void;
 }
 
 /** Read a little-endian u64 below 2^53 as a number (for software data: frame numbers, pointers). */
@@ -65,6 +67,15 @@ export function bulkFill(port: PhysPort, pa: number, bytes: number, byte: number
   }
   const w = ((byte & 0xff) * 0x01010101) >>> 0;
   for (let o = 0; o < bytes; o += 4) port.write32(pa + o, w);
+}
+
+/** `port.copyFrame`, or a word-by-word copy where the port has no bulk operation. */
+export function bulkCopyFrame(port: PhysPort, from: number, to: number): void {
+  if (port.copyFrame) {
+    port.copyFrame(from, to);
+    return;
+  }
+  for (let o = 0; o < 4096; o += 4) port.write32(to * 4096 + o, port.read32(from * 4096 + o));
 }
 
 /** `port.isFilled`, or word loads where the port has no bulk operation. */
@@ -340,6 +351,10 @@ export class PhysMem implements PhysPort {
       for (let i = w; i < w + n; i++) if (arr[i] !== word) return false;
       return true;
     });
+  }
+
+  copyFrame(from: number, to: number): void {
+    this.copy(to * PAGE_SIZE, from * PAGE_SIZE, PAGE_SIZE);
   }
 
   /** Copy len bytes (multiple of 4, both addresses 4-byte aligned), as memmove. */

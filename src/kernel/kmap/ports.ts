@@ -14,7 +14,7 @@
  *    it switches to the final address space).
  */
 import { fail, hex } from "../../errors.ts";
-import { bulkFill, bulkIsFilled, type PhysPort } from "../../machine/phys-mem.ts";
+import { bulkCopyFrame, bulkFill, bulkIsFilled, type PhysPort } from "../../machine/phys-mem.ts";
 import type { Current } from "../percpu.ts";
 import { Access } from "../../machine/x86/mmu.ts";
 import { encodeLeaf, PAGE_4K } from "../../machine/x86/pte.ts";
@@ -74,6 +74,24 @@ abstract class MappedPort implements PhysPort {
       (t, len) => mem.isFilled(t, len, byte),
       (pfn) => this.target(pfn, Access.READ),
     );
+  }
+
+  /** The bytes of frame `pfn`, read through this mapping (one translation; a bulk read). */
+  readFrame(pfn: number): Uint8Array {
+    return this.cur.cpu.mem.readBytes(this.target(pfn, Access.READ) * 4096, 4096);
+  }
+
+  writeFrame(pfn: number, data: Uint8Array): void {
+    this.cur.cpu.mem.writeBytes(this.target(pfn, Access.WRITE) * 4096, data);
+  }
+
+  /**
+   * copy_page through this mapping. With a direct map both pages are mapped at once; with one window
+   * the source is copied to a per-CPU bounce page, then the window moves to the destination: two remaps
+   * per page, never one per word.
+   */
+  copyFrame(from: number, to: number): void {
+    this.writeFrame(to, this.readFrame(from));
   }
 }
 
@@ -228,6 +246,14 @@ export class RoutedPort implements PhysPort {
     this.pick(pfn * 4096).zeroFrame(pfn);
   }
 
+  copyFrame(from: number, to: number): void {
+    const src = this.pick(from * 4096);
+    const data = src instanceof MappedPort ? src.readFrame(from) : null;
+    const dst = this.pick(to * 4096);
+    if (data !== null && dst instanceof MappedPort) dst.writeFrame(to, data);
+    else for (let o = 0; o < 4096; o += 4) this.write32(to * 4096 + o, this.read32(from * 4096 + o));
+  }
+
   fill(pa: number, bytes: number, byte: number): void {
     pagewise(
       pa,
@@ -261,6 +287,10 @@ export class SwitchPort implements PhysPort {
 
   zeroFrame(pfn: number): void {
     this.target.zeroFrame(pfn);
+  }
+
+  copyFrame(from: number, to: number): void {
+    bulkCopyFrame(this.target, from, to);
   }
 
   fill(pa: number, bytes: number, byte: number): void {

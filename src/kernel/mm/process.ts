@@ -23,7 +23,7 @@
 import { fail, hex } from "../../errors.ts";
 import { PmmFrames } from "../../lab/boot.ts";
 import type { Counters } from "../../machine/counters.ts";
-import type { PhysPort } from "../../machine/phys-mem.ts";
+import { bulkCopyFrame, type PhysPort } from "../../machine/phys-mem.ts";
 import type { Cpu } from "../../machine/x86/cpu.ts";
 import { Mapper } from "../../machine/x86/mapper.ts";
 import { Access, peekWalk } from "../../machine/x86/mmu.ts";
@@ -511,8 +511,9 @@ export class ProcessManager implements Processes {
   }
 }
 
+/** copy_page through the kernel's mappings (two window remaps per page without a direct map). */
 function copyFrame(port: PhysPort, from: number, to: number): void {
-  for (let o = 0; o < 4096; o += 4) port.write32(to * 4096 + o, port.read32(from * 4096 + o));
+  bulkCopyFrame(port, from, to);
 }
 
 function countUserTables(mem: Cpu["mem"], root: number, levels: Levels): number {
