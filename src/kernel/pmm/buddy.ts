@@ -8,7 +8,7 @@
  * Everything lives in simulated RAM, in one standing block placed by the caller:
  *
  *     metadataPa ─> free_area[mt][order] { head u32, nr_free u32 }     (the zone's free lists)
- *                   pcp[cpu][order 0..3]   { head u32, count u32 }     (per-CPU page lists)
+ *                   pcp[cpu][mt][order 0..3] { head u32, count u32 }   (per-CPU page lists, one per migrate type as in Linux)
  *                   pageblock type[]       u32 per 2 MiB               (only with migrate types)
  *                   record[]               16 B (or 64 B) per usable frame, packed by region
  *
@@ -127,7 +127,7 @@ function geometry(layout: PmmLayout, o: BuddyOptions): Geometry {
   const cpus = layout.cpus ?? 1;
   const stride = o.recordBytes ?? 16;
   const faBytes = nmt * NR_ORDERS * 8;
-  const pcpBytes = (o.pcp ?? true) ? cpus * PCP_ORDERS * 8 : 0;
+  const pcpBytes = (o.pcp ?? true) ? cpus * nmt * PCP_ORDERS * 8 : 0;
   const pbBytes = o.migrate ? (new RegionTable(layout.usable, 512).frames / 512) * 4 : 0;
   const recOffset = Math.ceil((faBytes + pcpBytes + pbBytes) / 64) * 64;
   const frames = new RegionTable(layout.usable).frames;
@@ -372,6 +372,11 @@ export class Buddy implements FrameAllocator {
 
   // ---- per-CPU lists --------------------------------------------------------------------------------
 
+  /** Address of cpu's per-CPU list of order k for migrate type mt. */
+  private pcpSlot(cpu: number, mt: number, k: number): number {
+    return this.pcpPa + ((cpu * this.g.nmt + mt) * PCP_ORDERS + k) * 8;
+  }
+
   private batchFor(k: number): number {
     return Math.max(this.batch >> k, 1);
   }
@@ -379,7 +384,7 @@ export class Buddy implements FrameAllocator {
   /** rmqueue_bulk: move up to a batch of order-k blocks from the buddy to cpu's list. */
   private refill(cpu: number, k: number, mt: number): number {
     const port = this.port;
-    const pa = this.pcpPa + (cpu * PCP_ORDERS + k) * 8;
+    const pa = this.pcpSlot(cpu, mt, k);
     let head = port.read32(pa);
     const count = port.read32(pa + 4);
     const n = this.batchFor(k);
@@ -398,10 +403,10 @@ export class Buddy implements FrameAllocator {
     return got;
   }
 
-  /** free_pcppages_bulk: give `n` blocks of cpu's order-k list back to the buddy. */
-  private drain(cpu: number, k: number, n: number): void {
+  /** free_pcppages_bulk: give `n` blocks of cpu's order-k list of type mt back to the buddy. */
+  private drain(cpu: number, mt: number, k: number, n: number): void {
     const port = this.port;
-    const pa = this.pcpPa + (cpu * PCP_ORDERS + k) * 8;
+    const pa = this.pcpSlot(cpu, mt, k);
     let head = port.read32(pa);
     let count = port.read32(pa + 4);
     for (let i = 0; i < n && head !== NIL; i++) {
@@ -421,11 +426,13 @@ export class Buddy implements FrameAllocator {
     if (!this.pcp) return 0;
     let moved = 0;
     for (let cpu = 0; cpu < this.g.cpus; cpu++) {
-      for (let k = 0; k < PCP_ORDERS; k++) {
-        const count = this.port.read32(this.pcpPa + (cpu * PCP_ORDERS + k) * 8 + 4);
-        if (count === 0) continue;
-        this.drain(cpu, k, count);
-        moved += count * (1 << k);
+      for (let mt = 0; mt < this.g.nmt; mt++) {
+        for (let k = 0; k < PCP_ORDERS; k++) {
+          const count = this.port.read32(this.pcpSlot(cpu, mt, k) + 4);
+          if (count === 0) continue;
+          this.drain(cpu, mt, k, count);
+          moved += count * (1 << k);
+        }
       }
     }
     return moved;
@@ -459,7 +466,7 @@ export class Buddy implements FrameAllocator {
     if (order === 0 && c === undefined && this.pcp) {
       // Fast path: pop from this CPU's order-0 list.
       const port = this.port;
-      const pa = this.pcpPa + this.currentCpu * PCP_ORDERS * 8;
+      const pa = this.pcpSlot(this.currentCpu, Mt.UNMOVABLE, 0); // no constraints: unmovable
       const count = port.read32(pa + 4);
       if (count !== 0) {
         const idx = port.read32(pa);
@@ -484,7 +491,7 @@ export class Buddy implements FrameAllocator {
       idx = this.takeMatching(k, mt, c!);
       if (idx < 0 && this.drainAll() > 0) idx = this.takeMatching(k, mt, c!);
     } else if (this.pcp && k < PCP_ORDERS) {
-      const pa = this.pcpPa + (cpu * PCP_ORDERS + k) * 8;
+      const pa = this.pcpSlot(cpu, mt, k);
       if (this.port.read32(pa + 4) === 0 && this.refill(cpu, k, mt) === 0) {
         this.drainAll();
         if (this.refill(cpu, k, mt) === 0) return -1;
@@ -541,13 +548,15 @@ export class Buddy implements FrameAllocator {
     this.nfree += 1 << order;
     if (this.pcp && order < PCP_ORDERS) {
       const cpu = this.currentCpu;
-      const pa = this.pcpPa + (cpu * PCP_ORDERS + order) * 8;
+      // Linux frees to the per-CPU list of the page's pageblock migrate type.
+      const mt = this.migrate ? this.pbType(pfn) : 0;
+      const pa = this.pcpSlot(cpu, mt, order);
       port.write32(rp, Rec.PCP | (order << Rec.ORDER_SHIFT) | (cpu << Rec.CPU_SHIFT));
       port.write32(rp + 4, port.read32(pa));
       port.write32(pa, idx);
       const count = port.read32(pa + 4) + 1;
       port.write32(pa + 4, count);
-      if (count > 6 * this.batchFor(order)) this.drain(cpu, order, this.batchFor(order));
+      if (count > 6 * this.batchFor(order)) this.drain(cpu, mt, order, this.batchFor(order));
       return;
     }
     this.freeBlock(idx, pfn, order, r);
@@ -619,9 +628,9 @@ export class Buddy implements FrameAllocator {
       }
     }
     if (!this.pcp) return;
-    for (let cpu = 0; cpu < this.g.cpus; cpu++) {
+    for (let list = 0; list < this.g.cpus * this.g.nmt; list++) {
       for (let k = 0; k < PCP_ORDERS; k++) {
-        const pa = this.pcpPa + (cpu * PCP_ORDERS + k) * 8;
+        const pa = this.pcpPa + (list * PCP_ORDERS + k) * 8;
         let n = this.port.read32(pa + 4);
         for (
           let idx = this.port.read32(pa);
@@ -681,9 +690,11 @@ export class Buddy implements FrameAllocator {
     if (this.pcp) {
       for (let cpu = 0; cpu < this.g.cpus; cpu++) {
         const l: string[] = [];
-        for (let k = 0; k < PCP_ORDERS; k++) {
-          const pa = this.pcpPa + (cpu * PCP_ORDERS + k) * 8;
-          l.push(`${this.port.read32(pa)}/${this.port.read32(pa + 4)}`);
+        for (let mt = 0; mt < this.g.nmt; mt++) {
+          for (let k = 0; k < PCP_ORDERS; k++) {
+            const pa = this.pcpSlot(cpu, mt, k);
+            l.push(`${this.port.read32(pa)}/${this.port.read32(pa + 4)}`);
+          }
         }
         parts.push(`pcp${cpu} ${l.join(" ")}`);
       }
@@ -740,9 +751,10 @@ export class Buddy implements FrameAllocator {
     }
     let pcpListed = 0;
     if (this.pcp) {
-      for (let cpu = 0; cpu < this.g.cpus; cpu++) {
+      for (let list = 0; list < this.g.cpus * this.g.nmt; list++) {
+        const cpu = Math.floor(list / this.g.nmt);
         for (let k = 0; k < PCP_ORDERS; k++) {
-          const pa = this.pcpPa + (cpu * PCP_ORDERS + k) * 8;
+          const pa = this.pcpPa + (list * PCP_ORDERS + k) * 8;
           const count = port.read32(pa + 4);
           let n = 0;
           for (let idx = port.read32(pa); idx !== NIL; idx = port.read32(this.rec(idx) + 4)) {
