@@ -130,7 +130,12 @@ export function measure(design: PmmDesign, layout: PmmLayout, opts: MeasureOptio
     heldPfn.pop();
     heldOrd.pop();
   };
-  while (heldFrames < target) if (!take(pickOrder())) break;
+  // A design may refuse some orders outright (large-stacks serves 0, 9 and 18 only): a refused order
+  // falls back to a single frame, and the fill stops only when even that fails.
+  while (heldFrames < target) {
+    const k = pickOrder();
+    if (!take(k) && (k === 0 || !take(0))) break;
+  }
   transientPeak = Math.max(transientPeak, a.stats().transientBytes);
   const steps = opts.churnSteps ?? 50_000;
   for (let s = 0; s < steps; s++) {
