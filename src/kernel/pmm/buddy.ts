@@ -442,11 +442,7 @@ export class Buddy implements FrameAllocator {
 
   addFree(startPfn: number, count: number): void {
     const end = startPfn + count;
-    for (let p = startPfn; p < end; ) {
-      const r = this.regions.indexOf(p);
-      if (r < 0) badFree("BAD_FREE", this.name, p, 0, "addFree outside the usable RAM of the layout");
-      p = this.regions.end[r];
-    }
+    this.regions.checkAddFree(this.name, startPfn, count);
     for (let p = startPfn; p < end; ) {
       const r = this.regions.indexOf(p);
       let o = MAX_ORDER;

@@ -159,6 +159,18 @@ export class RegionTable {
     this.frames = total;
   }
 
+  /**
+   * addFree's check: every frame of [startPfn, startPfn + count) lies in a region, walked region by
+   * region. Throws BAD_FREE naming the first frame outside.
+   */
+  checkAddFree(design: string, startPfn: number, count: number): void {
+    for (let p = startPfn; p < startPfn + count; ) {
+      const r = this.indexOf(p);
+      if (r < 0) badFree("BAD_FREE", design, p, 0, "addFree outside the usable RAM of the layout");
+      p = this.end[r];
+    }
+  }
+
   /** Index of the region holding pfn, or -1. */
   indexOf(pfn: number): number {
     const h = this.hint;

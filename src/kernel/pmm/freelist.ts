@@ -84,11 +84,7 @@ export class FreeList implements FrameAllocator {
   }
 
   addFree(startPfn: number, count: number): void {
-    for (let i = 0; i < count; i++) {
-      if (this.regions.indexOf(startPfn + i) < 0) {
-        badFree("BAD_FREE", this.name, startPfn + i, 0, "addFree outside the usable RAM of the layout");
-      }
-    }
+    this.regions.checkAddFree(this.name, startPfn, count);
     for (let i = 0; i < count; i++) this.push(startPfn + i);
     this.managed += count;
   }
