@@ -37,7 +37,7 @@ import { Current } from "../kernel/percpu.ts";
 import type { KmapName, KmapOptions, KmapStrategy } from "../kernel/kmap/strategy.ts";
 import { getDesign } from "../kernel/pmm/designs.ts";
 import type { FrameAllocator, FrameRange, PmmDesign, PmmLayout } from "../kernel/pmm/interface.ts";
-import { checkBoot } from "./boot-check.ts";
+import { checkBoot, tableFrames } from "./boot-check.ts";
 
 export const KMAP_NAMES: KmapName[] = ["direct", "recursive", "quickmap", "hybrid", "pool"];
 
@@ -432,7 +432,7 @@ export function bootKernel(opts: BootOptions = {}): BootResult {
           metaBytes,
           stats: st,
         });
-  const tree = countTables(machine, fin.root, levels, recursiveSlots);
+  const tree = new Set(tableFrames(machine, fin.root, levels, recursiveSlots)).size;
   n.log(
     `free frames after boot: ${st.freeFrames}; page-table pages: ${tree}; PMM metadata ${st.metadataBytes} B standing + ${st.transientBytes} B transient`,
   );
@@ -491,23 +491,4 @@ function kaslrSlot(ram: FrameRange[], seed: number): number {
   }
   if (slots.length === 0) return 0x1000000;
   return slots[new Rng(seed).below(slots.length)];
-}
-
-function countTables(machine: Machine, root: number, levels: Levels, recursiveSlots: number[]): number {
-  const seen = new Set<number>([root]);
-  const visit = (t: number, level: number) => {
-    if (level === 1) return;
-    for (let i = 0; i < 512; i++) {
-      if (level === levels && recursiveSlots.includes(i)) continue;
-      const lo = machine.mem.peek32(t * 4096 + i * 8);
-      if ((lo & 1) === 0 || ((level === 2 || level === 3) && (lo & 0x80) !== 0)) continue;
-      const child = (machine.mem.peek32(t * 4096 + i * 8 + 4) & 0xfffff) * 2 ** 20 + (lo >>> 12);
-      if (!seen.has(child)) {
-        seen.add(child);
-        visit(child, level - 1);
-      }
-    }
-  };
-  visit(root, levels);
-  return seen.size;
 }
