@@ -235,7 +235,7 @@ export class AllocMap {
   }
 
   private wordPa(slot: number): number {
-    return this.pa + (slot >>> 5) * 4;
+    return this.pa + Math.floor(slot / 32) * 4;
   }
 
   isSet(pfn: number): boolean {
@@ -261,6 +261,55 @@ export class AllocMap {
     let n = 0;
     for (let w = 0; w < this.regions.frames / 32; w++) n += popcount32(this.port.read32(this.pa + w * 4));
     return n;
+  }
+
+  /** Scratch marks laid out like this map's words (for `compare`). */
+  marks(): FrameMarks {
+    return new FrameMarks(this.regions);
+  }
+
+  /**
+   * The checker's pass over the map, one word at a time against marks made by `marks()`: the number of
+   * set bits (allocated frames), and the first marked frame whose bit is also set (-1 if none).
+   */
+  compare(m: FrameMarks): { allocated: number; bothPfn: number } {
+    let allocated = 0;
+    let bothPfn = -1;
+    const words = this.regions.frames / 32;
+    for (let w = 0; w < words; w++) {
+      const a = this.port.read32(this.pa + w * 4);
+      allocated += popcount32(a);
+      const both = a & m.bits[w];
+      if (both !== 0 && bothPfn < 0) bothPfn = this.regions.pfnOf(w * 32 + 31 - Math.clz32(both & -both));
+    }
+    return { allocated, bothPfn };
+  }
+}
+
+/**
+ * A host-side scratch bitmap for checkers: one bit per frame of a region table's packed slots (32 MiB
+ * per TiB of RAM), so that a checker visits millions of single frames in bounded memory, finding
+ * duplicates as it goes, instead of collecting and sorting them.
+ */
+export class FrameMarks {
+  readonly bits: Uint32Array;
+  /** Frames marked (each counted once). */
+  count = 0;
+
+  constructor(readonly regions: RegionTable) {
+    this.bits = new Uint32Array(Math.ceil(regions.frames / 32));
+  }
+
+  /** Mark pfn: 1 when newly marked, 0 when it was marked already, -1 outside every region. */
+  mark(pfn: number): number {
+    const s = this.regions.slot(pfn);
+    if (s < 0) return -1;
+    const w = Math.floor(s / 32);
+    const bit = 1 << (s % 32);
+    if ((this.bits[w] & bit) !== 0) return 0;
+    this.bits[w] |= bit;
+    this.count++;
+    return 1;
   }
 }
 
