@@ -108,6 +108,27 @@ export function hostBytesEstimate(
   return { bytes: metadataBytes, why: "its standing metadata is this large" };
 }
 
+/**
+ * Refuse up front (HOST_MEMORY, exit 2) when a design on `ramBytes` of RAM would back more host memory
+ * than `budget` (default 8 GiB): every command that brings a PMM up (boot, audit, pmm, demo, pt,
+ * compare, the server's boots) goes through here.
+ */
+export function checkHostBudget(
+  designName: string,
+  metadataBytes: number,
+  ramBytes: number,
+  budget = 8 * 2 ** 30,
+): void {
+  const est = hostBytesEstimate(designName, metadataBytes, ramBytes);
+  if (est.bytes > budget) {
+    fail(
+      "HOST_MEMORY",
+      `the ${designName} PMM on ${(ramBytes / 2 ** 30).toFixed(1)} GiB of RAM would back about ${(est.bytes / 2 ** 30).toFixed(1)} GiB of host memory (${est.why}); ` +
+        `the budget is ${(budget / 2 ** 30).toFixed(1)} GiB. Boot a part of the map with --mem (Linux's mem=), raise --host-budget, or pick a design with smaller metadata (bitmap).`,
+    );
+  }
+}
+
 /** Apply mem=: keep RAM below `limit` only. */
 function applyMem(ram: FrameRange[], limit: number | undefined, log: (s: string) => void): FrameRange[] {
   if (limit === undefined) return ram;
@@ -250,15 +271,7 @@ export function bootKernel(opts: BootOptions = {}): BootResult {
       `${mapName}: the map has no usable RAM${opts.mem !== undefined ? ` below mem=${hex(opts.mem)}` : ""}`,
     );
   const ramBytes = ram.reduce((s, r) => s + (r.end - r.start) * 4096, 0);
-  const est = hostBytesEstimate(design.name, design.metadataBytes({ usable: ram, cpus: 1 }), ramBytes);
-  const budget = opts.hostBudget ?? 8 * 2 ** 30;
-  if (est.bytes > budget) {
-    fail(
-      "HOST_MEMORY",
-      `the ${design.name} PMM on ${(ramBytes / 2 ** 30).toFixed(1)} GiB of RAM would back about ${(est.bytes / 2 ** 30).toFixed(1)} GiB of host memory (${est.why}); ` +
-        `the budget is ${(budget / 2 ** 30).toFixed(1)} GiB. Boot a part of the map with --mem (Linux's mem=), raise --host-budget, or pick a design with smaller metadata (bitmap).`,
-    );
-  }
+  checkHostBudget(design.name, design.metadataBytes({ usable: ram, cpus: 1 }), ramBytes, opts.hostBudget);
   const holes = map.entries
     .filter((e) => !isUsable(e.type) && e.start < 1n << 52n)
     .map((e) => ({ start: Number(e.start), end: Number(e.end + 1n), type: e820TypeName(e.type) }));

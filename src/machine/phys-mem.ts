@@ -5,6 +5,9 @@
  * each slot a 2 MiB `Uint32Array` chunk allocated on the first write of a non-zero value. Reads of
  * untouched memory return zero. Host memory is therefore proportional to what the simulated machine
  * touches, never to the span of its address space: 64 TiB of address space costs nothing until written.
+ * A memset that covers whole 2 MiB chunks (a bitmap set to all ones at boot) stores each chunk as its
+ * one repeated word, and a chunk memset to zero is dropped: a chunk is backed again only when a store
+ * makes it differ from that word.
  *
  * Addresses and frame numbers are plain numbers (a 52-bit address is below 2^53, exactly representable).
  * 64-bit values are read and written as two 32-bit halves; `read64`/`write64` below accept values below
@@ -117,7 +120,8 @@ class SparseChunk {
   }
 }
 
-type Slot = Uint32Array | SparseChunk | null;
+/** A slot: a dense chunk, a sparse chunk, untouched (zero), or a number: every word of the chunk holds it. */
+type Slot = Uint32Array | SparseChunk | null | number;
 
 const DENSE_MASK = 0xffe00003; // an offset inside a 2 MiB chunk, 4-byte aligned
 const PAGE_MASK = 0xfffff003; // an offset inside a 4 KiB page, 4-byte aligned
@@ -139,6 +143,8 @@ export class PhysMem implements PhysPort {
   private lastChunk: Uint32Array = new Uint32Array(0);
   private denseChunks = 0;
   private sparsePages = 0;
+  /** Read-only 4 KiB pages of one repeated word, handed to readers of a uniform chunk (never cached). */
+  private readonly uniformPages = new Map<number, Uint32Array>();
 
   constructor(opts: PhysMemOptions = {}) {
     const bits = opts.maxPhysAddrBits ?? 46;
@@ -179,14 +185,24 @@ export class PhysMem implements PhysPort {
   /**
    * The array holding the page of `pa` and the word index of `pa` in it (valid to the end of that
    * page), creating the page when `create`; null for untouched memory. Refreshes the fast-path cache.
+   * A uniform chunk is materialized when `write` (the caller will store into the array); otherwise a
+   * shared read-only page of its word is returned.
    */
-  private locate(pa: number, create: boolean): Uint32Array | null {
+  private locate(pa: number, create: boolean, write = create): Uint32Array | null {
     const d = this.dir(pa, create);
     if (d === null) return null;
     const inGiB = pa % GIB;
     const idx = inGiB >>> 21;
     let slot = d[idx];
     const chunkBase = pa - (inGiB & 0x1fffff);
+    if (typeof slot === "number") {
+      if (!write) return this.uniformPage(slot);
+      const dense = new Uint32Array(CHUNK_WORDS).fill(slot);
+      this.denseChunks++;
+      d[idx] = dense;
+      this.cache(chunkBase, DENSE_MASK, dense);
+      return dense;
+    }
     if (slot instanceof Uint32Array) {
       this.cache(chunkBase, DENSE_MASK, slot);
       return slot;
@@ -212,6 +228,30 @@ export class PhysMem implements PhysPort {
     }
     this.cache(pa - (pa % PAGE_SIZE), PAGE_MASK, page);
     return page;
+  }
+
+  private uniformPage(word: number): Uint32Array {
+    let page = this.uniformPages.get(word);
+    if (page === undefined) {
+      page = new Uint32Array(1024).fill(word);
+      this.uniformPages.set(word, page);
+    }
+    return page;
+  }
+
+  /** Replace the whole chunk at `chunkBase` by a uniform word (0: untouched), freeing its backing. */
+  private setUniform(chunkBase: number, word: number): void {
+    const d = this.dir(chunkBase, word !== 0);
+    if (d === null) return;
+    const idx = (chunkBase % GIB) >>> 21;
+    const old = d[idx];
+    if (old instanceof Uint32Array) this.denseChunks--;
+    else if (old instanceof SparseChunk) this.sparsePages -= old.count;
+    d[idx] = word === 0 ? null : word;
+    if (this.lastBase >= chunkBase && this.lastBase < chunkBase + CHUNK_BYTES) {
+      this.lastBase = -1;
+      this.lastChunk = new Uint32Array(0);
+    }
   }
 
   private promote(sc: SparseChunk): Uint32Array {
@@ -260,7 +300,7 @@ export class PhysMem implements PhysPort {
   private slowWrite(pa: number, value: number): void {
     if (pa % 4 !== 0 || pa >= this.limit || pa < 0) this.badAccess(pa, 4);
     this.counters.memWrites++;
-    const arr = this.locate(pa, value !== 0);
+    const arr = this.locate(pa, value !== 0, true);
     if (arr !== null) arr[this.wordIn(arr, pa)] = value;
   }
 
@@ -316,6 +356,7 @@ export class PhysMem implements PhysPort {
     len: number,
     create: boolean,
     fn: (arr: Uint32Array | null, w: number, n: number, at: number) => boolean | undefined,
+    write = create,
   ): boolean {
     this.checkRange(pa, len);
     if ((pa & 3) !== 0 || (len & 3) !== 0)
@@ -323,7 +364,7 @@ export class PhysMem implements PhysPort {
     for (let at = 0; at < len; ) {
       const p = pa + at;
       const n = Math.min(len - at, PAGE_SIZE - (p % PAGE_SIZE));
-      const arr = this.locate(p, create);
+      const arr = this.locate(p, create, write);
       if (fn(arr, arr === null ? 0 : this.wordIn(arr, p), n >>> 2, at) === false) return false;
       at += n;
     }
@@ -332,25 +373,61 @@ export class PhysMem implements PhysPort {
 
   zeroFrame(pfn: number): void {
     this.counters.memBulkBytes += PAGE_SIZE;
-    this.pieces(pfn * PAGE_SIZE, PAGE_SIZE, false, (arr, w, n) => void arr?.fill(0, w, w + n));
+    this.pieces(pfn * PAGE_SIZE, PAGE_SIZE, false, (arr, w, n) => void arr?.fill(0, w, w + n), true);
   }
 
-  /** Fill [pa, pa+len) with a byte value; pa and len must be 4-byte aligned. */
+  /**
+   * Fill [pa, pa+len) with a byte value; pa and len must be 4-byte aligned. Whole 2 MiB chunks become
+   * uniform (no backing), the partial ones at the edges are filled in place.
+   */
   fill(pa: number, len: number, byte: number): void {
     const word = ((byte & 0xff) * 0x01010101) >>> 0;
     this.counters.memBulkBytes += len;
-    this.pieces(pa, len, word !== 0, (arr, w, n) => void arr?.fill(word, w, w + n));
+    const part = (p: number, l: number) =>
+      this.pieces(p, l, word !== 0, (arr, w, n) => void arr?.fill(word, w, w + n), true);
+    const first = Math.ceil(pa / CHUNK_BYTES) * CHUNK_BYTES;
+    const last = Math.floor((pa + len) / CHUNK_BYTES) * CHUNK_BYTES;
+    if (last <= first) {
+      part(pa, len);
+      return;
+    }
+    this.checkRange(pa, len);
+    if (first > pa) part(pa, first - pa);
+    for (let c = first; c < last; c += CHUNK_BYTES) this.setUniform(c, word);
+    if (pa + len > last) part(last, pa + len - last);
   }
 
   /** True when every byte of [pa, pa+len) equals `byte` (4-byte aligned); counted as bulk bytes. */
   isFilled(pa: number, len: number, byte: number): boolean {
     const word = ((byte & 0xff) * 0x01010101) >>> 0;
     this.counters.memBulkBytes += len;
-    return this.pieces(pa, len, false, (arr, w, n) => {
-      if (arr === null) return word === 0;
-      for (let i = w; i < w + n; i++) if (arr[i] !== word) return false;
-      return true;
-    });
+    this.checkRange(pa, len);
+    if ((pa & 3) !== 0 || (len & 3) !== 0)
+      fail("MISALIGNED", `bulk access ${hex(pa)}+${hex(len)} is not 4-byte aligned`);
+    for (let p = pa; p < pa + len; ) {
+      const next = Math.min(pa + len, (Math.floor(p / CHUNK_BYTES) + 1) * CHUNK_BYTES);
+      const u = this.uniformWord(p);
+      if (u !== undefined) {
+        if (u !== word) return false;
+      } else {
+        const ok = this.pieces(p, next - p, false, (arr, w, n) => {
+          if (arr === null) return word === 0;
+          for (let i = w; i < w + n; i++) if (arr[i] !== word) return false;
+          return true;
+        });
+        if (!ok) return false;
+      }
+      p = next;
+    }
+    return true;
+  }
+
+  /** The word every byte quad of the 2 MiB chunk of `pa` holds when it is uniform or untouched, else undefined. */
+  private uniformWord(pa: number): number | undefined {
+    const d = this.dir(pa, false);
+    if (d === null) return 0;
+    const slot = d[(pa % GIB) >>> 21];
+    return slot === null ? 0 : typeof slot === "number" ? slot : undefined;
   }
 
   copyFrame(from: number, to: number): void {
@@ -391,6 +468,7 @@ export class PhysMem implements PhysPort {
       const target = this.locate(
         p,
         part.some((x) => x !== 0),
+        true,
       );
       if (target !== null) target.set(part, this.wordIn(target, p));
     });

@@ -73,4 +73,38 @@ describe("PhysMem", () => {
     expect(m.read32(0x400000)).toBe(0);
     expect(m.backedChunks()).toEqual([0, 0x200000, 0x400000]);
   });
+  it("#2/#11: a memset over whole 2 MiB chunks backs nothing, and a store into such a chunk backs only it", () => {
+    const m = new PhysMem({ maxPhysAddrBits: 52 });
+    const base = 2 ** 44 - 0x1000; // a 16 TiB boundary inside the range, unaligned start and end
+    const len = 512 * 2 ** 20 + 0x2000; // 512 MiB: a bitmap of 2^32 frames
+    m.fill(base, len, 0xff);
+    expect(m.backedBytes).toBe(2 * 4096); // the two partial pages at the edges, not 512 MiB
+    expect(m.read32(base)).toBe(0xffffffff);
+    expect(m.read32(base + len - 4)).toBe(0xffffffff);
+    expect(m.read32(base + len)).toBe(0);
+    expect(m.read32(base - 4)).toBe(0);
+    expect(m.read32(2 ** 44 + 0x123454)).toBe(0xffffffff);
+    expect(m.isFilled(base, len, 0xff)).toBe(true);
+    expect(m.readBytes(2 ** 44 + 0x1ffffc, 8)).toEqual(new Uint8Array(8).fill(0xff));
+    m.write32(2 ** 44 + 0x400000, 0x1234); // materializes one chunk, keeping its other words
+    expect(m.backedBytes).toBe(2 * 4096 + 2 ** 21);
+    expect(m.read32(2 ** 44 + 0x400000)).toBe(0x1234);
+    expect(m.read32(2 ** 44 + 0x400004)).toBe(0xffffffff);
+    expect(m.isFilled(base, len, 0xff)).toBe(false);
+    m.zeroFrame((2 ** 44 + 0x800000) / 4096); // a zeroed page inside a uniform chunk
+    expect(m.read32(2 ** 44 + 0x800000)).toBe(0);
+    expect(m.read32(2 ** 44 + 0x801000)).toBe(0xffffffff);
+    m.fill(base, len, 0); // memset to zero: chunks are dropped, partial pages zeroed
+    expect(m.backedBytes).toBe(2 * 4096);
+    expect(m.isFilled(base, len, 0)).toBe(true);
+    expect(m.read32(2 ** 44 + 0x400000)).toBe(0);
+    // The fast path must not keep a chunk that a fill replaced.
+    m.write32(0x200000, 7);
+    expect(m.read32(0x200000)).toBe(7);
+    m.fill(0x200000, 0x200000, 0x11);
+    expect(m.read32(0x200000)).toBe(0x11111111);
+    m.write32(0x200004, 5);
+    expect(m.read32(0x200000)).toBe(0x11111111);
+    expect(m.read32(0x200004)).toBe(5);
+  });
 });

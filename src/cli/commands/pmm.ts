@@ -9,6 +9,7 @@ import { PmmAuditor } from "../../kernel/pmm/check.ts";
 import { DESIGN_NAMES, DESIGNS, getDesign } from "../../kernel/pmm/designs.ts";
 import { layoutFromMap } from "../../kernel/pmm/layout.ts";
 import { measure, type PmmMeasures } from "../../kernel/pmm/measure.ts";
+import { checkHostBudget } from "../../lab/boot.ts";
 import { bringUp } from "../../kernel/pmm/setup.ts";
 import { loadMap } from "../../firmware/load.ts";
 import { parseSize } from "../../firmware/presets.ts";
@@ -73,6 +74,10 @@ export function registerPmm(program: Command): void {
     .option("--cpus <n>", "CPUs (per-CPU page lists)", intArg("--cpus"), 2)
     .option("--colours <n>", "cache colours (colour-stacks)", intArg("--colours"), 16)
     .option("--seed <n>", "seed of the churn workload", intArg("--seed"), 42)
+    .option(
+      "--host-budget <bytes>",
+      "refuse up front when a design's simulation would back more host memory than this (default 8G)",
+    )
     .option("--paranoid", "run the full invariant checker after boot and after the measures")
     .option("--json", "print JSON instead of a table")
     .addHelpText("after", HELP)
@@ -83,6 +88,10 @@ export function registerPmm(program: Command): void {
       const mem = Number(parseSize(o.mem, "--mem"));
       const ml = layoutFromMap(map, { memLimit: mem, cpus: o.cpus, colours: o.colours });
       const results: (PmmMeasures & { fullMapMetadataBytes: number })[] = [];
+      const budget =
+        o.hostBudget === undefined ? undefined : Number(parseSize(o.hostBudget, "--host-budget"));
+      const ramBytes = ml.layout.usable.reduce((a, r) => a + r.end - r.start, 0) * 4096;
+      for (const n of names) checkHostBudget(n, getDesign(n).metadataBytes(ml.layout), ramBytes, budget);
       for (const n of names) {
         const d = getDesign(n);
         if (o.paranoid) new PmmAuditor(bringUp(d, ml.layout, { reserved: ml.reserved })).full();

@@ -132,7 +132,7 @@ export class BitmapAllocator implements FrameAllocator {
   private writeUsed(r: number, w: number, old: number, val: number): void {
     const port = this.port;
     port.write32(this.usedPa[r] + w * 4, val);
-    const q = (w >>> 5) * 4;
+    const q = Math.floor(w / 32) * 4;
     const bit = 1 << (w & 31);
     if ((old === ALL) !== (val === ALL)) {
       const a = port.read32(this.anyPa[r] + q);
@@ -153,11 +153,11 @@ export class BitmapAllocator implements FrameAllocator {
         const s = p - this.regions.start[r];
         const q = (s & 1023) === 0 ? Math.floor((Math.min(end, this.regions.end[r]) - p) / 1024) : 0;
         if (q > 0) {
-          this.addFreeWhole(r, s >>> 10, q, pass);
+          this.addFreeWhole(r, s / 1024, q, pass);
           p += q * 1024;
           continue;
         }
-        const w = s >>> 5;
+        const w = Math.floor(s / 32);
         const n = Math.min(32 - (s & 31), end - p);
         const m = (n === 32 ? ALL : ((1 << n) - 1) << (s & 31)) >>> 0;
         const u = this.port.read32(this.usedPa[r] + w * 4);
@@ -294,7 +294,7 @@ export class BitmapAllocator implements FrameAllocator {
   private take(r: number, pfn: number, k: number): void {
     const port = this.port;
     const s = pfn - this.regions.start[r];
-    const w = s >>> 5;
+    const w = Math.floor(s / 32);
     if (k <= 5) {
       const m = ((k === 5 ? ALL : (1 << (1 << k)) - 1) << (s & 31)) >>> 0;
       const u = port.read32(this.usedPa[r] + w * 4);
@@ -311,7 +311,7 @@ export class BitmapAllocator implements FrameAllocator {
   private fillWords(r: number, w: number, n: number, val: number): void {
     const port = this.port;
     for (let i = 0; i < n; i++) port.write32(this.usedPa[r] + (w + i) * 4, val);
-    for (let q = w >>> 5; q <= (w + n - 1) >>> 5; q++) {
+    for (let q = Math.floor(w / 32); q <= Math.floor((w + n - 1) / 32); q++) {
       const lo = Math.max(w, q * 32) - q * 32;
       const hi = Math.min(w + n, q * 32 + 32) - q * 32;
       const m = (hi - lo === 32 ? ALL : ((1 << (hi - lo)) - 1) << lo) >>> 0;
@@ -332,7 +332,7 @@ export class BitmapAllocator implements FrameAllocator {
     if (r < 0) badFree("BAD_FREE", this.name, pfn, order, "not in usable RAM");
     const port = this.port;
     const s = pfn - this.regions.start[r];
-    const w = s >>> 5;
+    const w = Math.floor(s / 32);
     const bit = 1 << (s & 31);
     if ((port.read32(this.mgdPa[r] + w * 4) & bit) === 0) {
       badFree("BAD_FREE", this.name, pfn, order, "never given to the allocator (reserved or metadata)");
@@ -362,7 +362,7 @@ export class BitmapAllocator implements FrameAllocator {
     if (s + n > span) badFree("WRONG_ORDER", this.name, pfn, order, "the block would run past its region");
     const port = this.port;
     for (let p = s; p < s + n; p += 32) {
-      const w = p >>> 5;
+      const w = Math.floor(p / 32);
       const cnt = Math.min(n, 32);
       const m = ((cnt === 32 ? ALL : (1 << cnt) - 1) << (p & 31)) >>> 0;
       const u = port.read32(this.usedPa[r] + w * 4);
@@ -375,7 +375,7 @@ export class BitmapAllocator implements FrameAllocator {
     }
     const e = s + n;
     if (e < span) {
-      const w = e >>> 5;
+      const w = Math.floor(e / 32);
       const bit = 1 << (e & 31);
       const tail =
         (port.read32(this.usedPa[r] + w * 4) & bit) !== 0 &&
@@ -394,12 +394,12 @@ export class BitmapAllocator implements FrameAllocator {
       for (let w = 0; w < words; ) {
         if ((w & 31) === 0 && w + 32 <= words) {
           // The summaries answer for 1024 frames at once: all free (full[] word all ones) or all used (any[] word zero).
-          if (port.read32(this.fullPa[r] + (w >>> 3)) === ALL) {
+          if (port.read32(this.fullPa[r] + w / 8) === ALL) {
             if (run < 0) run = base + w * 32;
             w += 32;
             continue;
           }
-          if (port.read32(this.anyPa[r] + (w >>> 3)) === 0) {
+          if (port.read32(this.anyPa[r] + w / 8) === 0) {
             if (run >= 0) fn(run, base + w * 32 - run);
             run = -1;
             w += 32;
@@ -430,6 +430,13 @@ export class BitmapAllocator implements FrameAllocator {
     return statsFromFree(this, this.layout, this.managed, this.bytes, 0);
   }
 
+  /**
+   * The invariants, reading each metadata word once: summaries agree with the used words, free frames
+   * are managed, head bits sit on allocated frames, every allocated block is a naturally aligned power
+   * of two, and the counts match the registers. A group of 32 words (1024 frames) that its summaries
+   * say is all free or all used is checked with memchr_inv-style bulk compares; other words are read
+   * one by one and examined bit by bit only where a block starts or ends inside them.
+   */
   check(): void {
     const port = this.port;
     let free = 0;
@@ -437,7 +444,10 @@ export class BitmapAllocator implements FrameAllocator {
     let allocated = 0;
     for (let r = 0; r < this.regions.count; r++) {
       const base = this.regions.start[r];
-      const words = (this.regions.end[r] - base) / 32;
+      const groups = (this.regions.end[r] - base) / 1024;
+      const usedPa = this.usedPa[r];
+      const headPa = this.headPa[r];
+      const mgdPa = this.mgdPa[r];
       let head = -1;
       let len = 0;
       const close = () => {
@@ -447,35 +457,76 @@ export class BitmapAllocator implements FrameAllocator {
         allocated += len;
         head = -1;
       };
-      for (let w = 0; w < words; w++) {
-        const u = port.read32(this.usedPa[r] + w * 4);
-        const h = port.read32(this.headPa[r] + w * 4);
-        const g = port.read32(this.mgdPa[r] + w * 4);
-        if ((~g & ~u) >>> 0 !== 0)
-          invariant(this.name, `region ${r} word ${w}: unmanaged frames marked free`);
-        if ((h & ~(u & g)) >>> 0 !== 0)
-          invariant(this.name, `region ${r} word ${w}: head bit on a free or unmanaged frame`);
-        free += popcount32(~u >>> 0);
-        managed += popcount32(g);
-        const q = (w >>> 5) * 4;
-        const bit = 1 << (w & 31);
-        if (((port.read32(this.anyPa[r] + q) & bit) !== 0) !== (u !== ALL))
-          invariant(this.name, `summary any[] wrong for region ${r} word ${w}`);
-        if (((port.read32(this.fullPa[r] + q) & bit) !== 0) !== (u === 0))
-          invariant(this.name, `summary full[] wrong for region ${r} word ${w}`);
-        for (let b = 0; b < 32; b++) {
-          const p = base + w * 32 + b;
-          const isHead = ((h >>> b) & 1) === 1;
-          const isTail = !isHead && ((u >>> b) & 1) === 1 && ((g >>> b) & 1) === 1;
-          if (isHead) {
+      for (let q = 0; q < groups; q++) {
+        const any = port.read32(this.anyPa[r] + q * 4);
+        const full = port.read32(this.fullPa[r] + q * 4);
+        const at = q * 128;
+        if (
+          any === ALL &&
+          full === ALL &&
+          bulkIsFilled(port, usedPa + at, 128, 0) &&
+          bulkIsFilled(port, headPa + at, 128, 0) &&
+          bulkIsFilled(port, mgdPa + at, 128, 0xff)
+        ) {
+          close();
+          free += 1024;
+          managed += 1024;
+          continue;
+        }
+        if (
+          any === 0 &&
+          full === 0 &&
+          bulkIsFilled(port, usedPa + at, 128, 0xff) &&
+          bulkIsFilled(port, headPa + at, 128, 0)
+        ) {
+          if (bulkIsFilled(port, mgdPa + at, 128, 0)) {
             close();
-            head = p;
-            len = 1;
-          } else if (isTail) {
-            if (head < 0)
-              invariant(this.name, `frame 0x${p.toString(16)} is allocated but no block head precedes it`);
-            len++;
-          } else close();
+            continue;
+          }
+          if (head >= 0 && bulkIsFilled(port, mgdPa + at, 128, 0xff)) {
+            len += 1024;
+            managed += 1024;
+            continue;
+          }
+        }
+        for (let j = 0; j < 32; j++) {
+          const w = q * 32 + j;
+          const u = port.read32(usedPa + w * 4);
+          const h = port.read32(headPa + w * 4);
+          const g = port.read32(mgdPa + w * 4);
+          if ((~g & ~u) >>> 0 !== 0)
+            invariant(this.name, `region ${r} word ${w}: unmanaged frames marked free`);
+          if ((h & ~(u & g)) >>> 0 !== 0)
+            invariant(this.name, `region ${r} word ${w}: head bit on a free or unmanaged frame`);
+          free += popcount32(~u >>> 0);
+          managed += popcount32(g);
+          if (((any >>> j) & 1) !== (u !== ALL ? 1 : 0))
+            invariant(this.name, `summary any[] wrong for region ${r} word ${w}`);
+          if (((full >>> j) & 1) !== (u === 0 ? 1 : 0))
+            invariant(this.name, `summary full[] wrong for region ${r} word ${w}`);
+          const tails = (u & g) >>> 0;
+          if (h === 0 && tails === 0) {
+            close();
+            continue;
+          }
+          if (h === 0 && tails === ALL && head >= 0) {
+            len += 32;
+            continue;
+          }
+          for (let b = 0; b < 32; b++) {
+            const p = base + w * 32 + b;
+            const isHead = ((h >>> b) & 1) === 1;
+            const isTail = !isHead && ((u >>> b) & 1) === 1 && ((g >>> b) & 1) === 1;
+            if (isHead) {
+              close();
+              head = p;
+              len = 1;
+            } else if (isTail) {
+              if (head < 0)
+                invariant(this.name, `frame 0x${p.toString(16)} is allocated but no block head precedes it`);
+              len++;
+            } else close();
+          }
         }
       }
       close();

@@ -235,7 +235,7 @@ export class AllocMap {
   }
 
   private wordPa(slot: number): number {
-    return this.pa + (slot >>> 5) * 4;
+    return this.pa + Math.floor(slot / 32) * 4;
   }
 
   isSet(pfn: number): boolean {
@@ -262,11 +262,66 @@ export class AllocMap {
     for (let w = 0; w < this.regions.frames / 32; w++) n += popcount32(this.port.read32(this.pa + w * 4));
     return n;
   }
+
+  /** Scratch marks laid out like this map's words (for `compare`). */
+  marks(): FrameMarks {
+    return new FrameMarks(this.regions);
+  }
+
+  /**
+   * The checker's pass over the map, one word at a time against marks made by `marks()`: the number of
+   * set bits (allocated frames), and the first marked frame whose bit is also set (-1 if none).
+   */
+  compare(m: FrameMarks): { allocated: number; bothPfn: number } {
+    let allocated = 0;
+    let bothPfn = -1;
+    const words = this.regions.frames / 32;
+    for (let w = 0; w < words; w++) {
+      const a = this.port.read32(this.pa + w * 4);
+      allocated += popcount32(a);
+      const both = a & m.bits[w];
+      if (both !== 0 && bothPfn < 0) bothPfn = this.regions.pfnOf(w * 32 + 31 - Math.clz32(both & -both));
+    }
+    return { allocated, bothPfn };
+  }
+}
+
+/**
+ * A host-side scratch bitmap for checkers: one bit per frame of a region table's packed slots (32 MiB
+ * per TiB of RAM), so that a checker visits millions of single frames in bounded memory, finding
+ * duplicates as it goes, instead of collecting and sorting them.
+ */
+export class FrameMarks {
+  readonly bits: Uint32Array;
+  /** Frames marked (each counted once). */
+  count = 0;
+
+  constructor(readonly regions: RegionTable) {
+    this.bits = new Uint32Array(Math.ceil(regions.frames / 32));
+  }
+
+  /** Mark pfn: 1 when newly marked, 0 when it was marked already, -1 outside every region. */
+  mark(pfn: number): number {
+    const s = this.regions.slot(pfn);
+    if (s < 0) return -1;
+    const w = Math.floor(s / 32);
+    const bit = 1 << (s % 32);
+    if ((this.bits[w] & bit) !== 0) return 0;
+    this.bits[w] |= bit;
+    this.count++;
+    return 1;
+  }
 }
 
 /**
  * Statistics from an allocator's free blocks: runs are merged, then cut into naturally aligned blocks of
  * at most MAX_ORDER (the buddy view of memory that is not kept by a buddy).
+ *
+ * Host memory stays bounded whatever the RAM size and block count. While `forEachFree` reports blocks
+ * in address order (a bitmap does), they are merged into a list of runs as they come. When a block
+ * comes out of order (stacks, free lists, buddies), or the run list would outgrow it, a scratch bitmap
+ * over the usable ranges takes over (1 bit per frame: 32 MiB per TiB) and is scanned in address order.
+ * Either way, no per-block array, no sort.
  */
 export function statsFromFree(
   a: FrameAllocator,
@@ -275,8 +330,6 @@ export function statsFromFree(
   metadataBytes: number,
   transientBytes: number,
 ): PmmStats {
-  // A host-side scratch bitmap over the usable ranges (1 bit per frame: 32 MiB per TiB), filled from
-  // forEachFree and scanned in address order: no per-block arrays, no sort, whatever the block count.
   const rs = layout.usable;
   const base: number[] = [];
   let total = 0;
@@ -284,23 +337,59 @@ export function statsFromFree(
     base.push(total);
     total += r.end - r.start;
   }
-  const bits = new Uint32Array(Math.ceil(total / 32) + 1);
+  const scratchWords = Math.ceil(total / 32) + 1;
+  let runs = new Float64Array(64);
+  let nruns = 0;
+  let lastEnd = -1;
+  let bits: Uint32Array | null = null;
   let freeFrames = 0;
   let hint = 0;
-  a.forEachFree!((pfn, count) => {
-    freeFrames += count;
-    for (let p = pfn; p < pfn + count; ) {
+  /** Visit the usable ranges holding [pfn, end): fn(range index, from, to); free frames outside fail. */
+  const split = (pfn: number, end: number, fn: (r: number, from: number, to: number) => void) => {
+    for (let p = pfn; p < end; ) {
       if (!(rs[hint].start <= p && p < rs[hint].end)) hint = regionOf(rs, p);
       if (hint < 0) {
         hint = 0;
         return invariant(a.name, `free frame ${p} lies outside the usable RAM of the layout`);
       }
-      const stop = Math.min(pfn + count, rs[hint].end);
-      setBits(bits, base[hint] + p - rs[hint].start, stop - p);
+      const stop = Math.min(end, rs[hint].end);
+      fn(hint, p, stop);
       p = stop;
     }
+  };
+  const setRange = (r: number, from: number, to: number) =>
+    setBits(bits!, base[r] + from - rs[r].start, to - from);
+  const toBits = () => {
+    bits = new Uint32Array(scratchWords);
+    for (let i = 0; i < nruns; i++) split(runs[2 * i], runs[2 * i + 1], setRange);
+    runs = new Float64Array(0);
+    nruns = 0;
+  };
+  a.forEachFree!((pfn, count) => {
+    freeFrames += count;
+    if (bits === null && pfn >= lastEnd) {
+      split(pfn, pfn + count, () => {});
+      if (nruns > 0 && runs[2 * nruns - 1] === pfn) runs[2 * nruns - 1] = pfn + count;
+      else {
+        if (2 * nruns + 2 > runs.length) {
+          const grown = new Float64Array(runs.length * 2);
+          grown.set(runs);
+          runs = grown;
+        }
+        runs[2 * nruns] = pfn;
+        runs[2 * nruns + 1] = pfn + count;
+        nruns++;
+      }
+      lastEnd = pfn + count;
+      if (nruns * 16 > scratchWords * 4) toBits();
+      return;
+    }
+    if (bits === null) toBits();
+    split(pfn, pfn + count, setRange);
   });
-  return scanRuns(bits, rs, base, { managedFrames, freeFrames, metadataBytes, transientBytes });
+  const head = { managedFrames, freeFrames, metadataBytes, transientBytes };
+  if (bits !== null) return scanRuns(bits, rs, base, head);
+  return statsFromRuns(runs, nruns, rs, head);
 }
 
 function regionOf(rs: readonly { start: number; end: number }[], p: number): number {
@@ -319,17 +408,60 @@ function setBits(bits: Uint32Array, from: number, n: number): void {
   let i = from;
   const end = from + n;
   while (i < end && (i & 31) !== 0) {
-    bits[i >>> 5] |= 1 << (i & 31);
+    bits[Math.floor(i / 32)] |= 1 << (i & 31);
     i++;
   }
   while (i + 32 <= end) {
-    bits[i >>> 5] = 0xffffffff;
+    bits[i / 32] = 0xffffffff;
     i += 32;
   }
   while (i < end) {
-    bits[i >>> 5] |= 1 << (i & 31);
+    bits[Math.floor(i / 32)] |= 1 << (i & 31);
     i++;
   }
+}
+
+type StatsHead = { managedFrames: number; freeFrames: number; metadataBytes: number; transientBytes: number };
+
+/** Runs of free frames in address order -> largest run and buddy-view orders (shared by both paths). */
+class RunCutter {
+  readonly freeByOrder = new Array<number>(NR_ORDERS).fill(0);
+  largest = 0;
+
+  cut(runStart: number, runEnd: number): void {
+    this.largest = Math.max(this.largest, runEnd - runStart);
+    for (let p = runStart; p < runEnd; ) {
+      let o = MAX_ORDER;
+      while (o > 0 && (p % 2 ** o !== 0 || p + 2 ** o > runEnd)) o--;
+      this.freeByOrder[o]++;
+      p += 2 ** o;
+    }
+  }
+}
+
+function perRegionOf(rs: readonly { start: number; end: number; node?: number }[]): RegionStat[] {
+  return rs.map((r) => ({ start: r.start, end: r.end, node: r.node ?? 0, freeFrames: 0 }));
+}
+
+/** Sorted, merged runs (pairs start, end) -> stats; runs touching across contiguous ranges are one. */
+function statsFromRuns(
+  runs: Float64Array,
+  nruns: number,
+  rs: readonly { start: number; end: number; node?: number }[],
+  head: StatsHead,
+): PmmStats {
+  const cutter = new RunCutter();
+  const perRegion = perRegionOf(rs);
+  let r = 0;
+  for (let i = 0; i < nruns; i++) {
+    const s = runs[2 * i];
+    const e = runs[2 * i + 1];
+    cutter.cut(s, e);
+    while (r < rs.length && rs[r].end <= s) r++;
+    for (let k = r; k < rs.length && rs[k].start < e; k++)
+      perRegion[k].freeFrames += Math.min(e, rs[k].end) - Math.max(s, rs[k].start);
+  }
+  return { ...head, freeByOrder: cutter.freeByOrder, largestFreeRun: cutter.largest, perRegion };
 }
 
 /** Walk the scratch bitmap in address order: runs of free frames, per-region counts, buddy-view orders. */
@@ -337,27 +469,15 @@ function scanRuns(
   bits: Uint32Array,
   rs: readonly { start: number; end: number; node?: number }[],
   base: number[],
-  head: { managedFrames: number; freeFrames: number; metadataBytes: number; transientBytes: number },
+  head: StatsHead,
 ): PmmStats {
-  const freeByOrder = new Array<number>(NR_ORDERS).fill(0);
-  const perRegion: RegionStat[] = rs.map((r) => ({
-    start: r.start,
-    end: r.end,
-    node: r.node ?? 0,
-    freeFrames: 0,
-  }));
-  let largest = 0;
+  const cutter = new RunCutter();
+  const perRegion = perRegionOf(rs);
   let runStart = -1;
   let runEnd = -1;
   const closeRun = () => {
     if (runStart < 0) return;
-    largest = Math.max(largest, runEnd - runStart);
-    for (let p = runStart; p < runEnd; ) {
-      let o = MAX_ORDER;
-      while (o > 0 && (p % 2 ** o !== 0 || p + 2 ** o > runEnd)) o--;
-      freeByOrder[o]++;
-      p += 2 ** o;
-    }
+    cutter.cut(runStart, runEnd);
     runStart = -1;
   };
   for (let r = 0; r < rs.length; r++) {
@@ -365,7 +485,7 @@ function scanRuns(
     const len = rs[r].end - rs[r].start;
     for (let i = 0; i < len; ) {
       const g = base[r] + i;
-      const w = bits[g >>> 5];
+      const w = bits[Math.floor(g / 32)];
       if ((g & 31) === 0 && i + 32 <= len && (w === 0 || w === 0xffffffff)) {
         if (w === 0) closeRun();
         else {
@@ -385,7 +505,7 @@ function scanRuns(
     }
   }
   closeRun();
-  return { ...head, freeByOrder, largestFreeRun: largest, perRegion };
+  return { ...head, freeByOrder: cutter.freeByOrder, largestFreeRun: cutter.largest, perRegion };
 }
 
 /** `allocFrames` for any allocator: order-0 allocations until n or out of memory. */

@@ -20,6 +20,7 @@ import {
   checkFreeArgs as checkFreeArgs_,
   checkLayout,
   effectiveOrder,
+  FrameMarks,
   fits as fits_,
   invariant,
   isHard,
@@ -173,22 +174,21 @@ export class FreeList implements FrameAllocator {
   }
 
   check(): void {
-    const all: number[] = [];
-    this.forEachFree((p) => all.push(p));
-    if (all.length !== this.nfree)
-      invariant(this.name, `list holds ${all.length} frames (or loops), register says ${this.nfree}`);
-    all.sort((a, b) => a - b);
-    for (let i = 0; i < all.length; i++) {
-      if (this.regions.indexOf(all[i]) < 0)
-        invariant(this.name, `frame ${all[i]} on the list is outside usable RAM`);
-      if (i > 0 && all[i] === all[i - 1]) invariant(this.name, `frame ${all[i]} is on the list twice`);
-      if (this.amap?.isSet(all[i])) invariant(this.name, `free frame ${all[i]} is marked allocated`);
-    }
-    if (this.amap !== null && this.amap.popcount() + all.length !== this.managed) {
-      invariant(
-        this.name,
-        `allocated ${this.amap.popcount()} + free ${all.length} != managed ${this.managed}`,
-      );
+    // One pass, in bounded host memory (1 bit per frame): a frame seen twice is caught as it is marked.
+    const marks = this.amap?.marks() ?? new FrameMarks(new RegionTable(this.layout.usable, 32));
+    let listed = 0;
+    this.forEachFree((p) => {
+      listed++;
+      if (this.regions.indexOf(p) < 0) invariant(this.name, `frame ${p} on the list is outside usable RAM`);
+      if (marks.mark(p) === 0) invariant(this.name, `frame ${p} is on the list twice`);
+    });
+    if (listed !== this.nfree)
+      invariant(this.name, `list holds ${listed} frames (or loops), register says ${this.nfree}`);
+    if (this.amap !== null) {
+      const { allocated, bothPfn } = this.amap.compare(marks);
+      if (bothPfn >= 0) invariant(this.name, `free frame ${bothPfn} is marked allocated`);
+      if (allocated + marks.count !== this.managed)
+        invariant(this.name, `allocated ${allocated} + free ${marks.count} != managed ${this.managed}`);
     }
   }
 

@@ -25,6 +25,7 @@ import {
   checkFreeArgs as checkFreeArgs_,
   checkLayout,
   effectiveOrder,
+  FrameMarks,
   fits as fits_,
   invariant,
   isHard,
@@ -206,21 +207,19 @@ export class FreePageStack implements FrameAllocator {
     if (pages === 0 ? this.n !== 0 : this.n < (pages - 1) * PER_PAGE || this.n > pages * PER_PAGE) {
       invariant(this.name, `stack top ${this.n} does not fit ${pages} mapped pages`);
     }
-    const all: number[] = [];
-    this.forEachFree((p) => all.push(p));
-    this.forEachMetaFrame((p) => all.push(p));
-    all.sort((a, b) => a - b);
-    for (let i = 0; i < all.length; i++) {
-      if (this.regions.indexOf(all[i]) < 0)
-        invariant(this.name, `frame ${all[i]} on the stack is outside usable RAM`);
-      if (i > 0 && all[i] === all[i - 1]) invariant(this.name, `frame ${all[i]} is on the stack twice`);
-      if (this.amap?.isSet(all[i])) invariant(this.name, `free frame ${all[i]} is marked allocated`);
-    }
-    if (this.amap !== null && this.amap.popcount() + all.length !== this.managed) {
-      invariant(
-        this.name,
-        `allocated ${this.amap.popcount()} + free ${all.length} != managed ${this.managed}`,
-      );
+    // One pass, in bounded host memory (1 bit per frame): a frame seen twice is caught as it is marked.
+    const marks = this.amap?.marks() ?? new FrameMarks(new RegionTable(this.layout.usable, 32));
+    const visit = (p: number) => {
+      if (this.regions.indexOf(p) < 0) invariant(this.name, `frame ${p} on the stack is outside usable RAM`);
+      if (marks.mark(p) === 0) invariant(this.name, `frame ${p} is on the stack twice`);
+    };
+    this.forEachFree(visit);
+    this.forEachMetaFrame(visit);
+    if (this.amap !== null) {
+      const { allocated, bothPfn } = this.amap.compare(marks);
+      if (bothPfn >= 0) invariant(this.name, `free frame ${bothPfn} is marked allocated`);
+      if (allocated + marks.count !== this.managed)
+        invariant(this.name, `allocated ${allocated} + free ${marks.count} != managed ${this.managed}`);
     }
   }
 
