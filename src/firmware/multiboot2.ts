@@ -130,7 +130,8 @@ export function multiboot2Problem(bytes: Uint8Array, trailing = false): string |
   if (first === TAG_MMAP) {
     // A bare memory-map tag (type 6, size), possibly padded to 8 bytes.
     const size = v.getUint32(4, true);
-    if (size > n) return `byte offset 4: memory-map tag size ${size}, but the input is ${n} bytes (truncated?)`;
+    if (size > n)
+      return `byte offset 4: memory-map tag size ${size}, but the input is ${n} bytes (truncated?)`;
     if (n - size >= 8 && !trailing)
       return `byte offset ${size}: ${n - size} bytes after the memory-map tag (size ${size})`;
     return mmapTagProblem(v, 0, size);

@@ -22,8 +22,7 @@ export function whereByte(source: string | undefined, offset: number): string {
 }
 
 /** `Dec  5 10:00:00 host kernel:` (syslog, journalctl -k; fractions with -o short-precise) or ISO times. */
-const SYSLOG =
-  /^(?:[A-Z][a-z]{2} +\d+ \d\d:\d\d:\d\d(?:\.\d+)?|\d{4}-\d\d-\d\d[T ]\S+) \S+ kernel: ?/;
+const SYSLOG = /^(?:[A-Z][a-z]{2} +\d+ \d\d:\d\d:\d\d(?:\.\d+)?|\d{4}-\d\d-\d\d[T ]\S+) \S+ kernel: ?/;
 /** `[    0.000000]` (dmesg), `[Sat Dec  5 10:00:00 2026]` (dmesg -T), `[Dec 5 10:00]` variants. */
 const TIMESTAMP = /^\[ *(?:\d+\.\d+|[A-Z][a-z]{2} [^\]]*\d\d:\d\d[^\]]*)\] ?/;
 /** `kern  :info  : ` (dmesg -x). */
