@@ -82,9 +82,9 @@ export function parseAs(format: FormatId, bytes: Uint8Array, opts: ParseOptions 
   }
 }
 
-/** E820 types a real table holds: Linux's 1-7, 12 (PRAM), 13 and the rest of a small range, 0xefffffff. */
+/** E820 types a real table holds: ACPI's 1-7, 12 (PRAM), and the rest of a small range, 0xefffffff. */
 function plausibleE820Type(t: number): boolean {
-  return (t >= 1 && t <= 31) || t === 0xefffffff;
+  return (t >= 1 && t <= 20) || t === 0xefffffff;
 }
 
 /** Why these bytes are not an E820 array of `stride`-byte entries (undefined: they are). */
@@ -94,7 +94,7 @@ function e820Problem(v: DataView, stride: 20 | 24): string | undefined {
   for (let off = 0; off < v.byteLength; off += stride) {
     const type = v.getUint32(off + 16, true);
     if (!plausibleE820Type(type))
-      return `byte offset ${off + 16}: type ${type} is not an E820 type (expected 1-31 or 0xefffffff)`;
+      return `byte offset ${off + 16}: type ${type} is not an E820 type (expected 1-20 or 0xefffffff)`;
     if (stride === 24 && v.getUint32(off + 20, true) > 0xf)
       return `byte offset ${off + 20}: ACPI 3.0 attributes 0x${v.getUint32(off + 20, true).toString(16)} (expected bits 0-3 only)`;
   }

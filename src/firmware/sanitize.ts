@@ -344,8 +344,8 @@ export function sanitize(map: MemoryMap): MemoryMap {
   if (!isSorted(valid))
     changes.push({ kind: "sorted", message: "the entries were not in address order; Linux sorts them" });
   const out = updateTable(valid);
-  changes.push(...reportInputs(input, kept, out), ...reportMerges(input, kept, out));
-  return { ...map, entries: out, changes: [...map.changes, ...changes], sanitized: true };
+  const all = map.changes.concat(changes, reportInputs(input, kept, out), reportMerges(input, kept, out));
+  return { ...map, entries: out, changes: all, sanitized: true };
 }
 
 /** Sum of the bytes of the usable entries of a SANITIZED map, as a number (usable RAM is below 2^53). */

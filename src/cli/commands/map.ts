@@ -15,7 +15,7 @@ import { usablePages } from "../../firmware/frames.ts";
 import { loadMap } from "../../firmware/load.ts";
 import { formatNodeRange, memblockMemory } from "../../firmware/memblock.ts";
 import { PRESET_PATTERNS } from "../../firmware/presets.ts";
-import { usableBytes } from "../../firmware/sanitize.ts";
+import { bigMax, bigMin, usableBytes } from "../../firmware/sanitize.ts";
 import type { Change, MapEntry, MemoryMap } from "../../firmware/types.ts";
 
 /** Print JSON (bigints as 0x hex strings). */
@@ -70,8 +70,8 @@ export function bar(entries: readonly MapEntry[], from: bigint, to: bigint, widt
       const lo = cellStart(i);
       if (lo >= t0) break;
       const hi = cellStart(i + 1);
-      const s = s0 > lo ? s0 : lo;
-      const t = t0 < hi ? t0 : hi;
+      const s = bigMax(s0, lo);
+      const t = bigMin(t0, hi);
       if (t > s && t - s > bestBytes[i]) [best[i], bestBytes[i]] = [e.type, t - s];
     }
   }

@@ -78,7 +78,7 @@ Examples:
         .default("ptdump" as const),
     )
     .option("--map <file|preset>", "firmware map for the demo address space ('-': stdin)", "qemu:4G")
-    .addOption(mapFormatOption())
+    .addOption(mapFormatOption("--map-format"))
     .addOption(new Option("--levels <n>", "paging levels: 4 or 5").default(4 as const).argParser(parseLevels))
     .option("--json", "print every leaf mapping as JSON")
     .addHelpText(
@@ -95,7 +95,7 @@ Examples:
   pagelab pt dump --json | jq '.leaves | length'`,
     )
     .action((o) => {
-      const demo = runDemo({ map: o.map, mapFormat: o.format, levels: o.levels });
+      const demo = runDemo({ map: o.map, mapFormat: o.mapFormat, levels: o.levels });
       const { mem } = demo.machine;
       const root = demo.mapper.root;
       if (o.json) {
