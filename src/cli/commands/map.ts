@@ -201,6 +201,7 @@ and wrapping entries dropped), and every change is listed with its reason.
 Examples:
   pagelab map qemu:4G
   dmesg > boot.log && pagelab map boot.log
+  journalctl -k -b | pagelab map -           # '-' reads standard input
   pagelab map boot.log --memblock            # Linux's 'Early memory node ranges', rebuilt
   pagelab map memmap.txt --format uefi --keep-boot-services
   pagelab map numa:2x8G --json | jq .usablePages
