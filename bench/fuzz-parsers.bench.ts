@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- fuzz`: 100,000 generated and mutated inputs through every firmware-map parser
+ * `npm run bench -- fuzz`: 1,000,000 (FUZZ_RUNS) generated and mutated inputs through every firmware-map parser
  * (fast-check, seed fixed, see test/firmware/fuzz-gen.ts for the generators and the oracle). Prints how
  * many were accepted, how many rejected with a PagelabError, the slowest input and the time taken; any
  * crash, invalid map or hang is reported with its counterexample and fails the run.
@@ -8,7 +8,7 @@ import fc from "fast-check";
 import { FORMATS } from "../src/firmware/detect.ts";
 import { type FuzzCase, fuzzCase, runCase, seeds } from "../test/firmware/fuzz-gen.ts";
 
-const RUNS = 100_000;
+const RUNS = Number(process.env.FUZZ_RUNS ?? 1_000_000);
 const SEED = Number(process.env.FUZZ_SEED ?? 42);
 
 export default async function fuzzParsers(): Promise<void> {
@@ -42,7 +42,7 @@ export default async function fuzzParsers(): Promise<void> {
     rejected += r.rejected;
   }
   console.log(
-    `fuzz: ${result.numRuns} inputs (seed ${SEED}) in ${seconds.toFixed(1)} s: ${ok} accepted as valid maps, ${rejected} rejected with PagelabError, ${result.failed ? 1 : 0} crashes`,
+    `fuzz: ${result.numRuns} inputs (seed ${SEED}) in ${seconds.toFixed(1)} s (${Math.round(result.numRuns / seconds)} inputs/s): ${ok} accepted as valid maps, ${rejected} rejected with PagelabError, ${result.failed ? 1 : 0} crashes`,
   );
   console.log(
     `slowest input: ${slowest.toFixed(1)} ms (${slowestCase?.format}, ${slowestCase?.bytes.length} bytes)`,

@@ -17,6 +17,10 @@ export interface LoadOptions {
   keepBootServices?: boolean;
 }
 
+/** The input formats a map may be given in (for a format picker: `--format`, the explorer's paste box). */
+export const MAP_FORMATS: readonly FormatId[] = FORMATS;
+export type MapFormat = FormatId;
+
 function checkFormat(format: string): FormatId {
   if (!(FORMATS as readonly string[]).includes(format)) {
     fail("BAD_FORMAT", `unknown format '${format}' (expected one of ${FORMATS.join(", ")})`);
@@ -30,8 +34,42 @@ export function loadBytes(bytes: Uint8Array, opts: LoadOptions & { source?: stri
   return sanitize(parseAs(format, bytes, { source: opts.source, keepBootServices: opts.keepBootServices }));
 }
 
-/** Read a file or resolve a preset, detect its format (unless `opts.format`), parse and sanitize. */
+/**
+ * Parse a map given as text (pasted) or bytes (uploaded): detected by content unless `format` names
+ * one (`"auto"` or undefined: detect), then sanitized. `name` is used in error messages
+ * (`name:line: ...`). Throws PagelabError (EMPTY, UNKNOWN_FORMAT, BAD_FORMAT, BAD_LINE, ...).
+ */
+export function parseMapText(
+  input: string | Uint8Array,
+  opts: { format?: MapFormat | "auto"; name?: string; keepBootServices?: boolean } = {},
+): MemoryMap {
+  const bytes = typeof input === "string" ? new TextEncoder().encode(input) : input;
+  const format = opts.format === "auto" ? undefined : opts.format;
+  return loadBytes(bytes, { format, source: opts.name, keepBootServices: opts.keepBootServices });
+}
+
+/** `-` names standard input; it is read once (every later `loadMap("-")` sees the same bytes). */
+export const STDIN = "-";
+let stdinBytes: Uint8Array | undefined;
+
+function readStdin(): Uint8Array {
+  if (stdinBytes === undefined) {
+    try {
+      stdinBytes = readFileSync(0);
+    } catch (e) {
+      const why = (e as NodeJS.ErrnoException).code ?? String(e);
+      return fail("NO_FILE", `cannot read standard input ('-') (${why})`);
+    }
+  }
+  return stdinBytes;
+}
+
+/**
+ * Read a file (`-`: standard input) or resolve a preset, detect its format (unless `opts.format`),
+ * parse and sanitize.
+ */
 export function loadMap(fileOrPreset: string, opts: LoadOptions = {}): MemoryMap {
+  if (fileOrPreset === STDIN) return loadBytes(readStdin(), { ...opts, source: "<stdin>" });
   if (isPresetName(fileOrPreset) && !opts.format) return getPreset(fileOrPreset);
   let bytes: Uint8Array;
   try {

@@ -100,16 +100,80 @@ function walkMbi(r: Reader, changes: Change[]): MapEntry[] {
   );
 }
 
-/** Parse a whole Multiboot2 MBI, or a bare memory-map tag. */
+/** The highest tag type the Multiboot2 specification defines (21: image load base physical address). */
+const LAST_TAG_TYPE = 21;
+
+/** Why a memory-map tag at `off` (size already checked to fit) is malformed, or undefined. */
+function mmapTagProblem(v: DataView, off: number, size: number): string | undefined {
+  if (size < 16) return `byte offset ${off + 4}: memory-map tag size ${size} (expected at least 16)`;
+  const entrySize = v.getUint32(off + 8, true);
+  if (entrySize < 24 || entrySize % 8 !== 0)
+    return `byte offset ${off + 8}: entry_size ${entrySize} (expected a multiple of 8, at least 24)`;
+  const version = v.getUint32(off + 12, true);
+  if (version !== 0) return `byte offset ${off + 12}: entry_version ${version} (expected 0)`;
+  if ((size - 16) % entrySize !== 0)
+    return `byte offset ${off + 4}: memory-map tag size ${size} is not 16 + a whole number of ${entrySize}-byte entries`;
+  return undefined;
+}
+
+/**
+ * Why these bytes are not a Multiboot2 boot information (or a bare memory-map tag), naming the byte
+ * offset and what was expected; undefined when the structure validates: total_size, reserved 0, every
+ * tag 8-byte aligned, at least 8 bytes, of a type the specification defines, inside total_size, and an
+ * end tag (type 0, size 8). `trailing` accepts bytes after total_size (a dump of more memory).
+ */
+export function multiboot2Problem(bytes: Uint8Array, trailing = false): string | undefined {
+  const n = bytes.length;
+  const v = new DataView(bytes.buffer, bytes.byteOffset, n);
+  if (n < 16) return `byte offset 0: ${n} bytes, shorter than the smallest Multiboot2 information (16 bytes)`;
+  const first = v.getUint32(0, true);
+  if (first === TAG_MMAP) {
+    // A bare memory-map tag (type 6, size), possibly padded to 8 bytes.
+    const size = v.getUint32(4, true);
+    if (size > n)
+      return `byte offset 4: memory-map tag size ${size}, but the input is ${n} bytes (truncated?)`;
+    if (n - size >= 8 && !trailing)
+      return `byte offset ${size}: ${n - size} bytes after the memory-map tag (size ${size})`;
+    return mmapTagProblem(v, 0, size);
+  }
+  const total = first;
+  if (total > n) return `byte offset 0: total_size ${total}, but the input is ${n} bytes (truncated?)`;
+  if (total < 16 || total % 8 !== 0)
+    return `byte offset 0: total_size ${total} (expected a multiple of 8, at least 16)`;
+  if (total < n && !trailing) return `byte offset 0: total_size ${total}, but the input is ${n} bytes`;
+  const reserved = v.getUint32(4, true);
+  if (reserved !== 0) return `byte offset 4: reserved ${reserved} (expected 0)`;
+  let off = 8;
+  while (off + 8 <= total) {
+    const type = v.getUint32(off, true);
+    const size = v.getUint32(off + 4, true);
+    if (type > LAST_TAG_TYPE) return `byte offset ${off}: tag type ${type} (expected 0-${LAST_TAG_TYPE})`;
+    if (size < 8) return `byte offset ${off + 4}: tag ${type} has size ${size} (expected at least 8)`;
+    if (size > total - off)
+      return `byte offset ${off + 4}: tag ${type} has size ${size}, beyond total_size ${total}`;
+    if (type === TAG_END) {
+      if (size !== 8) return `byte offset ${off + 4}: end tag size ${size} (expected 8)`;
+      return undefined;
+    }
+    if (type === TAG_MMAP) {
+      const p = mmapTagProblem(v, off, size);
+      if (p) return p;
+    }
+    off += (size + 7) & ~7;
+  }
+  return `byte offset ${Math.min(off, total)}: expected the end tag (type 0, size 8) before total_size ${total}`;
+}
+
+/** Parse a whole Multiboot2 MBI, or a bare memory-map tag (the structure is validated first). */
 export function parseMultiboot2(bytes: Uint8Array, source?: string): MemoryMap {
+  const problem = multiboot2Problem(bytes, true);
+  if (problem) fail("BAD_MULTIBOOT2", `${source ?? "input"}: ${problem} (not valid Multiboot2 information)`);
   const r = new Reader(bytes, source);
   const changes: Change[] = [];
   const first = r.u32(0, "total_size or tag type");
-  const entries =
-    first === TAG_MMAP && r.u32(4, "tag size") <= r.length
-      ? parseMmapTag(r, 0, changes)
-      : walkMbi(r, changes);
-  if (first !== TAG_MMAP && first !== r.length) {
+  const bare = first === TAG_MMAP;
+  const entries = bare ? parseMmapTag(r, 0, changes) : walkMbi(r, changes);
+  if (!bare && first !== r.length) {
     changes.push({
       kind: "note",
       offset: 0,

@@ -37,26 +37,67 @@ function changePoints(entries: readonly MapEntry[]): ChangePoint[] {
   );
 }
 
-function highestType(covering: Map<number, number>): number {
-  let t = 0;
-  for (const [type, count] of covering) if (count > 0 && type > t) t = type;
-  return t;
+/** Counts of the types covering the sweep's address, with the highest in O(log n) (a lazy max-heap). */
+class Covering {
+  private readonly count = new Map<number, number>();
+  private readonly heap: number[] = [];
+
+  add(type: number, delta: number): void {
+    const c = (this.count.get(type) ?? 0) + delta;
+    this.count.set(type, c);
+    if (c === 1 && delta > 0) this.push(type);
+  }
+
+  /** The highest type with a positive count (0 when none). */
+  highest(): number {
+    const h = this.heap;
+    while (h.length > 0 && (this.count.get(h[0]) ?? 0) <= 0) this.pop();
+    return h.length > 0 ? h[0] : 0;
+  }
+
+  private push(t: number): void {
+    const h = this.heap;
+    let i = h.push(t) - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (h[parent] >= h[i]) break;
+      [h[parent], h[i]] = [h[i], h[parent]];
+      i = parent;
+    }
+  }
+
+  private pop(): void {
+    const h = this.heap;
+    const last = h.pop() as number;
+    if (h.length === 0) return;
+    h[0] = last;
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < h.length && h[l] > h[m]) m = l;
+      if (r < h.length && h[r] > h[m]) m = r;
+      if (m === i) return;
+      [h[m], h[i]] = [h[i], h[m]];
+      i = m;
+    }
+  }
 }
 
 /**
  * Linux's `e820__update_table()` on entries that neither wrap nor exceed 2^64 (pure; no reporting).
- * Returns the sanitized entries (inclusive ends).
+ * Returns the sanitized entries (inclusive ends). O(n log n): the sort, and a heap for the highest type.
  */
 export function updateTable(entries: readonly MapEntry[]): MapEntry[] {
   if (entries.length < 2) return entries.map((e) => ({ ...e }));
-  const covering = new Map<number, number>();
+  const covering = new Covering();
   const out: MapEntry[] = [];
   let lastType = 0;
   let lastAddr = 0n;
   for (const p of changePoints(entries)) {
-    const t = entries[p.entry].type;
-    covering.set(t, (covering.get(t) ?? 0) + (p.isEnd ? -1 : 1));
-    const current = highestType(covering);
+    covering.add(entries[p.entry].type, p.isEnd ? -1 : 1);
+    const current = covering.highest();
     if (current === lastType && !e820NoMerge(current)) continue;
     if (lastType !== 0 && p.addr > lastAddr) out.push({ start: lastAddr, end: p.addr - 1n, type: lastType });
     if (current !== 0) lastAddr = p.addr;
@@ -94,8 +135,20 @@ function describe(e: MapEntry, i: number): string {
   return `entry #${i} ${fmt(e.start, e.end)} ${e820TypeName(e.type)}`;
 }
 
-/** Output entries overlapping [s, e] (inclusive), found by binary search in the sorted output. */
-function overlapping(out: readonly MapEntry[], s: bigint, e: bigint): MapEntry[] {
+/** First index in a sorted array whose key is > x (keys ascending). */
+function upperBound(keys: readonly bigint[], x: bigint): number {
+  let lo = 0;
+  let hi = keys.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (keys[mid] <= x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** First index of the sorted output whose end is >= s (the first that can overlap [s, ...]). */
+function firstEndingFrom(out: readonly MapEntry[], s: bigint): number {
   let lo = 0;
   let hi = out.length;
   while (lo < hi) {
@@ -103,23 +156,63 @@ function overlapping(out: readonly MapEntry[], s: bigint, e: bigint): MapEntry[]
     if (out[mid].end < s) lo = mid + 1;
     else hi = mid;
   }
-  const found: MapEntry[] = [];
-  for (let i = lo; i < out.length && out[i].start <= e; i++) found.push(out[i]);
-  return found;
+  return lo;
 }
 
-/** Report what happened to each surviving input entry: split, relabelled, dropped. */
+/** At most this many pieces of one entry are reported one by one; the rest are counted. */
+const LISTED = 8;
+
+/** The output indices of each type, ascending (the output is sorted and non-overlapping). */
+function indicesByType(out: readonly MapEntry[]): Map<number, number[]> {
+  const m = new Map<number, number[]>();
+  out.forEach((o, i) => {
+    const l = m.get(o.type);
+    if (l) l.push(i);
+    else m.set(o.type, [i]);
+  });
+  return m;
+}
+
+/** How many of the ascending indices lie in [lo, hi). */
+function countIn(indices: readonly number[] | undefined, lo: number, hi: number): number {
+  if (!indices) return 0;
+  const at = (x: number) => {
+    let a = 0;
+    let b = indices.length;
+    while (a < b) {
+      const mid = (a + b) >> 1;
+      if (indices[mid] < x) a = mid + 1;
+      else b = mid;
+    }
+    return a;
+  };
+  return at(hi) - at(lo);
+}
+
+/**
+ * Report what happened to each surviving input entry: split, relabelled, dropped. O(n log n): the
+ * overlapping output entries are found and counted by binary search; at most LISTED relabelled pieces
+ * of one entry are listed, the others counted in one line.
+ */
 function reportInputs(
   input: readonly MapEntry[],
   kept: readonly number[],
   out: readonly MapEntry[],
 ): Change[] {
   const changes: Change[] = [];
+  const byType = indicesByType(out);
+  const outStarts = out.map((o) => o.start);
   for (const i of kept) {
     const e = input[i];
-    const over = overlapping(out, e.start, e.end);
-    const same = over.filter((o) => o.type === e.type);
-    for (const o of over.filter((x) => x.type !== e.type)) {
+    const lo = firstEndingFrom(out, e.start);
+    const hi = upperBound(outStarts, e.end);
+    const same = countIn(byType.get(e.type), lo, hi);
+    const other = hi - lo - same;
+    let listed = 0;
+    for (let k = lo; k < hi && listed < LISTED; k++) {
+      const o = out[k];
+      if (o.type === e.type) continue;
+      listed++;
       const s = bigMax(o.start, e.start);
       const t = bigMin(o.end, e.end);
       changes.push({
@@ -130,15 +223,24 @@ function reportInputs(
           `${fmt(s, t)} of ${describe(e, i)} became ${e820TypeName(o.type)}: it overlaps an entry of ` +
           `higher type number (${o.type} > ${e.type}), and on overlap the higher type wins`,
       });
+      if (k - lo > 4 * LISTED) break; // long runs of its own (never-merged) type: count the rest
     }
-    if (same.length === 0) {
+    if (other > listed) {
+      changes.push({
+        kind: "relabelled",
+        start: e.start,
+        end: e.end,
+        message: `${other - listed} more piece(s) of ${describe(e, i)} became types of higher number (on overlap the higher type wins)`,
+      });
+    }
+    if (same === 0) {
       changes.push({
         kind: "dropped",
         start: e.start,
         end: e.end,
         message: `${describe(e, i)} vanished: entries of higher type number cover all of it`,
       });
-    } else if (same.filter((o) => o.start <= e.end && o.end >= e.start).length > 1) {
+    } else if (same > 1) {
       const why = e820NoMerge(e.type)
         ? `${e820TypeName(e.type)} is never merged, so it is cut at every change point inside it`
         : "entries of higher type number overlap its middle";
@@ -146,40 +248,61 @@ function reportInputs(
         kind: "split",
         start: e.start,
         end: e.end,
-        message: `${describe(e, i)} was split into ${same.length} entries: ${why}`,
+        message: `${describe(e, i)} was split into ${same} entries: ${why}`,
       });
     }
   }
   return changes;
 }
 
-/** Report output entries built from more than one input entry of their type. */
+/**
+ * Report output entries built from more than one input entry of their type. O(n log n): per type, the
+ * inputs sorted by start and by end; the contributors of an output entry [s, e] are counted as
+ * #(start <= e) - #(end < s), and at most LISTED of them are named.
+ */
 function reportMerges(
   input: readonly MapEntry[],
   kept: readonly number[],
   out: readonly MapEntry[],
 ): Change[] {
   const changes: Change[] = [];
-  const byStart = [...kept].sort((a, b) => (input[a].start < input[b].start ? -1 : 1));
-  let k = 0;
-  for (const o of out) {
-    const from: number[] = [];
-    while (k < byStart.length && input[byStart[k]].end < o.start) k++;
-    for (let j = k; j < byStart.length && input[byStart[j]].start <= o.end; j++) {
-      const e = input[byStart[j]];
-      if (e.type === o.type && e.end >= o.start) from.push(byStart[j]);
-    }
-    if (from.length < 2) continue;
-    const overlap = from.some((a, x) =>
-      from.some((b, y) => x < y && input[a].start <= input[b].end && input[b].start <= input[a].end),
+  const perType = new Map<number, number[]>();
+  for (const i of kept) {
+    const l = perType.get(input[i].type);
+    if (l) l.push(i);
+    else perType.set(input[i].type, [i]);
+  }
+  const sorted = new Map<number, { byStart: number[]; starts: bigint[]; ends: bigint[] }>();
+  for (const [t, idx] of perType) {
+    const byStart = [...idx].sort((a, b) =>
+      input[a].start < input[b].start ? -1 : input[a].start > input[b].start ? 1 : a - b,
     );
+    const ends = idx.map((i) => input[i].end).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    sorted.set(t, { byStart, starts: byStart.map((i) => input[i].start), ends });
+  }
+  for (const o of out) {
+    const t = sorted.get(o.type);
+    if (!t) continue;
+    const p = upperBound(t.starts, o.end);
+    const count = p - upperBound(t.ends, o.start - 1n);
+    if (count < 2) continue;
+    // Name the contributors: walk back from the last input starting inside, keeping those that reach o.
+    const named: number[] = [];
+    for (let j = p - 1; j >= 0 && named.length < LISTED && p - j <= 8 * LISTED; j--)
+      if (input[t.byStart[j]].end >= o.start) named.push(t.byStart[j]);
+    named.sort((a, b) => a - b);
+    let overlap = false;
+    const byAddr = [...named].sort((a, b) => (input[a].start < input[b].start ? -1 : 1));
+    for (let x = 1; x < byAddr.length; x++)
+      if (input[byAddr[x]].start <= input[byAddr[x - 1]].end) overlap = true;
+    const complete = named.length === count;
+    const kind = overlap || !complete ? "overlapping or adjacent" : "adjacent";
+    const list = complete ? named.join(", #") : `${named.join(", #")} and ${count - named.length} more`;
     changes.push({
       kind: "merged",
       start: o.start,
       end: o.end,
-      message:
-        `${from.length} ${overlap ? "overlapping or adjacent" : "adjacent"} ${e820TypeName(o.type)} entries ` +
-        `(#${from.join(", #")}) were merged into ${fmt(o.start, o.end)}`,
+      message: `${count} ${kind} ${e820TypeName(o.type)} entries (#${list}) were merged into ${fmt(o.start, o.end)}`,
     });
   }
   return changes;
@@ -221,8 +344,8 @@ export function sanitize(map: MemoryMap): MemoryMap {
   if (!isSorted(valid))
     changes.push({ kind: "sorted", message: "the entries were not in address order; Linux sorts them" });
   const out = updateTable(valid);
-  changes.push(...reportInputs(input, kept, out), ...reportMerges(input, kept, out));
-  return { ...map, entries: out, changes: [...map.changes, ...changes], sanitized: true };
+  const all = map.changes.concat(changes, reportInputs(input, kept, out), reportMerges(input, kept, out));
+  return { ...map, entries: out, changes: all, sanitized: true };
 }
 
 /** Sum of the bytes of the usable entries of a SANITIZED map, as a number (usable RAM is below 2^53). */

@@ -21,16 +21,22 @@ export function whereByte(source: string | undefined, offset: number): string {
   return `${source ? `${source}: ` : ""}byte offset ${offset}`;
 }
 
-const SYSLOG = /^(?:[A-Z][a-z]{2} +\d+ \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT\S+) \S+ kernel: ?/;
-const TIMESTAMP = /^\[ *\d+\.\d+\] ?/;
+/** `Dec  5 10:00:00 host kernel:` (syslog, journalctl -k; fractions with -o short-precise) or ISO times. */
+const SYSLOG = /^(?:[A-Z][a-z]{2} +\d+ \d\d:\d\d:\d\d(?:\.\d+)?|\d{4}-\d\d-\d\d[T ]\S+) \S+ kernel: ?/;
+/** `[    0.000000]` (dmesg), `[Sat Dec  5 10:00:00 2026]` (dmesg -T), `[Dec 5 10:00]` variants. */
+const TIMESTAMP = /^\[ *(?:\d+\.\d+|[A-Z][a-z]{2} [^\]]*\d\d:\d\d[^\]]*)\] ?/;
+/** `kern  :info  : ` (dmesg -x). */
+const FACILITY = /^[a-z]+ *:[a-z]+ *: /;
 
 /** Remove what wraps a kernel log line: e-mail quoting, `<6>` levels, syslog/journal prefixes, `[ 0.000000]`. */
 export function stripLogPrefix(raw: string): string {
-  let s = raw.replace(/\r$/, "");
-  s = s.replace(/^(?:\s*>)+ ?/, "");
-  s = s.replace(/^<\d>/, "");
+  let s = raw.charCodeAt(raw.length - 1) === 13 ? raw.slice(0, -1) : raw;
+  s = s.replace(/^(?:\s*>)+ ?/, "").trimStart();
+  s = s.replace(FACILITY, "");
+  s = s.replace(/^<\d{1,3}>/, "");
   s = s.replace(SYSLOG, "");
   s = s.replace(/^kernel: ?/, "");
+  s = s.replace(/^<\d{1,3}>/, "");
   s = s.replace(TIMESTAMP, "");
   return s.trim();
 }

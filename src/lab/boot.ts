@@ -60,6 +60,8 @@ export function makeStrategy(name: string): KmapStrategy {
 
 export interface BootOptions extends KmapOptions {
   map?: string;
+  /** Format of a map file (`pagelab map --help` lists them); undefined: detected from its content. */
+  mapFormat?: string;
   /** A built-in design name, or a design object (bring your own allocator, see kernel/pmm/load.ts). */
   pmm?: string | PmmDesign;
   kmap?: string;
@@ -241,7 +243,7 @@ export function bootKernel(opts: BootOptions = {}): BootResult {
   const strategy = makeStrategy(opts.kmap ?? "direct");
 
   // Step 1: the firmware map and what Linux would keep of it.
-  const map = loadMap(mapName);
+  const map = loadMap(mapName, { format: opts.mapFormat });
   const mb = memblockMemory(map);
   const early: string[] = [];
   let ram: FrameRange[] = applyMem(

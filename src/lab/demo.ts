@@ -79,6 +79,8 @@ export interface DemoResult {
 
 export interface DemoOptions {
   map?: string;
+  /** Format of a map file; undefined: detected from its content. */
+  mapFormat?: string;
   levels?: Levels;
 }
 
@@ -86,7 +88,7 @@ export interface DemoOptions {
 export function runDemo(opts: DemoOptions = {}): DemoResult {
   const levels = opts.levels ?? 4;
   const mapName = opts.map ?? DEFAULT_PRESET;
-  const map = loadMap(mapName);
+  const map = loadMap(mapName, { format: opts.mapFormat });
   const ranges = usableFrameRanges(map);
   const usableBytes = ranges.reduce((s, r) => s + (r.end - r.start) * 4096, 0);
   const machine = new Machine({ levels, checkStale: true });

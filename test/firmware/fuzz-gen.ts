@@ -60,7 +60,12 @@ type Mutation =
   | { kind: "truncate"; at: number }
   | { kind: "splice"; at: number; len: number; to: number }
   | { kind: "insert"; at: number; bytes: Uint8Array }
-  | { kind: "digit"; at: number; digit: string };
+  | { kind: "digit"; at: number; digit: string }
+  | { kind: "prefix"; text: string }
+  | { kind: "cut"; keep: number };
+
+/** Line prefixes of real logs; '[' first of all (a dmesg is not JSON). */
+const PREFIXES = ["[", "[    0.000000] ", "[Sat Dec  5 10:00:00 2026] ", "<6>[    0.000000] ", "  ", "{", "[]", "\r\n"];
 
 const mutation: fc.Arbitrary<Mutation> = fc.oneof(
   fc.record({ kind: fc.constant("flip" as const), at: fc.nat(), value: fc.integer({ min: 0, max: 255 }) }),
@@ -77,11 +82,14 @@ const mutation: fc.Arbitrary<Mutation> = fc.oneof(
     at: fc.nat(),
     digit: fc.constantFrom(..."0123456789abcdefxXfF-: []\n"),
   }),
+  // Text that starts with '[' (every dmesg), and binary blobs cut short (a truncated dump).
+  fc.record({ kind: fc.constant("prefix" as const), text: fc.constantFrom(...PREFIXES) }),
+  fc.record({ kind: fc.constant("cut" as const), keep: fc.integer({ min: 1, max: 128 }) }),
 );
 
 function apply(bytes: Uint8Array, m: Mutation): Uint8Array {
   const n = bytes.length;
-  const at = n === 0 ? 0 : m.at % n;
+  const at = n === 0 || !("at" in m) ? 0 : m.at % n;
   switch (m.kind) {
     case "flip": {
       const out = bytes.slice();
@@ -97,6 +105,12 @@ function apply(bytes: Uint8Array, m: Mutation): Uint8Array {
     }
     case "insert":
       return new Uint8Array([...bytes.slice(0, at), ...m.bytes, ...bytes.slice(at)]);
+    case "prefix": {
+      const lines = new TextDecoder().decode(bytes).split("\n");
+      return new TextEncoder().encode(lines.map((l) => m.text + l).join("\n"));
+    }
+    case "cut":
+      return bytes.slice(0, Math.min(m.keep, n));
     case "digit": {
       const out = bytes.slice();
       if (n > 0) out[at] = m.digit.charCodeAt(0);

@@ -1,5 +1,5 @@
 /**
- * Seeded fuzz of every parser (a few thousand inputs; the 100,000-input run is
+ * Seeded fuzz of every parser (a few thousand inputs; the 1,000,000-input run is
  * `npm run bench -- fuzz`): no crash other than PagelabError, no hang, and every accepted input gives a
  * valid, sanitized map that the rest of the pipeline accepts.
  */

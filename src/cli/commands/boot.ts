@@ -9,6 +9,7 @@ import type { PmmDesign } from "../../kernel/pmm/interface.ts";
 import { isDesignPath, loadDesign } from "../../kernel/pmm/load.ts";
 import { BYO_VALIDATION, validateDesign } from "../../kernel/pmm/validate.ts";
 import { parseAddress } from "../../machine/x86/vaddr.ts";
+import { mapFormatOption } from "../map-input.ts";
 import { parseIntOption, parseLevels, printJson } from "../output.ts";
 
 const MiB = 2 ** 20;
@@ -118,7 +119,12 @@ function validateOrExit(design: PmmDesign, json: boolean): void {
 /** The options shared by `boot` and every command that boots first (`audit`). */
 export function withBootOptions(cmd: Command) {
   return cmd
-    .option("--map <file|preset>", "firmware map file or preset (see `pagelab map --help`)", DEFAULT_PRESET)
+    .option(
+      "--map <file|preset>",
+      "firmware map file ('-': standard input) or preset (see `pagelab map --help`)",
+      DEFAULT_PRESET,
+    )
+    .addOption(mapFormatOption())
     .option(
       "--pmm <design|file>",
       `physical memory manager: ${DESIGN_NAMES.join(", ")}, or ./your-allocator.ts`,
@@ -187,6 +193,7 @@ export async function bootFromOptions(o: BootCliOptions, json: boolean): Promise
   if (isDesignPath(o.pmm) && o.validate) validateOrExit(design, json);
   return bootKernel({
     map: o.map,
+    mapFormat: o.format,
     pmm: design,
     kmap: o.kmap,
     levels: o.levels,

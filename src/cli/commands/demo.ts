@@ -1,6 +1,7 @@
 import { type Command, Option } from "@commander-js/extra-typings";
 import pc from "picocolors";
 import { runDemo } from "../../lab/demo.ts";
+import { mapFormatOption } from "../map-input.ts";
 import { parseLevels, printJson } from "../output.ts";
 
 export function registerDemo(program: Command): void {
@@ -9,7 +10,12 @@ export function registerDemo(program: Command): void {
     .description(
       "build a kernel address space on a firmware map, step by step, with the counters of each step",
     )
-    .option("--map <file|preset>", "firmware map file or preset (see `pagelab map --help`)", "qemu:4G")
+    .option(
+      "--map <file|preset>",
+      "firmware map file ('-': stdin) or preset (see `pagelab map --help`)",
+      "qemu:4G",
+    )
+    .addOption(mapFormatOption())
     .addOption(
       new Option("--levels <n>", "paging levels: 4 (48-bit) or 5 (LA57, 57-bit)")
         .default(4 as const)
@@ -31,7 +37,7 @@ Examples:
   pagelab demo --map sparse`,
     )
     .action((o) => {
-      const r = runDemo({ map: o.map, levels: o.levels });
+      const r = runDemo({ map: o.map, mapFormat: o.format, levels: o.levels });
       if (o.json) {
         printJson({
           map: r.map,

@@ -5,17 +5,17 @@
  */
 import { writeFileSync } from "node:fs";
 import { type Command, Option } from "@commander-js/extra-typings";
-import Table from "cli-table3";
 import pc from "picocolors";
 import { hex } from "../../errors.ts";
 import { FORMAT_HELP, FORMATS } from "../../firmware/detect.ts";
+import { mapFormatOption } from "../map-input.ts";
 import { E820, e820TypeName } from "../../firmware/e820-types.ts";
 import { EMIT_FORMATS, emitMap } from "../../firmware/emit.ts";
 import { usablePages } from "../../firmware/frames.ts";
 import { loadMap } from "../../firmware/load.ts";
 import { formatNodeRange, memblockMemory } from "../../firmware/memblock.ts";
 import { PRESET_PATTERNS } from "../../firmware/presets.ts";
-import { usableBytes } from "../../firmware/sanitize.ts";
+import { bigMax, bigMin, usableBytes } from "../../firmware/sanitize.ts";
 import type { Change, MapEntry, MemoryMap } from "../../firmware/types.ts";
 
 /** Print JSON (bigints as 0x hex strings). */
@@ -47,30 +47,36 @@ function size(bytes: bigint): string {
   return `${Number.isInteger(v) ? v : v.toFixed(1)} ${units[u]}`;
 }
 
-/** The type covering most of [lo, hi), or -1 for a hole. */
-function dominant(entries: readonly MapEntry[], lo: bigint, hi: bigint): number {
-  let best = -1;
-  let bestBytes = 0n;
-  for (const e of entries) {
-    const s = e.start > lo ? e.start : lo;
-    const t = e.end + 1n < hi ? e.end + 1n : hi;
-    if (t > s && t - s > bestBytes) [best, bestBytes] = [e.type, t - s];
-  }
-  return best;
-}
-
-/** A proportional bar of [from, to) in `width` cells, holes as '.'. */
+/**
+ * A proportional bar of [from, to) in `width` cells, holes as '.'; each cell shows the type covering
+ * most of it. Entries must be sorted and non-overlapping (a sanitized map): one pass over the entries
+ * that reach the range, O(n + width).
+ */
 export function bar(entries: readonly MapEntry[], from: bigint, to: bigint, width: number): string {
-  let out = "";
   const span = to - from;
-  for (let i = 0; i < width; i++) {
-    const t = dominant(
-      entries,
-      from + (span * BigInt(i)) / BigInt(width),
-      from + (span * BigInt(i + 1)) / BigInt(width),
-    );
-    out += t < 0 ? pc.dim(".") : style(t)[1](style(t)[0]);
+  const best = new Array<number>(width).fill(-1);
+  const bestBytes = new Array<bigint>(width).fill(0n);
+  const W = BigInt(width);
+  const cellStart = (i: number) => from + (span * BigInt(i)) / W;
+  for (const e of entries) {
+    const s0 = e.start > from ? e.start : from;
+    const t0 = e.end + 1n < to ? e.end + 1n : to;
+    if (t0 <= s0) continue;
+    // First cell holding s0: the largest i with cellStart(i) <= s0.
+    let i = Number(((s0 - from) * W) / span);
+    while (i > 0 && cellStart(i) > s0) i--;
+    while (i + 1 < width && cellStart(i + 1) <= s0) i++;
+    for (; i < width; i++) {
+      const lo = cellStart(i);
+      if (lo >= t0) break;
+      const hi = cellStart(i + 1);
+      const s = bigMax(s0, lo);
+      const t = bigMin(t0, hi);
+      if (t > s && t - s > bestBytes[i]) [best[i], bestBytes[i]] = [e.type, t - s];
+    }
   }
+  let out = "";
+  for (const t of best) out += t < 0 ? pc.dim(".") : style(t)[1](style(t)[0]);
   return out;
 }
 
@@ -84,20 +90,41 @@ function printBars(map: MemoryMap): void {
   console.log(`  ${[...legend, `${pc.dim(".")} hole`].join("   ")}`);
 }
 
-function printTable(map: MemoryMap): void {
-  const table = new Table({
-    head: ["start", "end (inclusive)", "size", "type"],
-    style: { head: [], border: [], compact: true },
+/** Rows shown at each end of a long table; the middle is elided (--json lists every entry). */
+const TABLE_ENDS = 100;
+
+/** A boxed table, built in one pass (cli-table3's layout is quadratic in the row count). */
+export function tableText(map: MemoryMap, ends = TABLE_ENDS): string {
+  const head = ["start", "end (inclusive)", "size", "type"];
+  const n = map.entries.length;
+  const elided = n > 2 * ends + 1 ? n - 2 * ends : 0;
+  const shown = elided ? [...map.entries.slice(0, ends), ...map.entries.slice(n - ends)] : map.entries;
+  const rows = shown.map((e) => [hex(e.start), hex(e.end), size(e.end + 1n - e.start), e820TypeName(e.type)]);
+  const types = shown.map((e) => e.type);
+  const w = head.map((h, c) => rows.reduce((m, r) => Math.max(m, r[c].length), h.length));
+  const rule = (l: string, m: string, r: string) => `${l}${w.map((x) => "─".repeat(x + 2)).join(m)}${r}`;
+  const line = (cells: string[], type?: number) =>
+    `│ ${cells
+      .map((c, i) => {
+        const padded = c.padEnd(w[i]);
+        return i === 3 && type !== undefined ? style(type)[1](padded) : padded;
+      })
+      .join(" │ ")} │`;
+  const out = [rule("┌", "┬", "┐"), line(head), rule("├", "┼", "┤")];
+  rows.forEach((r, i) => {
+    if (elided && i === ends) {
+      const note = `… ${elided} more entries (--json lists all) …`;
+      const inner = w.reduce((s, x) => s + x + 3, -1);
+      out.push(`│ ${pc.dim(note.padEnd(inner - 2))} │`);
+    }
+    out.push(line(r, types[i]));
   });
-  for (const e of map.entries) {
-    table.push([
-      hex(e.start),
-      hex(e.end),
-      size(e.end + 1n - e.start),
-      style(e.type)[1](e820TypeName(e.type)),
-    ]);
-  }
-  console.log(table.toString());
+  out.push(rule("└", "┴", "┘"));
+  return out.join("\n");
+}
+
+function printTable(map: MemoryMap): void {
+  console.log(tableText(map));
 }
 
 function printChanges(changes: readonly Change[], limit = 40): void {
@@ -174,6 +201,7 @@ and wrapping entries dropped), and every change is listed with its reason.
 Examples:
   pagelab map qemu:4G
   dmesg > boot.log && pagelab map boot.log
+  journalctl -k -b | pagelab map -           # '-' reads standard input
   pagelab map boot.log --memblock            # Linux's 'Early memory node ranges', rebuilt
   pagelab map memmap.txt --format uefi --keep-boot-services
   pagelab map numa:2x8G --json | jq .usablePages
@@ -185,8 +213,11 @@ export function registerMap(program: Command): void {
     .description(
       "read a firmware memory map (dmesg, sysfs, iomem, E820, Multiboot2, Limine, UEFI, JSON/YAML or a preset)",
     )
-    .argument("<source>", "file or preset (qemu:4G, qemu-q35:5G, ovmf:512M, sparse, numa:2x8G)")
-    .addOption(new Option("--format <format>", "input format instead of detecting it").choices(FORMATS))
+    .argument(
+      "<source>",
+      "file, - (standard input) or preset (qemu:4G, qemu-q35:5G, ovmf:512M, sparse, numa:2x8G)",
+    )
+    .addOption(mapFormatOption())
     .option("--json", "print JSON instead of a table")
     .option("--memblock", "rebuild Linux's memblock.memory per node (Early memory node ranges)")
     .option("--keep-boot-services", "UEFI input: keep BootServicesCode/Data reserved")
@@ -200,10 +231,10 @@ export function registerMap(program: Command): void {
   map
     .command("convert")
     .description("write one map in another format (binary where the format is binary)")
-    .argument("<source>", "file or preset")
+    .argument("<source>", "file, - (standard input) or preset")
     .addOption(new Option("--to <format>", "output format").choices(EMIT_FORMATS).makeOptionMandatory())
     .requiredOption("--out <file>", "output file")
-    .addOption(new Option("--format <format>", "input format instead of detecting it").choices(FORMATS))
+    .addOption(mapFormatOption())
     .option("--keep-boot-services", "UEFI input: keep BootServicesCode/Data reserved")
     .addHelpText(
       "after",

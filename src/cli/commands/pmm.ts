@@ -12,6 +12,7 @@ import { measure, type PmmMeasures } from "../../kernel/pmm/measure.ts";
 import { checkHostBudget } from "../../lab/boot.ts";
 import { bringUp } from "../../kernel/pmm/setup.ts";
 import { loadMap } from "../../firmware/load.ts";
+import { mapFormatOption } from "../map-input.ts";
 import { parseSize } from "../../firmware/presets.ts";
 
 function bytes(n: number): string {
@@ -63,9 +64,10 @@ export function registerPmm(program: Command): void {
     .option("--design <name>", `a design, or 'all' (${DESIGN_NAMES.join(", ")})`, "all")
     .option(
       "--map <preset-or-file>",
-      "firmware map: preset (qemu:4G, sparse, numa:2x8G, ...) or file",
+      "firmware map: preset (qemu:4G, sparse, numa:2x8G, ...) or file ('-': stdin)",
       "qemu:4G",
     )
+    .addOption(mapFormatOption())
     .option(
       "--mem <size>",
       "use at most SIZE of usable RAM, lowest first, like Linux's mem= (host memory: designs that write into free frames back every simulated MiB)",
@@ -84,7 +86,7 @@ export function registerPmm(program: Command): void {
     .action((o) => {
       const names = o.design === "all" ? DESIGN_NAMES : [o.design];
       for (const n of names) getDesign(n); // unknown names fail before any work
-      const map = loadMap(o.map);
+      const map = loadMap(o.map, { format: o.format });
       const mem = Number(parseSize(o.mem, "--mem"));
       const ml = layoutFromMap(map, { memLimit: mem, cpus: o.cpus, colours: o.colours });
       const results: (PmmMeasures & { fullMapMetadataBytes: number })[] = [];

@@ -8,6 +8,7 @@ import { forEachLeaf } from "../../machine/x86/inspect.ts";
 import { Access } from "../../machine/x86/mmu.ts";
 import { flagString, pageShiftName } from "../../machine/x86/pte.ts";
 import { formatVa, parseVpn } from "../../machine/x86/vaddr.ts";
+import { mapFormatOption } from "../map-input.ts";
 import { parseLevels, printJson } from "../output.ts";
 
 const ACCESS: Record<string, number> = { read: Access.READ, write: Access.WRITE, fetch: Access.FETCH };
@@ -32,7 +33,8 @@ user code at 0x400000). Addresses are canonical hex: 0xffff888000001000.`,
         .default("read" as const),
     )
     .option("--user", "make the access at CPL 3 (user mode)")
-    .option("--map <file|preset>", "firmware map for the demo address space", "qemu:4G")
+    .option("--map <file|preset>", "firmware map for the demo address space ('-': stdin)", "qemu:4G")
+    .addOption(mapFormatOption())
     .addOption(new Option("--levels <n>", "paging levels: 4 or 5").default(4 as const).argParser(parseLevels))
     .option("--json", "print the walk as JSON")
     .addHelpText(
@@ -46,7 +48,7 @@ Examples:
     )
     .action((address, o) => {
       const { vpn, offset } = parseVpn(address, o.levels);
-      const demo = runDemo({ map: o.map, levels: o.levels });
+      const demo = runDemo({ map: o.map, mapFormat: o.format, levels: o.levels });
       const access = ACCESS[o.access] | (o.user ? Access.USER : 0);
       const ex = explainWalk(demo.machine.cpu0, vpn, offset, access);
       if (o.json) return printJson(ex);
@@ -75,7 +77,8 @@ Examples:
         .choices(["ptdump", "tlb", "mem"] as const)
         .default("ptdump" as const),
     )
-    .option("--map <file|preset>", "firmware map for the demo address space", "qemu:4G")
+    .option("--map <file|preset>", "firmware map for the demo address space ('-': stdin)", "qemu:4G")
+    .addOption(mapFormatOption("--map-format"))
     .addOption(new Option("--levels <n>", "paging levels: 4 or 5").default(4 as const).argParser(parseLevels))
     .option("--json", "print every leaf mapping as JSON")
     .addHelpText(
@@ -92,7 +95,7 @@ Examples:
   pagelab pt dump --json | jq '.leaves | length'`,
     )
     .action((o) => {
-      const demo = runDemo({ map: o.map, levels: o.levels });
+      const demo = runDemo({ map: o.map, mapFormat: o.mapFormat, levels: o.levels });
       const { mem } = demo.machine;
       const root = demo.mapper.root;
       if (o.json) {
