@@ -1,6 +1,4 @@
 /** Small helpers shared by the command files: JSON printing, option parsing. */
-import { fail } from "../errors.ts";
-import type { Levels } from "../machine/x86/vaddr.ts";
 
 /** Print a value as JSON (bigints as hex strings). */
 export function printJson(value: unknown): void {
@@ -9,16 +7,6 @@ export function printJson(value: unknown): void {
   );
 }
 
-export function parseLevels(s: string): Levels {
-  if (s !== "4" && s !== "5") fail("BAD_OPTION", `--levels must be 4 or 5 (got "${s}")`);
-  return Number(s) as Levels;
-}
-
-export function parseIntOption(name: string, min: number, max: number) {
-  return (s: string): number => {
-    const v = Number(s);
-    if (!Number.isInteger(v) || v < min || v > max)
-      fail("BAD_OPTION", `${name} must be an integer from ${min} to ${max} (got "${s}")`);
-    return v;
-  };
-}
+export { parseLevels } from "./options.ts";
+/** An integer option from `min` to `max` (the shared parser of options.ts). */
+export { intParser as parseIntOption } from "./options.ts";

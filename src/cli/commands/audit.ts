@@ -43,8 +43,8 @@ Examples:
   pagelab audit --kmap quickmap --json | jq .ramReadable
   pagelab audit --exec-direct-map     # fails: every direct-mapped page is W+X`,
     )
-    .action(async (o) => {
-      const r = await bootFromOptions(o, o.json === true);
+    .action(async (o, cmd) => {
+      const r = await bootFromOptions(cmd, o, o.json === true);
       const a = auditAddressSpace({
         machine: r.machine,
         root: r.mapper.root,
