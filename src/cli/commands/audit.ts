@@ -1,8 +1,7 @@
 import type { Command } from "@commander-js/extra-typings";
-import pc from "picocolors";
 import { type AuditRange, auditAddressSpace } from "../../lab/audit.ts";
 import { SECTIONS } from "../../kernel/image.ts";
-import { printJson } from "../output.ts";
+import { printJson, colour as pc } from "../output.ts";
 import { bootFromOptions, withBootOptions } from "./boot.ts";
 
 function show(title: string, list: AuditRange[], bad: boolean): void {

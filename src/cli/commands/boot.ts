@@ -1,6 +1,4 @@
 import type { Command } from "@commander-js/extra-typings";
-import Table from "cli-table3";
-import pc from "picocolors";
 import { fail } from "../../errors.ts";
 import { type BootResult, bootKernel, checkBootOptions } from "../../lab/boot.ts";
 import { exportPageTables } from "../../lab/export.ts";
@@ -9,7 +7,7 @@ import type { PmmDesign } from "../../kernel/pmm/interface.ts";
 import { isDesignPath, loadDesign } from "../../kernel/pmm/load.ts";
 import { BYO_VALIDATION, validateDesign } from "../../kernel/pmm/validate.ts";
 import { type BootCliOptions, bootOptionsFrom, bytesParser, MAX_PHYS, withBootOptions } from "../options.ts";
-import { printJson } from "../output.ts";
+import { printJson, colour as pc, table } from "../output.ts";
 
 export { withBootOptions };
 
@@ -64,7 +62,7 @@ function printSummary(r: BootResult, log: boolean): void {
     }
   }
   const c = r.counters;
-  const t = new Table({ head: ["measure", "value"], style: { head: [], border: [] } });
+  const t = table({ head: ["measure", "value"], style: { head: [], border: [] } });
   t.push(
     ["RAM", `${kib(r.ramBytes)} (${r.usablePages} pages)`],
     ["free pages after boot", String(r.freePagesAfterBoot)],

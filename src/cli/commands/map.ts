@@ -3,10 +3,9 @@
  * with every change explained; `--memblock` rebuilds Linux's `Early memory node ranges` from a boot
  * log; `map convert` writes the map in another format.
  */
+import { colour as pc, table } from "../output.ts";
 import { writeFileSync } from "node:fs";
 import { type Command, Option } from "@commander-js/extra-typings";
-import Table from "cli-table3";
-import pc from "picocolors";
 import { hex } from "../../errors.ts";
 import { FORMAT_HELP, FORMATS } from "../../firmware/detect.ts";
 import { E820, e820TypeName } from "../../firmware/e820-types.ts";
@@ -85,19 +84,14 @@ function printBars(map: MemoryMap): void {
 }
 
 function printTable(map: MemoryMap): void {
-  const table = new Table({
+  const t = table({
     head: ["start", "end (inclusive)", "size", "type"],
     style: { head: [], border: [], compact: true },
   });
   for (const e of map.entries) {
-    table.push([
-      hex(e.start),
-      hex(e.end),
-      size(e.end + 1n - e.start),
-      style(e.type)[1](e820TypeName(e.type)),
-    ]);
+    t.push([hex(e.start), hex(e.end), size(e.end + 1n - e.start), style(e.type)[1](e820TypeName(e.type))]);
   }
-  console.log(table.toString());
+  console.log(t.toString());
 }
 
 function printChanges(changes: readonly Change[], limit = 40): void {

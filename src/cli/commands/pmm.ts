@@ -3,8 +3,8 @@
  * measures of src/kernel/pmm/measure.ts (metadata, references per operation, contiguity and
  * fragmentation after churn), plus `/proc/buddyinfo` lines for the buddies.
  */
+import { table } from "../output.ts";
 import { type Command, Option } from "@commander-js/extra-typings";
-import Table from "cli-table3";
 import { PmmAuditor } from "../../kernel/pmm/check.ts";
 import { DESIGN_NAMES, DESIGNS, getDesign } from "../../kernel/pmm/designs.ts";
 import { layoutFromMap } from "../../kernel/pmm/layout.ts";
@@ -97,7 +97,7 @@ export function registerPmm(program: Command): void {
         `map ${o.map}: ${bytes(full)} usable${ml.clipped ? `, measured on the lowest ${bytes(ram)} (--mem ${bytes(o.mem)})` : ""}; ` +
           `${o.cpus} CPUs, ${o.colours} colours, seed ${o.seed}\n`,
       );
-      const t = new Table({
+      const t = table({
         head: [
           "design",
           "max order",
