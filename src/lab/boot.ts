@@ -552,7 +552,7 @@ function checkLayout(layout: KernelLayout, opts: BootOptions, ram: FrameRange[])
       );
     for (const [what, vpn] of taken)
       if (rootSlot(layout, vpn) === s)
-        fail("BAD_OPTION", `--recursive-slot ${s} is the root slot of ${what}; choose another (default 510)`);
+        fail("BAD_OPTION", `--recursive-slot: slot ${s} is taken by ${what}; choose another (default 510)`);
   }
   if (opts.directMapBase !== undefined) {
     const top = Math.max(...ram.map((r) => r.end));

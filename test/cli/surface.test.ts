@@ -145,7 +145,7 @@ const COMMANDS: Record<string, { base: string[]; flags: [string, string[] | null
     ],
   },
   map: {
-    base: ["map"],
+    base: ["map", "qemu:64M"],
     flags: [
       ["", ["qemu:64M", "sparse", "/nonexistent", "numa:2x8G", "qemu:x"]],
       ["--json", null],
@@ -173,6 +173,8 @@ const COMMANDS: Record<string, { base: string[]; flags: [string, string[] | null
       "none",
       "--jobs",
       "0",
+      "--out",
+      join(out, "cmp"),
     ],
     flags: [
       ["--workload", ["none", "page-churn", "nope"]],
