@@ -2,9 +2,9 @@
  * The `pagelab` command line. Each subcommand lives in its own file under ./commands and registers
  * itself on the program; this file only assembles them and turns PagelabErrors into clear messages.
  */
-import { Command } from "@commander-js/extra-typings";
-import { PagelabError } from "../errors.ts";
+import { Command, CommanderError } from "@commander-js/extra-typings";
 import { registerCommands } from "./commands/index.ts";
+import { errorLine } from "./errors.ts";
 
 const program = new Command()
   .name("pagelab")
@@ -13,7 +13,10 @@ const program = new Command()
       "firmware memory map, bring up the memory-manager design you pick, and measure it with counters.",
   )
   .version("0.1.0")
-  .showHelpAfterError("(run with --help for usage)")
+  // Usage errors: one line on stderr, exit 2, before any work (commander would exit 1 and add a
+  // second line; its exit would also bypass the handler below).
+  .exitOverride()
+  .configureOutput({ outputError: () => {} })
   .addHelpText(
     "after",
     `
@@ -30,18 +33,31 @@ Every command has --help with examples; most have --json. Errors exit 2.`,
 
 registerCommands(program);
 
+/** Print one line for any error and exit: usage and input errors 2, anything else 70 (a bug). */
+function die(e: unknown): never {
+  if (e instanceof CommanderError) {
+    // --help and --version "fail" with status 0; a bare `pagelab pt` prints its help, status 2.
+    if (e.exitCode === 0) process.exit(0);
+    if (e.code !== "commander.help" && e.code !== "commander.helpDisplayed")
+      process.stderr.write(`pagelab: ${e.message.replace(/^error: /, "")} (see --help)\n`);
+    process.exit(2);
+  }
+  const { line, status } = errorLine(e);
+  process.stderr.write(`${line}\n`);
+  if (status !== 2 && process.env.PAGELAB_DEBUG && e instanceof Error) process.stderr.write(`${e.stack}\n`);
+  process.exit(status);
+}
+
 // `pagelab pt dump | head`: a reader that stops early is not an error.
 process.stdout.on("error", (e: NodeJS.ErrnoException) => {
   if (e.code === "EPIPE") process.exit(0);
-  throw e;
+  die(e);
 });
+process.on("uncaughtException", die);
+process.on("unhandledRejection", die);
 
 try {
   await program.parseAsync(process.argv);
 } catch (e) {
-  if (e instanceof PagelabError) {
-    process.stderr.write(`pagelab: error [${e.code}]: ${e.message}\n`);
-    process.exit(2);
-  }
-  throw e;
+  die(e);
 }

@@ -1,6 +1,6 @@
+import Table from "cli-table3";
+import pc from "picocolors";
 /** Small helpers shared by the command files: JSON printing, option parsing. */
-import { fail } from "../errors.ts";
-import type { Levels } from "../machine/x86/vaddr.ts";
 
 /** Print a value as JSON (bigints as hex strings). */
 export function printJson(value: unknown): void {
@@ -9,16 +9,21 @@ export function printJson(value: unknown): void {
   );
 }
 
-export function parseLevels(s: string): Levels {
-  if (s !== "4" && s !== "5") fail("BAD_OPTION", `--levels must be 4 or 5 (got "${s}")`);
-  return Number(s) as Levels;
-}
+export { parseLevels } from "./options.ts";
+/** An integer option from `min` to `max` (the shared parser of options.ts). */
+export { intParser as parseIntOption } from "./options.ts";
 
-export function parseIntOption(name: string, min: number, max: number) {
-  return (s: string): number => {
-    const v = Number(s);
-    if (!Number.isInteger(v) || v < min || v > max)
-      fail("BAD_OPTION", `${name} must be an integer from ${min} to ${max} (got "${s}")`);
-    return v;
-  };
+/**
+ * Whether stdout gets colour: picocolors' own answer (NO_COLOR, FORCE_COLOR, --no-color, a TTY),
+ * and never into a pipe or file unless FORCE_COLOR asks.
+ */
+export const colour = pc.createColors(
+  pc.isColorSupported && (process.stdout.isTTY === true || !!process.env.FORCE_COLOR),
+);
+
+type TableOptions = ConstructorParameters<typeof Table>[0];
+/** A cli-table3 table that colours its head and border only when `colour` does (it ignores NO_COLOR). */
+export function table(opts: TableOptions = {}): InstanceType<typeof Table> {
+  const on = colour.isColorSupported;
+  return new Table({ ...opts, style: { ...(on ? {} : { head: [], border: [] }), ...(opts?.style ?? {}) } });
 }

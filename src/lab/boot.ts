@@ -212,8 +212,8 @@ class Narrator {
     this.lines.push(line);
   };
 
-  end(title: string): void {
-    const now = this.counters.snapshot();
+  /** Close a step; `now` (default: the counters now) lets a step leave out work done after it. */
+  end(title: string, now: Record<string, number> = this.counters.snapshot()): void {
     const mb = this.memblock();
     const allocs = mb ? mb.allocations.slice(this.allocMark) : [];
     if (mb) this.allocMark = mb.allocations.length;
@@ -235,8 +235,47 @@ function physBitsFor(ram: FrameRange[]): number {
   return Math.min(52, Math.max(46, Math.ceil(Math.log2(top))));
 }
 
+/** The kernel mappings that build a direct map (the options shaping it mean nothing to the others). */
+const DIRECT_MAP_KMAPS = ["direct", "hybrid"];
+
+/**
+ * Refuse options that contradict each other or that the chosen design would silently ignore, with
+ * the reason, before any work. (Each option that is accepted shows in the boot log.)
+ */
+export function checkBootOptions(opts: BootOptions): void {
+  const kmap = opts.kmap ?? "direct";
+  const refuse = (why: string) => fail("BAD_OPTION_COMBINATION", why);
+  if (opts.kaslr && opts.kernelPhys !== undefined)
+    refuse(
+      "--kaslr picks the kernel's physical address at random and --kernel-phys fixes it: give one or the other",
+    );
+  if (opts.early === "placement" && opts.bottomUp)
+    refuse(
+      "--bottom-up is a memblock direction; the placement allocator always bumps upward past the kernel: drop one",
+    );
+  if (!DIRECT_MAP_KMAPS.includes(kmap)) {
+    const noDirect = (flag: string) =>
+      refuse(`${flag} shapes the direct map, and --kmap ${kmap} builds none (use --kmap direct or hybrid)`);
+    if (opts.mapHoles) noDirect("--map-holes");
+    if (opts.execDirectMap) noDirect("--exec-direct-map");
+    if (opts.gbPages === false) noDirect("--no-gbpages");
+    if (opts.directMapBase !== undefined) noDirect("--direct-base");
+  }
+  if (opts.hybridLimit !== undefined && kmap !== "hybrid")
+    refuse(
+      `--hybrid-limit is the end of hybrid's direct map; --kmap ${kmap} has no such limit (use --kmap hybrid)`,
+    );
+  if (opts.recursiveSlot !== undefined && kmap !== "recursive")
+    refuse(`--recursive-slot names the root slot of --kmap recursive; --kmap ${kmap} has no recursive slot`);
+  if (opts.hybridLimit !== undefined && (opts.hybridLimit < 2 ** 21 || opts.hybridLimit % 2 ** 21 !== 0))
+    refuse(`--hybrid-limit must be a multiple of 2 MiB, at least 2 MiB (got ${hex(opts.hybridLimit)})`);
+  if (opts.kernelPhys !== undefined && opts.kernelPhys % IMAGE_BYTES !== 0)
+    refuse(`--kernel-phys ${hex(opts.kernelPhys)} is not 2 MiB aligned`);
+}
+
 export function bootKernel(opts: BootOptions = {}): BootResult {
   const t0 = performance.now();
+  checkBootOptions(opts);
   const levels = opts.levels ?? 4;
   const mapName = opts.map ?? "qemu:4G";
   const design = typeof opts.pmm === "object" ? opts.pmm : getDesign(opts.pmm ?? "buddy");
@@ -304,8 +343,16 @@ export function bootKernel(opts: BootOptions = {}): BootResult {
     recursiveSlot: opts.recursiveSlot,
     directMapBase: opts.directMapBase,
   });
+  checkLayout(layout, opts, ram);
   let want = opts.kernelPhys;
-  if (opts.kaslr) want = kaslrSlot(ram, opts.seed ?? 0);
+  if (opts.kaslr) {
+    const k = kaslrSlot(ram, opts.seed ?? 0);
+    want = k.pa;
+    n.log(
+      `KASLR (seed ${opts.seed ?? 0}): slot ${k.index} of ${k.slots} 2 MiB-aligned RAM slots above 16 MiB`,
+    );
+  } else if (opts.kernelPhys !== undefined)
+    n.log(`--kernel-phys asks for the image at ${hex(opts.kernelPhys)}`);
   const kernelPhys = placeKernel(ram, want, n.log);
   const boot = writeBootTables(machine.mem, kernelPhys, layout);
   cpu.writeCr3(boot.root);
@@ -452,7 +499,12 @@ export function bootKernel(opts: BootOptions = {}): BootResult {
     `free frames after boot: ${st.freeFrames}; page-table pages: ${tree}; PMM metadata ${st.metadataBytes} B standing + ${st.transientBytes} B transient`,
   );
   for (const ch of checks) n.log(`check passed: ${ch}`);
-  n.end("Summary and checks");
+  const after = c.snapshot();
+  if (checks.length > 0)
+    n.log(
+      `the checks read ${after.memReads - bootCounters.memReads} words and walked ${after.walks - bootCounters.walks} times; not the boot's cost, so counted neither here nor in the summary`,
+    );
+  n.end("Summary and checks", bootCounters);
   return {
     map: mapName,
     pmm: design.name,
@@ -493,7 +545,43 @@ function handOver(pmm: FrameAllocator, free: MemblockRange[]): void {
   }
 }
 
-function kaslrSlot(ram: FrameRange[], seed: number): number {
+/** The root slot of a virtual address in the layout. */
+function rootSlot(layout: KernelLayout, vpn: number): number {
+  return Math.floor(vpn / 2 ** (9 * (layout.levels - 1))) % 512;
+}
+
+/** Refuse a recursive slot or direct-map base that collides with another region of the layout. */
+function checkLayout(layout: KernelLayout, opts: BootOptions, ram: FrameRange[]): void {
+  const taken: [string, number][] = [
+    ["vmalloc", layout.vmalloc],
+    ["the PMM regions", layout.regions],
+    ["the PMM metadata", layout.metadata],
+    ["the kernel image and fixmap", layout.kernelImage],
+  ];
+  if (opts.recursiveSlot !== undefined) {
+    const s = opts.recursiveSlot;
+    if (s < 256)
+      fail(
+        "BAD_OPTION",
+        `--recursive-slot ${s} is in the user half (0..255): the page tables would be reachable from user space; choose 256..511`,
+      );
+    for (const [what, vpn] of taken)
+      if (rootSlot(layout, vpn) === s)
+        fail("BAD_OPTION", `--recursive-slot: slot ${s} is taken by ${what}; choose another (default 510)`);
+  }
+  if (opts.directMapBase !== undefined) {
+    const top = Math.max(...ram.map((r) => r.end));
+    const end = layout.directMap + top;
+    for (const [what, vpn] of taken)
+      if (layout.directMap <= vpn + 511 && vpn < end)
+        fail(
+          "BAD_OPTION",
+          `--direct-base 0x${opts.directMapBase.toString(16)}: a direct map of ${hex(top * 4096)} bytes there overlaps ${what}`,
+        );
+  }
+}
+
+function kaslrSlot(ram: FrameRange[], seed: number): { pa: number; index: number; slots: number } {
   const slots: number[] = [];
   for (const r of ram) {
     for (
@@ -504,6 +592,7 @@ function kaslrSlot(ram: FrameRange[], seed: number): number {
       if (pa >= 0x1000000) slots.push(pa);
     }
   }
-  if (slots.length === 0) return 0x1000000;
-  return slots[new Rng(seed).below(slots.length)];
+  if (slots.length === 0) return { pa: 0x1000000, index: 0, slots: 0 };
+  const index = new Rng(seed).below(slots.length);
+  return { pa: slots[index], index, slots: slots.length };
 }

@@ -7,7 +7,7 @@
  * with the largest pages alignment allows, and a small user program; loads CR3; then makes accesses that
  * hit and miss the TLB, fault, and unmap with a flush, reporting the counters of every step.
  */
-import { hex } from "../errors.ts";
+import { fail, hex } from "../errors.ts";
 import { DEFAULT_PRESET, loadMap, usableFrameRanges } from "../firmware/index.ts";
 import type { FrameRange } from "../firmware/frames.ts";
 import { Counters } from "../machine/counters.ts";
@@ -89,9 +89,24 @@ export function runDemo(opts: DemoOptions = {}): DemoResult {
   const levels = opts.levels ?? 4;
   const mapName = opts.map ?? DEFAULT_PRESET;
   const map = loadMap(mapName, { format: opts.mapFormat });
-  const ranges = usableFrameRanges(map);
+  // A direct map holds 2^46 bytes with 4 levels (64 TiB), 2^52 with 5: RAM above is left out, said so.
+  const reach = (levels === 5 ? 2 ** 52 : 2 ** 46) / 4096;
+  const all = usableFrameRanges(map);
+  const ranges = all.filter((r) => r.start < reach).map((r) => ({ ...r, end: Math.min(r.end, reach) }));
+  const dropped =
+    all.reduce((s, r) => s + (r.end - r.start), 0) - ranges.reduce((s, r) => s + (r.end - r.start), 0);
+  if (ranges.length === 0)
+    fail(
+      "NO_RAM",
+      `${mapName}: no usable RAM below ${hex(reach * 4096)}, the reach of a ${levels}-level direct map (try --levels 5)`,
+    );
   const usableBytes = ranges.reduce((s, r) => s + (r.end - r.start) * 4096, 0);
-  const machine = new Machine({ levels, checkStale: true });
+  const top = Math.max(...ranges.map((r) => r.end)) * 4096;
+  const machine = new Machine({
+    levels,
+    checkStale: true,
+    maxPhysAddrBits: Math.min(52, Math.max(46, Math.ceil(Math.log2(top)))),
+  });
   const c = machine.counters;
   const steps: DemoStep[] = [];
   let before = c.snapshot();
@@ -109,6 +124,11 @@ export function runDemo(opts: DemoOptions = {}): DemoResult {
   });
   step(`Root table (${levels === 5 ? "PML5" : "PML4"}) allocated`, [
     `map ${mapName}: ${ranges.length} usable ranges, ${(usableBytes / 2 ** 20).toFixed(1)} MiB`,
+    ...(dropped > 0
+      ? [
+          `${dropped} frames of RAM above ${hex(reach * 4096)} left out: a ${levels}-level direct map cannot reach them (--levels 5 can)`,
+        ]
+      : []),
     `root table at ${hex(mapper.root * 4096)} (page-table frames are taken top-down from usable RAM)`,
   ]);
 

@@ -65,7 +65,16 @@ type Mutation =
   | { kind: "cut"; keep: number };
 
 /** Line prefixes of real logs; '[' first of all (a dmesg is not JSON). */
-const PREFIXES = ["[", "[    0.000000] ", "[Sat Dec  5 10:00:00 2026] ", "<6>[    0.000000] ", "  ", "{", "[]", "\r\n"];
+const PREFIXES = [
+  "[",
+  "[    0.000000] ",
+  "[Sat Dec  5 10:00:00 2026] ",
+  "<6>[    0.000000] ",
+  "  ",
+  "{",
+  "[]",
+  "\r\n",
+];
 
 const mutation: fc.Arbitrary<Mutation> = fc.oneof(
   fc.record({ kind: fc.constant("flip" as const), at: fc.nat(), value: fc.integer({ min: 0, max: 255 }) }),

@@ -1,8 +1,7 @@
 import type { Command } from "@commander-js/extra-typings";
-import pc from "picocolors";
 import { type AuditRange, auditAddressSpace } from "../../lab/audit.ts";
 import { SECTIONS } from "../../kernel/image.ts";
-import { printJson } from "../output.ts";
+import { printJson, colour as pc } from "../output.ts";
 import { bootFromOptions, withBootOptions } from "./boot.ts";
 
 function show(title: string, list: AuditRange[], bad: boolean): void {
@@ -43,8 +42,8 @@ Examples:
   pagelab audit --kmap quickmap --json | jq .ramReadable
   pagelab audit --exec-direct-map     # fails: every direct-mapped page is W+X`,
     )
-    .action(async (o) => {
-      const r = await bootFromOptions(o, o.json === true);
+    .action(async (o, cmd) => {
+      const r = await bootFromOptions(cmd, o, o.json === true);
       const a = auditAddressSpace({
         machine: r.machine,
         root: r.mapper.root,

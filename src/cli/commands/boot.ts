@@ -1,24 +1,21 @@
-import { type Command, Option } from "@commander-js/extra-typings";
-import Table from "cli-table3";
-import pc from "picocolors";
-import { DEFAULT_PRESET } from "../../firmware/index.ts";
-import { type BootResult, bootKernel, KMAP_NAMES } from "../../lab/boot.ts";
+import type { Command } from "@commander-js/extra-typings";
+import { fail } from "../../errors.ts";
+import { type BootResult, bootKernel, checkBootOptions } from "../../lab/boot.ts";
 import { exportPageTables } from "../../lab/export.ts";
-import { DESIGN_NAMES } from "../../kernel/pmm/designs.ts";
+import { getDesign } from "../../kernel/pmm/designs.ts";
 import type { PmmDesign } from "../../kernel/pmm/interface.ts";
 import { isDesignPath, loadDesign } from "../../kernel/pmm/load.ts";
 import { BYO_VALIDATION, validateDesign } from "../../kernel/pmm/validate.ts";
-import { parseAddress } from "../../machine/x86/vaddr.ts";
-import { mapFormatOption } from "../map-input.ts";
-import { parseIntOption, parseLevels, printJson } from "../output.ts";
+import { type BootCliOptions, bootOptionsFrom, bytesParser, MAX_PHYS, withBootOptions } from "../options.ts";
+import { printJson, colour as pc, table } from "../output.ts";
+
+export { withBootOptions };
 
 const MiB = 2 ** 20;
 
-/** "8G", "512M", "0x200000000" or a decimal number of bytes. */
+/** "8G", "512M", "0x200000000" or a decimal number of bytes (see options.ts for ranged parsers). */
 export function parseBytes(s: string, what: string): number {
-  const m = /^(\d+(?:\.\d+)?)([KMGT])i?B?$/i.exec(s.trim());
-  if (m) return Math.round(Number(m[1]) * 1024 ** ("KMGT".indexOf(m[2].toUpperCase()) + 1));
-  return Number(parseAddress(s, what));
+  return bytesParser(what, 0, MAX_PHYS)(s);
 }
 
 function kib(bytes: number): string {
@@ -65,7 +62,7 @@ function printSummary(r: BootResult, log: boolean): void {
     }
   }
   const c = r.counters;
-  const t = new Table({ head: ["measure", "value"], style: { head: [], border: [] } });
+  const t = table({ head: ["measure", "value"], style: { head: [], border: [] } });
   t.push(
     ["RAM", `${kib(r.ramBytes)} (${r.usablePages} pages)`],
     ["free pages after boot", String(r.freePagesAfterBoot)],
@@ -116,104 +113,21 @@ function validateOrExit(design: PmmDesign, json: boolean): void {
   process.exit(3);
 }
 
-/** The options shared by `boot` and every command that boots first (`audit`). */
-export function withBootOptions(cmd: Command) {
-  return cmd
-    .option(
-      "--map <file|preset>",
-      "firmware map file ('-': standard input) or preset (see `pagelab map --help`)",
-      DEFAULT_PRESET,
-    )
-    .addOption(mapFormatOption())
-    .option(
-      "--pmm <design|file>",
-      `physical memory manager: ${DESIGN_NAMES.join(", ")}, or ./your-allocator.ts`,
-      "buddy",
-    )
-    .option("--no-validate", "skip the random-sequence validation of a --pmm file before booting")
-    .addOption(
-      new Option("--kmap <strategy>", "how the kernel reaches physical memory")
-        .choices(KMAP_NAMES)
-        .default("direct" as const),
-    )
-    .addOption(
-      new Option("--levels <n>", "paging levels: 4 or 5 (LA57)").default(4 as const).argParser(parseLevels),
-    )
-    .addOption(
-      new Option("--seed <n>", "seed for randomized choices (--kaslr)")
-        .default(1)
-        .argParser(parseIntOption("--seed", 0, 2 ** 32 - 1)),
-    )
-    .addOption(
-      new Option("--cpus <n>", "number of CPUs (the others load the final CR3)")
-        .default(1)
-        .argParser(parseIntOption("--cpus", 1, 256)),
-    )
-    .option("--kernel-phys <addr>", "physical load address of the kernel image (2 MiB aligned)")
-    .option("--kaslr", "pick the kernel's physical address at random among RAM slots (from --seed)")
-    .option("--bottom-up", "memblock allocates bottom-up instead of top-down")
-    .addOption(
-      new Option(
-        "--early <allocator>",
-        "early allocator: memblock, or the tutorials' placement (bump past the kernel)",
-      )
-        .choices(["memblock", "placement"] as const)
-        .default("memblock" as const),
-    )
-    .addOption(
-      new Option("--recursive-slot <n>", "root slot for --kmap recursive")
-        .default(510)
-        .argParser(parseIntOption("--recursive-slot", 0, 511)),
-    )
-    .option("--direct-base <addr>", "virtual base of the direct map (default 0xffff888000000000)")
-    .option("--hybrid-limit <bytes>", "physical limit of the direct map for --kmap hybrid (default 4G)")
-    .option("--map-holes", "direct map: map holes and MMIO too (reports the hazard)")
-    .option(
-      "--exec-direct-map",
-      "direct map without NX (a classic mistake: all RAM becomes W+X; for the audit)",
-    )
-    .option("--no-gbpages", "no 1 GiB pages in the direct map")
-    .option(
-      "--mem <bytes>",
-      "Linux's mem=: ignore RAM at and above this physical address (e.g. 0x200000000 or 8G)",
-    )
-    .option(
-      "--host-budget <bytes>",
-      "refuse up front when the simulation would back more host memory than this (default 8G)",
-    )
-    .option("--no-check", "skip the after-boot checks (faster on huge maps)")
-    .option("--check-stale", "compare every TLB hit with the page tables (slow; catches missing flushes)");
-}
-
-type BootCliOptions = ReturnType<ReturnType<typeof withBootOptions>["opts"]>;
-
 /** Load (and, for a file, validate) the PMM design, then boot with the shared options. */
-export async function bootFromOptions(o: BootCliOptions, json: boolean): Promise<BootResult> {
+export async function bootFromOptions(cmd: Command, o: BootCliOptions, json: boolean): Promise<BootResult> {
+  const opts = bootOptionsFrom(cmd, o);
+  checkBootOptions(opts); // contradictions are refused before a design file is loaded or validated
+  if (!isDesignPath(o.pmm)) {
+    if (cmd.getOptionValueSource("validate") === "cli")
+      fail(
+        "BAD_OPTION_COMBINATION",
+        `--no-validate applies to a --pmm file; '${o.pmm}' is a built-in design`,
+      );
+    getDesign(o.pmm); // an unknown name fails before any work
+  }
   const design = await loadDesign(o.pmm);
   if (isDesignPath(o.pmm) && o.validate) validateOrExit(design, json);
-  return bootKernel({
-    map: o.map,
-    mapFormat: o.format,
-    pmm: design,
-    kmap: o.kmap,
-    levels: o.levels,
-    cpus: o.cpus,
-    seed: o.seed,
-    kernelPhys: o.kernelPhys === undefined ? undefined : Number(parseAddress(o.kernelPhys, "--kernel-phys")),
-    kaslr: o.kaslr,
-    bottomUp: o.bottomUp,
-    early: o.early,
-    recursiveSlot: o.recursiveSlot,
-    directMapBase: o.directBase === undefined ? undefined : parseAddress(o.directBase, "--direct-base"),
-    hybridLimit: o.hybridLimit === undefined ? undefined : parseBytes(o.hybridLimit, "--hybrid-limit"),
-    mapHoles: o.mapHoles,
-    execDirectMap: o.execDirectMap,
-    gbPages: o.gbpages,
-    check: o.check,
-    checkStale: o.checkStale,
-    mem: o.mem === undefined ? undefined : parseBytes(o.mem, "--mem"),
-    hostBudget: o.hostBudget === undefined ? undefined : parseBytes(o.hostBudget, "--host-budget"),
-  });
+  return bootKernel({ ...opts, pmm: design });
 }
 
 export function registerBoot(program: Command): void {
@@ -252,8 +166,10 @@ Examples:
   pagelab boot --map dmesg.txt --levels 5 --export out/
   pagelab boot --pmm ./examples/first-fit.ts      # your own allocator: validated, then booted`,
     )
-    .action(async (o) => {
-      const r = await bootFromOptions(o, o.json === true);
+    .action(async (o, cmd) => {
+      if (o.json && o.log)
+        fail("BAD_OPTION_COMBINATION", "--json already holds every line of every step: drop --log or --json");
+      const r = await bootFromOptions(cmd, o, o.json === true);
       if (o.export !== undefined) exportPageTables(r.machine.mem, r.mapper.root, r.levels, o.export);
       if (o.json) printJson(bootJson(r));
       else {

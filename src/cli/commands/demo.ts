@@ -1,8 +1,8 @@
-import { type Command, Option } from "@commander-js/extra-typings";
-import pc from "picocolors";
+import type { Command } from "@commander-js/extra-typings";
 import { runDemo } from "../../lab/demo.ts";
 import { mapFormatOption } from "../map-input.ts";
-import { parseLevels, printJson } from "../output.ts";
+import { levelsOption, mapOption } from "../options.ts";
+import { printJson, colour as pc } from "../output.ts";
 
 export function registerDemo(program: Command): void {
   program
@@ -10,17 +10,9 @@ export function registerDemo(program: Command): void {
     .description(
       "build a kernel address space on a firmware map, step by step, with the counters of each step",
     )
-    .option(
-      "--map <file|preset>",
-      "firmware map file ('-': stdin) or preset (see `pagelab map --help`)",
-      "qemu:4G",
-    )
+    .addOption(mapOption())
     .addOption(mapFormatOption())
-    .addOption(
-      new Option("--levels <n>", "paging levels: 4 (48-bit) or 5 (LA57, 57-bit)")
-        .default(4 as const)
-        .argParser(parseLevels),
-    )
+    .addOption(levelsOption("paging levels: 4 (48-bit) or 5 (LA57, 57-bit)"))
     .option("--json", "print the steps and counters as JSON")
     .addHelpText(
       "after",
@@ -34,7 +26,7 @@ What it does:
 Examples:
   pagelab demo
   pagelab demo --levels 5 --json
-  pagelab demo --map sparse`,
+  pagelab demo --map sparse --levels 5   # RAM at 128 TiB: beyond a 4-level direct map (64 TiB)`,
     )
     .action((o) => {
       const r = runDemo({ map: o.map, mapFormat: o.format, levels: o.levels });

@@ -3,9 +3,9 @@
  * with every change explained; `--memblock` rebuilds Linux's `Early memory node ranges` from a boot
  * log; `map convert` writes the map in another format.
  */
+import { colour as pc } from "../output.ts";
 import { writeFileSync } from "node:fs";
 import { type Command, Option } from "@commander-js/extra-typings";
-import pc from "picocolors";
 import { hex } from "../../errors.ts";
 import { FORMAT_HELP, FORMATS } from "../../firmware/detect.ts";
 import { mapFormatOption } from "../map-input.ts";

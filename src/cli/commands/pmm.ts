@@ -3,8 +3,8 @@
  * measures of src/kernel/pmm/measure.ts (metadata, references per operation, contiguity and
  * fragmentation after churn), plus `/proc/buddyinfo` lines for the buddies.
  */
-import { type Command, InvalidArgumentError } from "@commander-js/extra-typings";
-import Table from "cli-table3";
+import { table } from "../output.ts";
+import { type Command, Option } from "@commander-js/extra-typings";
 import { PmmAuditor } from "../../kernel/pmm/check.ts";
 import { DESIGN_NAMES, DESIGNS, getDesign } from "../../kernel/pmm/designs.ts";
 import { layoutFromMap } from "../../kernel/pmm/layout.ts";
@@ -13,7 +13,15 @@ import { checkHostBudget } from "../../lab/boot.ts";
 import { bringUp } from "../../kernel/pmm/setup.ts";
 import { loadMap } from "../../firmware/load.ts";
 import { mapFormatOption } from "../map-input.ts";
-import { parseSize } from "../../firmware/presets.ts";
+import {
+  choiceParser,
+  cpusOption,
+  hostBudgetOption,
+  intParser,
+  mapOption,
+  memOption,
+  seedOption,
+} from "../options.ts";
 
 function bytes(n: number): string {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -25,12 +33,6 @@ function bytes(n: number): string {
   }
   return `${Number.isInteger(v) ? v : v.toFixed(1)} ${units[u]}`;
 }
-
-const intArg = (name: string) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer`);
-  return n;
-};
 
 const HELP = `
 Designs (one module each under src/kernel/pmm/):
@@ -61,24 +63,31 @@ export function registerPmm(program: Command): void {
     .description(
       "measure the physical memory managers (stack, stack pages, free list, bitmap, buddy, compositions)",
     )
-    .option("--design <name>", `a design, or 'all' (${DESIGN_NAMES.join(", ")})`, "all")
-    .option(
-      "--map <preset-or-file>",
-      "firmware map: preset (qemu:4G, sparse, numa:2x8G, ...) or file ('-': stdin)",
-      "qemu:4G",
+    .addOption(
+      new Option("--design <name>", `a design, or 'all' (${DESIGN_NAMES.join(", ")})`)
+        .default("all")
+        .argParser(choiceParser("--design", ["all", ...DESIGN_NAMES])),
+    )
+    .addOption(
+      mapOption("firmware map: preset (qemu:4G, sparse, numa:2x8G, ...) or file ('-': standard input)"),
     )
     .addOption(mapFormatOption())
-    .option(
-      "--mem <size>",
-      "use at most SIZE of usable RAM, lowest first, like Linux's mem= (host memory: designs that write into free frames back every simulated MiB)",
-      "4G",
+    .addOption(
+      memOption(
+        "use at most SIZE of usable RAM, lowest first, like Linux's mem= (host memory: designs that write into free frames back every simulated MiB)",
+      ).default(4 * 2 ** 30, "4G"),
     )
-    .option("--cpus <n>", "CPUs (per-CPU page lists)", intArg("--cpus"), 2)
-    .option("--colours <n>", "cache colours (colour-stacks)", intArg("--colours"), 16)
-    .option("--seed <n>", "seed of the churn workload", intArg("--seed"), 42)
-    .option(
-      "--host-budget <bytes>",
-      "refuse up front when a design's simulation would back more host memory than this (default 8G)",
+    .addOption(cpusOption("CPUs (per-CPU page lists)", 2))
+    .addOption(
+      new Option("--colours <n>", "cache colours (colour-stacks), 1..1024")
+        .default(16)
+        .argParser(intParser("--colours", 1, 1024)),
+    )
+    .addOption(seedOption("seed of the churn workload", 42))
+    .addOption(
+      hostBudgetOption(
+        "refuse up front when a design's simulation would back more host memory than this (default 8G)",
+      ),
     )
     .option("--paranoid", "run the full invariant checker after boot and after the measures")
     .option("--json", "print JSON instead of a table")
@@ -87,11 +96,10 @@ export function registerPmm(program: Command): void {
       const names = o.design === "all" ? DESIGN_NAMES : [o.design];
       for (const n of names) getDesign(n); // unknown names fail before any work
       const map = loadMap(o.map, { format: o.format });
-      const mem = Number(parseSize(o.mem, "--mem"));
+      const mem = o.mem;
       const ml = layoutFromMap(map, { memLimit: mem, cpus: o.cpus, colours: o.colours });
       const results: (PmmMeasures & { fullMapMetadataBytes: number })[] = [];
-      const budget =
-        o.hostBudget === undefined ? undefined : Number(parseSize(o.hostBudget, "--host-budget"));
+      const budget = o.hostBudget;
       const ramBytes = ml.layout.usable.reduce((a, r) => a + r.end - r.start, 0) * 4096;
       for (const n of names) checkHostBudget(n, getDesign(n).metadataBytes(ml.layout), ramBytes, budget);
       for (const n of names) {
@@ -107,10 +115,10 @@ export function registerPmm(program: Command): void {
       const ram = ml.layout.usable.reduce((a, r) => a + r.end - r.start, 0) * 4096;
       const full = ml.full.usable.reduce((a, r) => a + r.end - r.start, 0) * 4096;
       process.stdout.write(
-        `map ${o.map}: ${bytes(full)} usable${ml.clipped ? `, measured on the lowest ${bytes(ram)} (--mem ${o.mem})` : ""}; ` +
+        `map ${o.map}: ${bytes(full)} usable${ml.clipped ? `, measured on the lowest ${bytes(ram)} (--mem ${bytes(o.mem)})` : ""}; ` +
           `${o.cpus} CPUs, ${o.colours} colours, seed ${o.seed}\n`,
       );
-      const t = new Table({
+      const t = table({
         head: [
           "design",
           "max order",

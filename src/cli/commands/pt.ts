@@ -1,5 +1,4 @@
 import { type Command, Option } from "@commander-js/extra-typings";
-import pc from "picocolors";
 import { fail } from "../../errors.ts";
 import { runDemo } from "../../lab/demo.ts";
 import { infoMem, infoTlb, ptdump } from "../../machine/x86/dump.ts";
@@ -9,7 +8,8 @@ import { Access } from "../../machine/x86/mmu.ts";
 import { flagString, pageShiftName } from "../../machine/x86/pte.ts";
 import { formatVa, parseVpn } from "../../machine/x86/vaddr.ts";
 import { mapFormatOption } from "../map-input.ts";
-import { parseLevels, printJson } from "../output.ts";
+import { levelsOption, mapOption } from "../options.ts";
+import { printJson, colour as pc } from "../output.ts";
 
 const ACCESS: Record<string, number> = { read: Access.READ, write: Access.WRITE, fetch: Access.FETCH };
 
@@ -33,15 +33,16 @@ user code at 0x400000). Addresses are canonical hex: 0xffff888000001000.`,
         .default("read" as const),
     )
     .option("--user", "make the access at CPL 3 (user mode)")
-    .option("--map <file|preset>", "firmware map for the demo address space ('-': stdin)", "qemu:4G")
+    .addOption(mapOption("firmware map for the demo address space ('-': standard input)"))
     .addOption(mapFormatOption())
-    .addOption(new Option("--levels <n>", "paging levels: 4 or 5").default(4 as const).argParser(parseLevels))
+    .addOption(levelsOption())
     .option("--json", "print the walk as JSON")
     .addHelpText(
       "after",
       `
 Examples:
-  pagelab pt translate 0xffff888000001234          # direct map, 1 GiB page
+  pagelab pt translate 0xffff888040001234          # direct map, PA 0x40001234: a 1 GiB page
+  pagelab pt translate 0xffff888000001234          # PA 0x1234: 4 KiB (the first 2 MiB, round the 1st MiB)
   pagelab pt translate 0xffffffff80000000 --access fetch
   pagelab pt translate 0xffffffff80100000 --user   # a #PF with error code P|U
   pagelab pt translate 0x0000800000000000          # not canonical: an error`,
@@ -77,9 +78,9 @@ Examples:
         .choices(["ptdump", "tlb", "mem"] as const)
         .default("ptdump" as const),
     )
-    .option("--map <file|preset>", "firmware map for the demo address space ('-': stdin)", "qemu:4G")
+    .addOption(mapOption("firmware map for the demo address space ('-': standard input)"))
     .addOption(mapFormatOption("--map-format"))
-    .addOption(new Option("--levels <n>", "paging levels: 4 or 5").default(4 as const).argParser(parseLevels))
+    .addOption(levelsOption())
     .option("--json", "print every leaf mapping as JSON")
     .addHelpText(
       "after",

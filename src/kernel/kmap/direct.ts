@@ -69,7 +69,7 @@ export class DirectStrategy extends KmapStrategy {
     }
     ctx.log(
       `direct map of ${spans.length} range(s) up to ${hex(top * 4096)}, top-down: ${g} x 1G + ${m} x 2M + ${k} x 4K leaves, ` +
-        `${this.bootMapper.tables} page tables in the tree; ${ctx.cur.cpu.counters.windowRemaps - windowBefore} tables written through the fixmap window before the direct map could reach them`,
+        `${this.bootMapper.tables} page tables in the tree; ${ctx.cur.cpu.counters.windowRemaps - windowBefore} fixmap-window remaps to write tables the direct map could not reach yet`,
     );
     if (ctx.opts.mapHoles) this.reportHoles(top);
   }
