@@ -13,6 +13,8 @@ export interface ReportMeta {
   command: string;
   wallMs: number;
   jobs: number;
+  /** Sentences saying which runs a default plan left out and why (`left out of the default: ...`). */
+  leftOut?: string[];
 }
 
 export interface ReportFiles {
@@ -106,6 +108,8 @@ function markdown(rows: ResultRow[], meta: ReportMeta, findings: Finding[], figs
   const L: string[] = [];
   L.push("# pagelab compare", "", `\`${meta.command}\``, "");
   L.push(...summary(rows, meta), "");
+  for (const l of meta.leftOut ?? []) L.push(`- ${l}`);
+  if ((meta.leftOut ?? []).length > 0) L.push("");
   L.push("## Findings", "");
   for (const f of findings) L.push(`- ${f.text}`, `  \`${f.command}\``);
   L.push("");
@@ -137,6 +141,8 @@ function html(rows: ResultRow[], meta: ReportMeta, findings: Finding[], figs: Fi
   );
   H.push(`<h1>pagelab compare</h1><p><code>${esc(meta.command)}</code></p>`);
   H.push(...summary(rows, meta).map((s) => `<p>${esc(s)}</p>`));
+  if ((meta.leftOut ?? []).length > 0)
+    H.push(`<ul>${(meta.leftOut ?? []).map((l) => `<li>${esc(l)}</li>`).join("")}</ul>`);
   H.push("<h2>Findings</h2><ul>");
   for (const f of findings) H.push(`<li>${esc(f.text)}<br><code>${esc(f.command)}</code></li>`);
   H.push("</ul>");
