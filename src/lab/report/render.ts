@@ -113,7 +113,15 @@ function markdown(rows: ResultRow[], meta: ReportMeta, findings: Finding[], figs
   L.push("## Findings", "");
   for (const f of findings) L.push(`- ${f.text}`, `  \`${f.command}\``);
   L.push("");
-  for (const f of figs) L.push(`## ${f.title}`, "", f.caption, "", `![${f.title}](fig-${f.id}.svg)`, "");
+  for (const f of figs)
+    L.push(
+      `## ${f.title}`,
+      "",
+      f.caption,
+      "",
+      f.svg === null ? (f.sentence ?? "") : `![${f.title}](fig-${f.id}.svg)`,
+      "",
+    );
   const workloads = [...new Set(rows.filter((r) => r.kind === "workload").map((r) => r.workload as string))];
   if (workloads.length > 0) {
     L.push("## Tables", "");
@@ -148,7 +156,7 @@ function html(rows: ResultRow[], meta: ReportMeta, findings: Finding[], figs: Fi
   H.push("</ul>");
   for (const f of figs)
     H.push(
-      `<figure id="${f.id}"><h2>${esc(f.title)}</h2>${f.svg}<figcaption>${esc(f.caption)}</figcaption></figure>`,
+      `<figure id="${f.id}"><h2>${esc(f.title)}</h2>${f.svg ?? `<p>${esc(f.sentence ?? "")}</p>`}<figcaption>${esc(f.caption)}</figcaption></figure>`,
     );
   const workloads = [...new Set(rows.filter((r) => r.kind === "workload").map((r) => r.workload as string))];
   if (workloads.length > 0) {
@@ -173,6 +181,7 @@ export async function writeReport(outDir: string, rows: ResultRow[], meta: Repor
   const findings = computeFindings(rows);
   const figures: string[] = [];
   for (const f of figs) {
+    if (f.svg === null) continue;
     const p = join(outDir, `fig-${f.id}.svg`);
     writeFileSync(p, f.svg);
     figures.push(p);
