@@ -273,16 +273,25 @@ export function checkBootOptions(opts: BootOptions): void {
     refuse(`--kernel-phys ${hex(opts.kernelPhys)} is not 2 MiB aligned`);
 }
 
-export function bootKernel(opts: BootOptions = {}): BootResult {
-  const t0 = performance.now();
-  checkBootOptions(opts);
-  const levels = opts.levels ?? 4;
-  const mapName = opts.map ?? "qemu:4G";
-  const design = typeof opts.pmm === "object" ? opts.pmm : getDesign(opts.pmm ?? "buddy");
-  const strategy = makeStrategy(opts.kmap ?? "direct");
-
-  // Step 1: the firmware map and what Linux would keep of it.
-  const map = loadMap(mapName, { format: opts.mapFormat });
+/**
+ * The RAM a boot would hand to the PMM: the map's usable ranges as memblock keeps them, cut at mem=
+ * and at what the kernel mapping reaches with `levels`. `early` is what the boot log says of the cuts.
+ * Throws NO_RAM when nothing is left.
+ */
+export function bootRam(
+  mapName: string,
+  strategy: KmapStrategy,
+  levels: Levels,
+  mem: number | undefined,
+  format?: BootOptions["mapFormat"],
+): {
+  map: ReturnType<typeof loadMap>;
+  changes: ReturnType<typeof memblockMemory>["changes"];
+  ram: FrameRange[];
+  ramBytes: number;
+  early: string[];
+} {
+  const map = loadMap(mapName, { format });
   const mb = memblockMemory(map);
   const early: string[] = [];
   let ram: FrameRange[] = applyMem(
@@ -293,7 +302,7 @@ export function bootKernel(opts: BootOptions = {}): BootResult {
         node: r.node,
       }))
       .filter((r) => r.end > r.start),
-    opts.mem,
+    mem,
     (l) => early.push(l),
   );
   const reach = strategy.physLimit(levels);
@@ -309,9 +318,22 @@ export function bootKernel(opts: BootOptions = {}): BootResult {
   if (ram.length === 0)
     fail(
       "NO_RAM",
-      `${mapName}: the map has no usable RAM${opts.mem !== undefined ? ` below mem=${hex(opts.mem)}` : ""}`,
+      `${mapName}: the map has no usable RAM${mem !== undefined ? ` below mem=${hex(mem)}` : ""}`,
     );
   const ramBytes = ram.reduce((s, r) => s + (r.end - r.start) * 4096, 0);
+  return { map, changes: mb.changes, ram, ramBytes, early };
+}
+
+export function bootKernel(opts: BootOptions = {}): BootResult {
+  const t0 = performance.now();
+  checkBootOptions(opts);
+  const levels = opts.levels ?? 4;
+  const mapName = opts.map ?? "qemu:4G";
+  const design = typeof opts.pmm === "object" ? opts.pmm : getDesign(opts.pmm ?? "buddy");
+  const strategy = makeStrategy(opts.kmap ?? "direct");
+
+  // Step 1: the firmware map and what Linux would keep of it.
+  const { map, changes, ram, ramBytes, early } = bootRam(mapName, strategy, levels, opts.mem, opts.mapFormat);
   checkHostBudget(design.name, design.metadataBytes({ usable: ram, cpus: 1 }), ramBytes, opts.hostBudget);
   const holes = map.entries
     .filter((e) => !isUsable(e.type) && e.start < 1n << 52n)
@@ -334,7 +356,7 @@ export function bootKernel(opts: BootOptions = {}): BootResult {
   n.log(
     `${mapName}: ${map.entries.length} entries after sanitizing; memblock.memory: ${ram.length} range(s), ${ram.reduce((s, r) => s + r.end - r.start, 0)} pages (${(ramBytes / 2 ** 20).toFixed(1)} MiB)`,
   );
-  for (const ch of mb.changes.slice(0, 8)) n.log(`  ${ch.message}`);
+  for (const ch of changes.slice(0, 8)) n.log(`  ${ch.message}`);
   n.log(`MAXPHYADDR ${machine.mem.maxPhysAddrBits} bits, ${levels}-level paging`);
   n.end("Firmware map");
 

@@ -16,9 +16,18 @@
  * A run that fails (the host-memory budget refuses the boot, a kernel module not implemented yet, an
  * invariant violated) becomes a row with `error` and the report lists it: the matrix goes on.
  */
-import { closeSync, existsSync, mkdirSync, openSync, writeSync } from "node:fs";
+import {
+  accessSync,
+  closeSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  openSync,
+  statSync,
+  writeSync,
+} from "node:fs";
 import { availableParallelism } from "node:os";
-import { join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { Worker } from "node:worker_threads";
 import { fail, PagelabError } from "../errors.ts";
 import { DEFAULT_PRESET } from "../firmware/index.ts";
@@ -31,7 +40,8 @@ import { BYO_VALIDATION, checkedDesign, validateDesign } from "../kernel/pmm/val
 import { Rng } from "../machine/rng.ts";
 import type { Levels } from "../machine/x86/vaddr.ts";
 import { auditAddressSpace } from "./audit.ts";
-import { type BootResult, KMAP_NAMES, makeStrategy } from "./boot.ts";
+import { type BootResult, bootRam, hostBytesEstimate, KMAP_NAMES, makeStrategy } from "./boot.ts";
+import { parseTraceLine, readLines } from "./workloads/ftrace.ts";
 import { getWorkload, STANDARD_WORKLOADS } from "./workloads/index.ts";
 import { type SamplePoint, totalOps } from "./workloads/interface.ts";
 
@@ -225,6 +235,246 @@ export function commandFor(s: RunSpec): string {
   if (s.trace !== null) parts.push(`--trace ${s.trace}`);
   parts.push("--sweep none");
   return parts.join(" ");
+}
+
+/**
+ * Runs a default plan leaves out because the host-memory budget would refuse them (the same estimate
+ * bootKernel refuses with), grouped into one sentence each for the output and report.md.
+ */
+export interface LeftOut {
+  kind: "workload" | "sweep";
+  pmms: string[];
+  /** Maps (sweep entries with @5 for 5-level paging). */
+  maps: string[];
+  workloads: string[];
+  runs: number;
+  /** Host bytes the runs would back, least and most. */
+  hostBytes: [number, number];
+  text: string;
+}
+
+export interface ComparePlan {
+  specs: RunSpec[];
+  leftOut: LeftOut[];
+}
+
+const GIB = 2 ** 30;
+
+function gib(n: number): string {
+  return `${(n / GIB).toFixed(1)} GiB`;
+}
+
+function budgetText(n: number): string {
+  return n >= GIB ? gib(n) : `${Math.round(n / 2 ** 20)} MiB`;
+}
+
+function listing(items: string[]): string {
+  if (items.length <= 1) return items.join("");
+  return `${items.slice(0, -1).join(", ")} and ${items[items.length - 1]}`;
+}
+
+function uniqOf<T>(xs: T[]): T[] {
+  return [...new Set(xs)];
+}
+
+/** Rethrow a PagelabError with the option it came from in front (`--maps: cannot read ...`). */
+function forOption<T>(option: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof PagelabError) throw new PagelabError(e.code, `${option}: ${e.message}`, e.details);
+    throw e;
+  }
+}
+
+/**
+ * --out must be a directory that can be written, or a path where one can be created: checked before
+ * anything is created (a refused command leaves no directory behind).
+ */
+export function checkOutDir(outDir: string): void {
+  const abs = resolve(outDir);
+  let p = abs;
+  while (!existsSync(p)) {
+    const up = dirname(p);
+    if (up === p) break;
+    p = up;
+  }
+  const expected = "expected a directory to write results.json, report.md and report.html into";
+  let isDir = false;
+  try {
+    isDir = statSync(p).isDirectory();
+  } catch (e) {
+    fail(
+      "BAD_OUTPUT",
+      `--out ${outDir}: cannot inspect ${p} (${(e as NodeJS.ErrnoException).code}); ${expected}`,
+    );
+  }
+  if (!isDir)
+    fail(
+      "BAD_OUTPUT",
+      p === abs
+        ? `--out ${outDir}: exists and is not a directory; ${expected}`
+        : `--out ${outDir}: ${p} is a file, not a directory, so nothing can be created under it; ${expected}`,
+    );
+  try {
+    accessSync(p, constants.W_OK | constants.X_OK);
+  } catch {
+    fail("BAD_OUTPUT", `--out ${outDir}: ${p} is not writable; ${expected}`);
+  }
+}
+
+/** --trace must be a readable file with at least one event the ftrace workload replays. */
+export function checkTrace(file: string): void {
+  const expected = "expected a trace_pipe capture of kmem events (see pagelab compare --help)";
+  let isFile = false;
+  try {
+    isFile = statSync(file).isFile();
+  } catch (e) {
+    fail("TRACE_FILE", `--trace ${file}: cannot read it (${(e as NodeJS.ErrnoException).code}); ${expected}`);
+  }
+  if (!isFile) fail("TRACE_FILE", `--trace ${file}: not a regular file; ${expected}`);
+  for (const [text, n] of forOption("--trace", () => readLines(file))) {
+    const ev = parseTraceLine(text, n);
+    if (ev !== null && ev.kind !== "problem") return;
+  }
+  fail(
+    "TRACE_FILE",
+    `--trace ${file}: no mm_page_alloc, mm_page_free, kmalloc or kfree event in it; ${expected}`,
+  );
+}
+
+/** A sweep entry or matrix map as the user wrote it. */
+function mapLabel(s: RunSpec): string {
+  return s.kind === "sweep" && s.levels === 5 ? `${s.map}@5` : s.map;
+}
+
+/**
+ * Everything `runCompare` checks before it starts: the names (planMatrix), the output directory,
+ * the trace, every design file (it must load; its invariants are checked per run, as a row), every
+ * map and sweep entry (it must load and have RAM). A bad input fails here, before any run and before
+ * DIR exists. Then, for the lists the user did not name (no --pmm, or no --maps / --sweep), the runs
+ * the host-memory budget would refuse are left out, each group with a sentence saying why.
+ */
+export async function prepareCompare(o: CompareOptions, outDir: string): Promise<ComparePlan> {
+  const planned = planMatrix(o);
+  checkOutDir(outDir);
+  if (o.trace !== undefined) {
+    checkTrace(o.trace);
+    if (o.workloads !== undefined && !o.workloads.includes("ftrace"))
+      fail(
+        "BAD_OPTION",
+        `--trace ${o.trace} is replayed only by the ftrace workload; add ftrace to --workload`,
+      );
+  }
+  const designs = new Map<string, PmmDesign>();
+  for (const p of uniqOf(planned.map((s) => s.pmm))) {
+    if (!isDesignPath(p)) designs.set(p, getDesign(p));
+    else {
+      const d = await loadDesign(p).catch((e: unknown) => {
+        if (e instanceof PagelabError) throw new PagelabError(e.code, `--pmm: ${e.message}`, e.details);
+        throw e;
+      });
+      designs.set(p, d);
+    }
+  }
+  // Every map and sweep entry must load and have RAM (as the user wrote it: no mem=).
+  const rams = new Map<string, ReturnType<typeof bootRam> | null>();
+  for (const s of planned) {
+    const key = `${s.map}|${s.kmap}|${s.levels}`;
+    if (rams.has(key)) continue;
+    const option = s.kind === "sweep" ? `--sweep ${mapLabel(s)}` : `--maps ${s.map}`;
+    rams.set(
+      key,
+      forOption(option, () => bootRam(s.map, makeStrategy(s.kmap), s.levels, undefined)),
+    );
+  }
+  const estimate = (s: RunSpec): { bytes: number; why: string } | null => {
+    const key = `${s.map}|${s.kmap}|${s.levels}|${s.mem}`;
+    if (!rams.has(key)) {
+      try {
+        rams.set(key, bootRam(s.map, makeStrategy(s.kmap), s.levels, s.mem ?? undefined));
+      } catch {
+        rams.set(key, null); // the run itself will say what is wrong
+      }
+    }
+    const r = rams.get(key);
+    const d = designs.get(s.pmm);
+    if (r === null || r === undefined || d === undefined) return null;
+    try {
+      return hostBytesEstimate(d.name, d.metadataBytes({ usable: r.ram, cpus: 1 }), r.ramBytes);
+    } catch {
+      return null;
+    }
+  };
+  const autoPmm = o.pmms === undefined;
+  const specs: RunSpec[] = [];
+  const out: { s: RunSpec; bytes: number; why: string }[] = [];
+  for (const s of planned) {
+    const auto = autoPmm || (s.kind === "sweep" ? o.sweep === undefined : o.maps === undefined);
+    const est = auto ? estimate(s) : null;
+    if (est !== null && est.bytes > s.hostBudget) out.push({ s, ...est });
+    else specs.push({ ...s, index: specs.length });
+  }
+  const leftOut = groupLeftOut(out, o.hostBudget ?? DEFAULT_HOST_BUDGET);
+  if (specs.length === 0)
+    fail(
+      "NOTHING_TO_RUN",
+      `every run would be refused by the host-memory budget: ${leftOut.map((l) => l.text).join("; ")}`,
+    );
+  return { specs, leftOut };
+}
+
+function groupLeftOut(out: { s: RunSpec; bytes: number; why: string }[], budget: number): LeftOut[] {
+  // per design: where it was left out; then designs left out of the same places for the same reason
+  const byPmm = new Map<string, { s: RunSpec; bytes: number; why: string }[]>();
+  for (const x of out) {
+    const k = `${x.s.kind}|${x.s.pmm}`;
+    byPmm.set(k, [...(byPmm.get(k) ?? []), x]);
+  }
+  const groups = new Map<string, LeftOut & { why: string }>();
+  for (const xs of byPmm.values()) {
+    const s0 = xs[0].s;
+    const maps = uniqOf(xs.map((x) => mapLabel(x.s)));
+    const workloads = uniqOf(xs.map((x) => x.s.workload).filter((w): w is string => w !== null));
+    const why = xs[0].why;
+    const key = `${s0.kind}|${maps.join(",")}|${workloads.join(",")}|${why}`;
+    const lo = Math.min(...xs.map((x) => x.bytes));
+    const hi = Math.max(...xs.map((x) => x.bytes));
+    const g = groups.get(key);
+    if (g === undefined)
+      groups.set(key, {
+        kind: s0.kind,
+        pmms: [s0.pmm],
+        maps,
+        workloads,
+        runs: xs.length,
+        hostBytes: [lo, hi],
+        why,
+        text: "",
+      });
+    else {
+      g.pmms.push(s0.pmm);
+      g.runs += xs.length;
+      g.hostBytes = [Math.min(g.hostBytes[0], lo), Math.max(g.hostBytes[1], hi)];
+    }
+  }
+  return [...groups.values()].map(({ why, ...g }) => {
+    const [lo, hi] = g.hostBytes;
+    const range = gib(lo) === gib(hi) ? gib(hi) : `${gib(lo)} to ${gib(hi)}`;
+    const where =
+      g.kind === "sweep"
+        ? `${listing(g.pmms)} in the sweep at ${listing(g.maps)}`
+        : `${listing(g.pmms)} on ${listing(g.maps)} for ${listing(g.workloads)}`;
+    const name =
+      g.kind === "sweep"
+        ? `--pmm ${g.pmms.join(",")} --sweep ${g.maps.join(",")}`
+        : `--pmm ${g.pmms.join(",")} --maps ${g.maps.join(",")}`;
+    const text =
+      `left out of the default: ${where} (${g.runs} run${g.runs === 1 ? "" : "s"}): ` +
+      `would back ${range} of host memory (${why}), over the ${budgetText(budget)} per-run --host-budget; ` +
+      `run them with --host-budget ${Math.ceil(hi / GIB)}G, or name them (${name}) to see the refusal as a row`;
+    return { ...g, text };
+  });
 }
 
 const PER_OP_KEYS: (keyof PerOp)[] = [
@@ -483,12 +733,23 @@ export async function runCompare(
   o: CompareOptions,
   outDir: string,
   onProgress?: (p: CompareProgress) => void,
-): Promise<{ specs: RunSpec[]; rows: ResultRow[]; resultsPath: string; wallMs: number }> {
+): Promise<{
+  specs: RunSpec[];
+  leftOut: LeftOut[];
+  rows: ResultRow[];
+  resultsPath: string;
+  wallMs: number;
+}> {
   const t0 = performance.now();
-  const specs = planMatrix(o);
-  mkdirSync(outDir, { recursive: true });
+  const { specs, leftOut } = await prepareCompare(o, outDir);
   const resultsPath = join(outDir, "results.json");
-  const fd = openSync(resultsPath, "w");
+  let fd: number;
+  try {
+    mkdirSync(outDir, { recursive: true });
+    fd = openSync(resultsPath, "w");
+  } catch (e) {
+    fail("BAD_OUTPUT", `--out ${outDir}: cannot write ${resultsPath} (${(e as NodeJS.ErrnoException).code})`);
+  }
   const rows: ResultRow[] = [];
   try {
     writeSync(fd, "[\n");
@@ -501,7 +762,7 @@ export async function runCompare(
   } finally {
     closeSync(fd);
   }
-  return { specs, rows, resultsPath, wallMs: Math.round(performance.now() - t0) };
+  return { specs, leftOut, rows, resultsPath, wallMs: Math.round(performance.now() - t0) };
 }
 
 export { KMAP_NAMES };

@@ -180,13 +180,13 @@ describe("pagelab compare (CLI, end to end)", () => {
     expect(html).not.toMatch(/<script|<link|src="http/);
     const svgs = [...html.matchAll(/<svg[\s\S]*?<\/svg>/g)].map((m) => m[0]);
     expect(svgs.length).toBeGreaterThanOrEqual(5);
-    for (const f of [
-      "fig-metadata-vs-ram.svg",
-      "fig-page-tables.svg",
-      "fig-largest-order.svg",
-      "fig-ipis.svg",
-    ])
+    for (const f of ["fig-metadata-vs-ram.svg", "fig-page-tables.svg", "fig-largest-order.svg"])
       assertWellFormedSvg(readFileSync(join(out, f), "utf8"));
+    // the IPI chart is drawn when some run sent an IPI per kfree/vfree, else a sentence says none did
+    const rows = JSON.parse(readFileSync(join(out, "results.json"), "utf8")) as ResultRow[];
+    const ipis = rows.flatMap((r) => [r.ipisPerKfree ?? 0, r.ipisPerVfree ?? 0]);
+    if (ipis.some((x) => x > 0)) assertWellFormedSvg(readFileSync(join(out, "fig-ipis.svg"), "utf8"));
+    else expect(readFileSync(join(out, "report.md"), "utf8")).toMatch(/No run sent an IPI per kfree\/vfree/);
   });
 
   it("rows are deterministic: the same plan in this thread gives the CLI's rows (host time aside)", async () => {

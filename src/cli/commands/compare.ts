@@ -50,8 +50,24 @@ ${WORKLOAD_NAMES.map((n) => `  ${n.padEnd(11)} ${WORKLOADS[n].describe}`).join("
 
 The sweep boots every PMM (direct map, no workload) at each RAM size of --sweep for the
 "metadata vs RAM size" figure; MAP@5 boots with 5-level paging (the sparse map's RAM at 128 TiB
-needs it for a direct map). Designs whose host memory would exceed --host-budget are refused: the
-refusal is a row with an error, listed in the report, not a crash.
+needs it for a direct map). A run whose simulation would back more host memory than --host-budget
+is refused. When you name both its design (--pmm) and its map (--maps, or --sweep for the sweep),
+the refusal is a row with an error, listed in the report. Otherwise (a default list) such runs are
+left out before anything starts, and the output and report.md say which and why: the default
+leaves out freelist on qemu:4G and above (a next pointer in every frame backs the whole RAM) and
+most designs at sparse@5 (2 TiB of RAM).
+
+Checked before any run starts, and before DIR is created: every name, every map and sweep entry
+(it must load and have RAM), the trace (a readable file with kmem events), every design file (it
+must load; its invariants are checked in its own rows), and DIR (a writable directory, or a path
+where one can be made). A failed check prints one line naming the option, the file or value and
+what was expected.
+
+Exit status:
+  0  at least one run completed (runs that did not are rows with an error, counted on the first
+     line of the output and listed in report.md)
+  1  every run failed (results.json and the report are still written)
+  2  a usage error found by the checks above; nothing was run or written
 
 Output (DIR = --out):
   results.json   one row per run: the spec, every counter (boot and workload), operations by kind,
@@ -79,14 +95,15 @@ export function registerCompare(program: Command): void {
   program
     .command("compare")
     .description("compare designs on workloads in parallel; write results.json, report.md and report.html")
-    .option("--maps <list>", `firmware maps (presets or files), comma-separated`, list("--maps", null), [
-      DEFAULT_PRESET,
-    ])
+    .option(
+      "--maps <list>",
+      `firmware maps (presets or files), comma-separated (default: ${DEFAULT_PRESET})`,
+      list("--maps", null),
+    )
     .option(
       "--pmm <list>",
-      `PMM designs, or 'all' (${DESIGN_NAMES.join(", ")})`,
+      `PMM designs or design files, or 'all' (default: all of ${DESIGN_NAMES.join(", ")})`,
       list("--pmm", DESIGN_NAMES),
-      [...DESIGN_NAMES],
     )
     .option(
       "--kmap <list>",
@@ -180,8 +197,11 @@ export function registerCompare(program: Command): void {
         },
       );
       if (started) bar.stop();
-      const rep = await writeReport(o.out, res.rows, { command, wallMs: res.wallMs, jobs: o.jobs });
+      const leftOut = res.leftOut.map((l) => l.text);
+      const rep = await writeReport(o.out, res.rows, { command, wallMs: res.wallMs, jobs: o.jobs, leftOut });
       const errors = res.rows.filter((r) => r.error !== null).length;
+      // every run failed: nothing was measured (exit status 1, documented in --help)
+      if (errors === res.rows.length) process.exitCode = 1;
       if (o.json) {
         printJson({
           out: o.out,
@@ -189,15 +209,20 @@ export function registerCompare(program: Command): void {
           runs: res.rows.length,
           completed: res.rows.length - errors,
           errors,
+          leftOut,
           wallMs: res.wallMs,
           findings: rep.findings,
         });
         return;
       }
       process.stdout.write(
-        `${res.rows.length} runs (${errors} did not complete) in ${(res.wallMs / 1000).toFixed(1)} s\n` +
+        `${res.rows.length} runs (${errors} did not complete${errors === res.rows.length ? ": every run failed" : ""}) in ${(res.wallMs / 1000).toFixed(1)} s\n` +
           `  ${res.resultsPath}\n  ${rep.md}\n  ${rep.html}\n\n`,
       );
+      for (const l of leftOut) process.stdout.write(`${l}\n`);
+      if (leftOut.length > 0) process.stdout.write("\n");
       for (const f of rep.findings) process.stdout.write(`- ${f.text}\n    ${f.command}\n`);
+      if (errors === res.rows.length)
+        process.stderr.write(`pagelab: every run failed (${errors} of ${res.rows.length}); see ${rep.md}\n`);
     });
 }

@@ -11,7 +11,58 @@ export interface Figure {
   id: string;
   title: string;
   caption: string;
-  svg: string;
+  /** The chart, or null when a sentence says more than a chart would (e.g. every value is 0). */
+  svg: string | null;
+  /** Said in place of the chart when `svg` is null. */
+  sentence?: string;
+}
+
+/**
+ * 20 distinct colours (Tableau 20): the 12 built-in designs plus design files each get their own,
+ * where vega's default 10-colour scheme repeats.
+ */
+const PALETTE = { scheme: "tableau20" } as const;
+
+/** Point shapes and dash patterns cycled per design, so lines of the same colour family stay apart. */
+const SHAPES = [
+  "circle",
+  "square",
+  "triangle-up",
+  "diamond",
+  "cross",
+  "triangle-down",
+  "triangle-right",
+  "triangle-left",
+];
+const DASHES = [
+  [1, 0],
+  [6, 3],
+  [2, 2],
+  [8, 3, 2, 3],
+  [12, 4],
+  [4, 4],
+];
+
+/**
+ * Designs whose series are identical (same points): drawn over each other, so the caption names
+ * them ("buddy, huge-pool and large-stacks are identical here, drawn over each other").
+ */
+export function identicalSeries<T>(data: T[], key: (d: T) => string, point: (d: T) => string): string[][] {
+  const series = new Map<string, string[]>();
+  for (const d of data) series.set(key(d), [...(series.get(key(d)) ?? []), point(d)]);
+  const same = new Map<string, string[]>();
+  for (const [k, pts] of series) {
+    const sig = pts.join(";");
+    same.set(sig, [...(same.get(sig) ?? []), k]);
+  }
+  return [...same.values()].filter((g) => g.length > 1);
+}
+
+function identicalNote(groups: string[][]): string {
+  if (groups.length === 0) return "";
+  const list = (xs: string[]) =>
+    xs.length <= 1 ? xs.join("") : `${xs.slice(0, -1).join(", ")} and ${xs[xs.length - 1]}`;
+  return ` Identical series, drawn over each other: ${groups.map((g) => list(g)).join("; ")}.`;
 }
 
 const GiB = 2 ** 30;
@@ -61,7 +112,9 @@ function metadataFigure(rows: ResultRow[]): TopLevelSpec | null {
         scale: { type: "log" },
         title: "PMM metadata after boot (KiB, log)",
       },
-      color: { field: "pmm", type: "nominal", title: "PMM" },
+      color: { field: "pmm", type: "nominal", title: "PMM", scale: PALETTE },
+      shape: { field: "pmm", type: "nominal", title: "PMM", scale: { range: SHAPES } },
+      strokeDash: { field: "pmm", type: "nominal", title: "PMM", scale: { range: DASHES } },
       tooltip: [{ field: "map" }, { field: "pmm" }, { field: "metadataKiB" }],
     },
   };
@@ -88,7 +141,7 @@ function pageTableFigure(rows: ResultRow[]): TopLevelSpec | null {
       x: { field: "kmap", type: "nominal", title: "kernel mapping" },
       xOffset: { field: "pmm", type: "nominal" },
       y: { field: "kib", type: "quantitative", title: "kernel page tables after boot (KiB)" },
-      color: { field: "pmm", type: "nominal", title: "PMM" },
+      color: { field: "pmm", type: "nominal", title: "PMM", scale: PALETTE },
     },
   };
 }
@@ -111,7 +164,7 @@ function perOpFigure(rows: ResultRow[], key: "memRefs" | "tlbMisses", title: str
         x: { field: "pmm", type: "nominal", title: "PMM" },
         xOffset: { field: "kmap", type: "nominal" },
         y: { field: "v", type: "quantitative", title },
-        color: { field: "kmap", type: "nominal", title: "kernel mapping" },
+        color: { field: "kmap", type: "nominal", title: "kernel mapping", scale: PALETTE },
       },
     },
   };
@@ -139,7 +192,7 @@ function ipiFigure(rows: ResultRow[]): TopLevelSpec | null {
         x: { field: "kmap", type: "nominal", title: "kernel mapping" },
         xOffset: { field: "pmm", type: "nominal" },
         y: { field: "v", type: "quantitative", title: "IPIs per call" },
-        color: { field: "pmm", type: "nominal", title: "PMM" },
+        color: { field: "pmm", type: "nominal", title: "PMM", scale: PALETTE },
       },
     },
   };
@@ -179,23 +232,40 @@ function largestFigure(rows: ResultRow[]): { spec: TopLevelSpec; workload: strin
           title: "largest order that succeeds (4 KiB x 2^order)",
           scale: { domainMin: -1 },
         },
-        color: { field: "pmm", type: "nominal", title: "PMM" },
+        color: { field: "pmm", type: "nominal", title: "PMM", scale: PALETTE },
+        strokeDash: { field: "pmm", type: "nominal", title: "PMM", scale: { range: DASHES } },
       },
     },
   };
 }
 
-/** Every figure that has data, rendered. */
+/** The rows of a spec's inline data (every spec here has `data: { values }`). */
+function valuesOf(spec: TopLevelSpec): Record<string, unknown>[] {
+  const d = (spec as { data?: { values?: unknown } }).data;
+  return Array.isArray(d?.values) ? (d.values as Record<string, unknown>[]) : [];
+}
+
+/** Every figure that has data, rendered; a figure whose values are all 0 is a sentence instead. */
 export async function buildFigures(rows: ResultRow[]): Promise<Figure[]> {
   const out: Figure[] = [];
   const add = async (id: string, title: string, caption: string, spec: TopLevelSpec | null) => {
     if (spec !== null) out.push({ id, title, caption, svg: await render(spec) });
   };
+  const meta = metadataFigure(rows);
   await add(
     "metadata-vs-ram",
     "PMM metadata vs RAM size",
-    "Bytes of allocator metadata after boot (standing + transient) for each design at each RAM size of the sweep (log-log). Refused boots are absent.",
-    metadataFigure(rows),
+    "Bytes of allocator metadata after boot (standing + transient) for each design at each RAM size of the sweep (log-log). Refused boots are absent." +
+      (meta === null
+        ? ""
+        : identicalNote(
+            identicalSeries(
+              valuesOf(meta),
+              (d) => String(d.pmm),
+              (d) => `${d.map}:${d.metadataKiB}`,
+            ),
+          )),
+    meta,
   );
   await add(
     "page-tables",
@@ -215,18 +285,36 @@ export async function buildFigures(rows: ResultRow[]): Promise<Figure[]> {
     "TLB misses (walks started) per workload operation, all CPUs.",
     perOpFigure(rows, "tlbMisses", "TLB misses / op"),
   );
-  await add(
-    "ipis",
-    "IPIs per kfree / vfree",
-    "Inter-processor interrupts sent while a kfree or vfree ran, per call (counters read around each call).",
-    ipiFigure(rows),
-  );
+  const ipi = ipiFigure(rows);
+  const ipiValues = ipi === null ? [] : valuesOf(ipi);
+  const ipiTitle = "IPIs per kfree / vfree";
+  const ipiCaption =
+    "Inter-processor interrupts sent while a kfree or vfree ran, per call (counters read around each call).";
+  if (ipi !== null && ipiValues.every((d) => d.v === 0)) {
+    const what = [...new Set(ipiValues.map((d) => String(d.what)))];
+    out.push({
+      id: "ipis",
+      title: ipiTitle,
+      caption: ipiCaption,
+      svg: null,
+      sentence:
+        `No run sent an IPI per kfree/vfree: all ${ipiValues.length} figures (${what.join(", ")}; ` +
+        `${new Set(ipiValues.map((d) => d.pmm)).size} designs, kernel mappings ${[...new Set(ipiValues.map((d) => String(d.kmap)))].join(", ")}) are 0 IPIs per call, so there is no chart.`,
+    });
+  } else await add("ipis", ipiTitle, ipiCaption, ipi);
   const lf = largestFigure(rows);
   if (lf !== null)
     await add(
       "largest-order",
       "Largest successful allocation over time",
-      `Largest order that would succeed, sampled during ${lf.workload} (kernel mapping ${lf.kmap}); -1 means not even one page.`,
+      `Largest order that would succeed, sampled during ${lf.workload} (kernel mapping ${lf.kmap}); -1 means not even one page.` +
+        identicalNote(
+          identicalSeries(
+            valuesOf(lf.spec),
+            (d) => String(d.pmm),
+            (d) => `${d.op}:${d.order}`,
+          ),
+        ),
       lf.spec,
     );
   return out;

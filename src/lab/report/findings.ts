@@ -100,9 +100,14 @@ function metadataFinding(rows: ResultRow[]): Finding[] {
     (r) =>
       r.kind === "sweep" && r.map === lo.map && r.levels === lo.levels && r.error?.code === "HOST_MEMORY",
   );
+  const sweepDesigns = uniq(rows.filter((r) => r.kind === "sweep").map((r) => r.pmm));
+  const among =
+    g.length < sweepDesigns.length
+      ? `, among the ${g.length} designs that ran at that size (${listing(g.map((r) => r.pmm))}),`
+      : "";
   let text =
     `With ${fmtBytes(lo.ramBytes)} of usable RAM (${lo.map}${lo.levels === 5 ? ", 5-level paging" : ""}), ` +
-    `PMM metadata after boot ranges from ${fmtBytes(lo.metadataBytes)} for ${lo.pmm} (${pct(lo)} % of RAM) ` +
+    `PMM metadata after boot ranges${among} from ${fmtBytes(lo.metadataBytes)} for ${lo.pmm} (${pct(lo)} % of RAM) ` +
     `to ${fmtBytes(hi.metadataBytes)} for ${hi.pmm} (${pct(hi)} %).`;
   if (refused.length > 0)
     text += ` ${listing(refused.map((r) => r.pmm))} ${refused.length === 1 ? "was" : "were"} refused by the host-memory budget at that size.`;
@@ -246,6 +251,40 @@ function fragmentationFinding(rows: ResultRow[]): Finding[] {
   ];
 }
 
+/** Per order a page-churn row requested: how many requests and how many were refused. */
+export function refusalsByOrder(r: ResultRow): { order: number; requested: number; refused: number }[] {
+  const out: { order: number; requested: number; refused: number }[] = [];
+  for (const [k, v] of Object.entries(r.info)) {
+    const m = /^requestsOrder(\d+)$/.exec(k);
+    if (m === null || typeof v !== "number") continue;
+    out.push({ order: Number(m[1]), requested: v, refused: r.failed[`order${m[1]}`] ?? 0 });
+  }
+  return out.sort((a, b) => a.order - b.order);
+}
+
+/** What a design refused, order by order, in words that hold for that row ("every request of order 1 and 2; 20 % of order 9"). */
+function refusedOrders(r: ResultRow): string {
+  const per = refusalsByOrder(r);
+  const all = per.filter((x) => x.refused > 0 && x.refused === x.requested).map((x) => String(x.order));
+  const some = per.filter((x) => x.refused > 0 && x.refused < x.requested);
+  const served = per
+    .filter((x) => x.refused === 0 && x.requested > 0 && x.order > 0)
+    .map((x) => String(x.order));
+  const parts: string[] = [];
+  if (all.length > 0) parts.push(`every request of order ${listing(all)}`);
+  for (const x of some) parts.push(`${fmt((100 * x.refused) / x.requested)} % of order ${x.order}`);
+  let text = listing(parts);
+  if (served.length > 0 && parts.length > 0) text += ` and served every request of order ${listing(served)}`;
+  const above0 = per.filter((x) => x.order > 0 && x.requested > 0);
+  if (
+    above0.length > 0 &&
+    above0.every((x) => x.refused === x.requested) &&
+    per.every((x) => x.order > 0 || x.refused === 0)
+  )
+    text += " (no contiguous blocks)";
+  return text;
+}
+
 function refusalFinding(rows: ResultRow[]): Finding[] {
   const g = wl(rows).filter(
     (r) =>
@@ -254,12 +293,16 @@ function refusalFinding(rows: ResultRow[]): Finding[] {
   if (g.length === 0) return [];
   const first = g[0];
   const same = g.filter((r) => r.kmap === first.kmap && r.map === first.map && r.cpus === first.cpus);
+  // designs whose refusals read the same are named together; each clause holds for every design it names
+  const clauses = new Map<string, string[]>();
+  for (const r of same) {
+    const key = `refused ${fmt(r.info.refusedPercent as number)} % of the allocation requests: ${refusedOrders(r)}`;
+    clauses.set(key, [...(clauses.get(key) ?? []), r.pmm]);
+  }
   return [
     {
       topic: "contiguity",
-      text:
-        `On page-churn (${first.kmap} mapping), ${listing(same.map((r) => `${r.pmm} refused ${fmt(r.info.refusedPercent as number)} %`))} ` +
-        "of the allocation requests: every request above order 0 (no contiguous blocks).",
+      text: `On page-churn (${first.kmap} mapping), ${[...clauses].map(([c, pmms]) => `${listing(pmms)} ${c}`).join("; ")}.`,
       command: commandForRows(same),
     },
   ];

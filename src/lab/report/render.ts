@@ -13,6 +13,8 @@ export interface ReportMeta {
   command: string;
   wallMs: number;
   jobs: number;
+  /** Sentences saying which runs a default plan left out and why (`left out of the default: ...`). */
+  leftOut?: string[];
 }
 
 export interface ReportFiles {
@@ -106,10 +108,20 @@ function markdown(rows: ResultRow[], meta: ReportMeta, findings: Finding[], figs
   const L: string[] = [];
   L.push("# pagelab compare", "", `\`${meta.command}\``, "");
   L.push(...summary(rows, meta), "");
+  for (const l of meta.leftOut ?? []) L.push(`- ${l}`);
+  if ((meta.leftOut ?? []).length > 0) L.push("");
   L.push("## Findings", "");
   for (const f of findings) L.push(`- ${f.text}`, `  \`${f.command}\``);
   L.push("");
-  for (const f of figs) L.push(`## ${f.title}`, "", f.caption, "", `![${f.title}](fig-${f.id}.svg)`, "");
+  for (const f of figs)
+    L.push(
+      `## ${f.title}`,
+      "",
+      f.caption,
+      "",
+      f.svg === null ? (f.sentence ?? "") : `![${f.title}](fig-${f.id}.svg)`,
+      "",
+    );
   const workloads = [...new Set(rows.filter((r) => r.kind === "workload").map((r) => r.workload as string))];
   if (workloads.length > 0) {
     L.push("## Tables", "");
@@ -137,12 +149,14 @@ function html(rows: ResultRow[], meta: ReportMeta, findings: Finding[], figs: Fi
   );
   H.push(`<h1>pagelab compare</h1><p><code>${esc(meta.command)}</code></p>`);
   H.push(...summary(rows, meta).map((s) => `<p>${esc(s)}</p>`));
+  if ((meta.leftOut ?? []).length > 0)
+    H.push(`<ul>${(meta.leftOut ?? []).map((l) => `<li>${esc(l)}</li>`).join("")}</ul>`);
   H.push("<h2>Findings</h2><ul>");
   for (const f of findings) H.push(`<li>${esc(f.text)}<br><code>${esc(f.command)}</code></li>`);
   H.push("</ul>");
   for (const f of figs)
     H.push(
-      `<figure id="${f.id}"><h2>${esc(f.title)}</h2>${f.svg}<figcaption>${esc(f.caption)}</figcaption></figure>`,
+      `<figure id="${f.id}"><h2>${esc(f.title)}</h2>${f.svg ?? `<p>${esc(f.sentence ?? "")}</p>`}<figcaption>${esc(f.caption)}</figcaption></figure>`,
     );
   const workloads = [...new Set(rows.filter((r) => r.kind === "workload").map((r) => r.workload as string))];
   if (workloads.length > 0) {
@@ -167,6 +181,7 @@ export async function writeReport(outDir: string, rows: ResultRow[], meta: Repor
   const findings = computeFindings(rows);
   const figures: string[] = [];
   for (const f of figs) {
+    if (f.svg === null) continue;
     const p = join(outDir, `fig-${f.id}.svg`);
     writeFileSync(p, f.svg);
     figures.push(p);

@@ -8,7 +8,8 @@
  * coin. A free picks a random live block. One operation is one alloc or one free request.
  *
  * Designs without contiguity (the stacks, maxOrder 0) refuse every order above 0: those refusals are
- * counted in `failed`, so the report can say what share of requests a design cannot serve.
+ * counted in `failed` by order, and `info.requestsOrderN` counts the requests of each order, so the
+ * report can say which orders a design refused and what share of each.
  */
 import type { AllocConstraints } from "../../kernel/pmm/interface.ts";
 import type { Rng } from "../../machine/rng.ts";
@@ -52,6 +53,7 @@ export const pageChurn: Workload = {
     const held = new HeldBlocks();
     const ops: Record<string, number> = { alloc: 0, free: 0 };
     const failed: Record<string, number> = {};
+    const requested: Record<string, number> = {};
     const low = 1024;
     const high = 4096;
     for (let i = 0; i < opts.ops; i++) {
@@ -60,6 +62,7 @@ export const pageChurn: Workload = {
         const order = pickOrder(rng);
         const movable = rng.below(4) !== 0;
         ops.alloc++;
+        bump(requested, `order${order}`);
         const p = movable ? a.alloc(order, MOVABLE) : a.alloc(order);
         if (p < 0) bump(failed, `order${order}`);
         else held.push(p, order);
@@ -73,6 +76,8 @@ export const pageChurn: Workload = {
         sample({ op: i + 1, largestOrder: probeLargestOrder(c, a), heldFrames: held.frames });
     }
     const info: Record<string, number> = { liveBlocksAtEnd: held.n, liveFramesAtEnd: held.frames };
+    // requests per order (`requestsOrder9`), beside `failed.order9`: what share of each order was refused
+    for (const [k, v] of Object.entries(requested)) info[`requests${k[0].toUpperCase()}${k.slice(1)}`] = v;
     if (opts.drain) {
       while (held.n > 0) {
         ops.free++;
