@@ -15,7 +15,7 @@
  * Each step records what it allocated, where and why, and the counters it cost.
  */
 import { fail, hex } from "../errors.ts";
-import { e820TypeName, isUsable, loadMap, memblockMemory } from "../firmware/index.ts";
+import { e820TypeName, isUsable, loadMap, type MemoryMap, memblockMemory } from "../firmware/index.ts";
 import { Counters } from "../machine/counters.ts";
 import { Machine } from "../machine/machine.ts";
 import { Rng } from "../machine/rng.ts";
@@ -60,6 +60,8 @@ export function makeStrategy(name: string): KmapStrategy {
 
 export interface BootOptions extends KmapOptions {
   map?: string;
+  /** A map already parsed (e.g. pasted into the explorer); `map` is then only its label in messages. */
+  loadedMap?: MemoryMap;
   /** A built-in design name, or a design object (bring your own allocator, see kernel/pmm/load.ts). */
   pmm?: string | PmmDesign;
   kmap?: string;
@@ -220,7 +222,7 @@ export function bootKernel(opts: BootOptions = {}): BootResult {
   const strategy = makeStrategy(opts.kmap ?? "direct");
 
   // Step 1: the firmware map and what Linux would keep of it.
-  const map = loadMap(mapName);
+  const map = opts.loadedMap ?? loadMap(mapName);
   const mb = memblockMemory(map);
   const early: string[] = [];
   let ram: FrameRange[] = applyMem(
