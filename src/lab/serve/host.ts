@@ -74,6 +74,9 @@ export class BootHost extends EventEmitter {
   private readonly running = new Set<Running>();
   private readonly live = new Map<string, Live>();
   private sampler: NodeJS.Timeout | null = null;
+  /** A loaded, idle worker for the next boot (made after the first boot). */
+  private spare: Worker | null = null;
+  private closed = false;
 
   constructor(o: HostOptions = {}) {
     super();
@@ -119,13 +122,7 @@ export class BootHost extends EventEmitter {
       );
       return null;
     }
-    const heapMb = Math.max(256, Math.min(16384, Math.round(this.hostBudget / 2 ** 20)));
-    const worker = new Worker(WORKER_URL, {
-      workerData: { ...req, hostBudget: this.hostBudget },
-      resourceLimits: { maxOldGenerationSizeMb: heapMb },
-      stdout: false,
-      stderr: false,
-    });
+    const worker = this.takeWorker();
     const m = req.map;
     const what = `${m.preset ?? (m.name ? `upload ${m.name}` : "pasted map")}, ${req.pmm}`;
     let done = false;
@@ -186,6 +183,7 @@ export class BootHost extends EventEmitter {
     worker.on("exit", () =>
       run.finish(err(500, "WORKER_DIED", `the boot (${what}) ended without an answer`)),
     );
+    worker.postMessage({ type: "boot", req: { ...req, hostBudget: this.hostBudget } });
     return () => this.end(run, "client-gone", err(499, "CANCELLED", "the client closed its request"));
   }
 
@@ -219,16 +217,48 @@ export class BootHost extends EventEmitter {
         clearTimeout(timer);
         resolve(r);
       });
-      live.worker.postMessage({ id, method, path, query });
+      live.worker.postMessage({ type: "query", id, method, path, query });
     });
   }
 
   /** Terminate every worker (the server is closing). */
   async close(): Promise<void> {
+    this.closed = true;
+    if (this.spare) void this.spare.terminate();
+    this.spare = null;
     for (const r of [...this.running])
       this.end(r, "closed", err(503, "CLOSING", "the server is shutting down"));
     const all = [...this.live.keys()];
     for (const s of all) this.drop(s);
+  }
+
+  private newWorker(): Worker {
+    const heapMb = Math.max(256, Math.min(16384, Math.round(this.hostBudget / 2 ** 20)));
+    return new Worker(WORKER_URL, {
+      resourceLimits: { maxOldGenerationSizeMb: heapMb },
+      stdout: false,
+      stderr: false,
+    });
+  }
+
+  /** The spare worker (or a new one), and a new spare loading for the next boot. */
+  private takeWorker(): Worker {
+    const w = this.spare ?? this.newWorker();
+    w.removeAllListeners();
+    w.ref();
+    this.spare = null;
+    setImmediate(() => {
+      if (this.closed || this.spare) return;
+      const s = this.newWorker();
+      const lost = () => {
+        if (this.spare === s) this.spare = null;
+      };
+      s.on("error", lost);
+      s.on("exit", lost);
+      s.unref();
+      this.spare = s;
+    });
+    return w;
   }
 
   private keep(session: string, worker: Worker): void {

@@ -41,7 +41,7 @@ export interface ServeOptions extends HostOptions {
 const HEADERS = { "cache-control": "no-store", "x-content-type-options": "nosniff" };
 
 function send(res: ServerResponse, status: number, type: string, body: string | Buffer): void {
-  res.writeHead(status, { "content-type": type, ...HEADERS });
+  res.writeHead(status, { "content-type": type, "content-length": Buffer.byteLength(body), ...HEADERS });
   res.end(body);
 }
 
@@ -125,7 +125,11 @@ async function serveStatic(
   } catch {
     return sendError(res, 404, "NOT_FOUND", `no file ${pathname.slice(0, 200)}`);
   }
-  res.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream", ...HEADERS });
+  res.writeHead(200, {
+    "content-type": TYPES[extname(file)] ?? "application/octet-stream",
+    "content-length": body.length,
+    ...HEADERS,
+  });
   res.end(head ? undefined : body);
   return 200;
 }
