@@ -5,58 +5,12 @@
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { request, type Server } from "node:http";
-import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BootHost, EndReason } from "../../src/lab/serve/host.ts";
 import { startServer } from "../../src/lab/serve/server.ts";
-
-export interface Answer {
-  status: number;
-  body: string;
-}
-
-/** One request over a raw socket (the exact bytes of the request line): resolves with the answer. */
-export function raw(port: number, text: string | Buffer): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const s = connect(port, "127.0.0.1");
-    const chunks: Buffer[] = [];
-    s.on("data", (c) => chunks.push(c));
-    s.on("error", reject);
-    s.on("close", () => {
-      const all = Buffer.concat(chunks).toString("latin1");
-      const m = /^HTTP\/1\.1 (\d{3})/.exec(all);
-      resolve({ status: m ? Number(m[1]) : 0, body: all.slice(all.indexOf("\r\n\r\n") + 4) });
-    });
-    s.end(text);
-  });
-}
-
-export function call(
-  port: number,
-  path: string,
-  opts: { method?: string; body?: string | Buffer; headers?: Record<string, string> } = {},
-): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: "127.0.0.1",
-        port,
-        path,
-        method: opts.method ?? "GET",
-        headers: { host: `127.0.0.1:${port}`, ...opts.headers },
-      },
-      (res) => {
-        let body = "";
-        res.on("data", (c) => (body += c));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
-      },
-    );
-    req.on("error", reject);
-    req.end(opts.body);
-  });
-}
+import { call, raw } from "./http-helpers.ts";
 
 const health = async (port: number) => JSON.parse((await call(port, "/api/health")).body);
 
@@ -180,7 +134,9 @@ describe("pagelab serve under hostile requests", () => {
     expect(h).toMatchObject({ ok: true, boots: 1 });
     expect((await call(port, "/")).status).toBe(200);
     expect((await call(port, "/api/options")).status).toBe(200);
+    const why = ended(host);
     const r = await boot;
+    expect(await why).toBe("timeout");
     expect(r.status).toBe(503);
     const e = JSON.parse(r.body).error;
     expect(e.code).toBe("BOOT_TIMEOUT");

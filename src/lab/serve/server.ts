@@ -158,6 +158,7 @@ export function startServer(
     res: ServerResponse,
     method: string,
     url: URL,
+    body: Body,
   ): Promise<number> => {
     const path = url.pathname;
     const allowed = API_ROUTES[path];
@@ -184,7 +185,6 @@ export function startServer(
       return reply.status;
     }
     // POST /api/boot
-    const body = await readBody(req);
     if ("tooLarge" in body)
       return sendError(res, 413, "TOO_LARGE", `the request is larger than ${MAX_BODY >> 20} MiB`);
     let json: unknown;
@@ -224,6 +224,13 @@ export function startServer(
     const hostHeader = req.headers.host ?? "";
     let status = 500;
     try {
+      // Every body is read (or, past the limit, answered 413 and drained) before the answer, so that
+      // closing the connection never resets it with unread bytes and loses the answer.
+      const body = await readBody(req);
+      if ("tooLarge" in body) {
+        status = sendError(res, 413, "TOO_LARGE", `the request is larger than ${MAX_BODY >> 20} MiB`);
+        return;
+      }
       if (
         !isLoopback(req.socket.remoteAddress) ||
         (hostHeader !== `127.0.0.1:${port}` && hostHeader !== `localhost:${port}`)
@@ -240,7 +247,7 @@ export function startServer(
         return;
       }
       if (url.pathname.startsWith("/api/")) {
-        status = await api(req, res, method, url);
+        status = await api(req, res, method, url, body);
         return;
       }
       if (method !== "GET" && method !== "HEAD") {
