@@ -247,7 +247,13 @@ export class BootHost extends EventEmitter {
     w.removeAllListeners();
     w.ref();
     this.spare = null;
-    setImmediate(() => {
+    setImmediate(() => this.warm());
+    return w;
+  }
+
+  /** Load a spare worker now (the page asks for its options when it opens: a boot will follow). */
+  warm(): void {
+    {
       if (this.closed || this.spare) return;
       const s = this.newWorker();
       const lost = () => {
@@ -257,8 +263,7 @@ export class BootHost extends EventEmitter {
       s.on("exit", lost);
       s.unref();
       this.spare = s;
-    });
-    return w;
+    }
   }
 
   private keep(session: string, worker: Worker): void {

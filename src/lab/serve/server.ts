@@ -173,6 +173,7 @@ export function startServer(
       return 200;
     }
     if (path === "/api/options") {
+      host.warm();
       sendJson(res, 200, options());
       return 200;
     }
