@@ -15,7 +15,7 @@
  * Each step records what it allocated, where and why, and the counters it cost.
  */
 import { fail, hex } from "../errors.ts";
-import { e820TypeName, isUsable, loadMap, memblockMemory } from "../firmware/index.ts";
+import { e820TypeName, isUsable, loadMap, type MemoryMap, memblockMemory } from "../firmware/index.ts";
 import { Counters } from "../machine/counters.ts";
 import { Machine } from "../machine/machine.ts";
 import { Rng } from "../machine/rng.ts";
@@ -62,6 +62,8 @@ export interface BootOptions extends KmapOptions {
   map?: string;
   /** Format of a map file (`pagelab map --help` lists them); undefined: detected from its content. */
   mapFormat?: string;
+  /** A map already parsed (e.g. pasted into the explorer); `map` is then only its label in messages. */
+  loadedMap?: MemoryMap;
   /** A built-in design name, or a design object (bring your own allocator, see kernel/pmm/load.ts). */
   pmm?: string | PmmDesign;
   kmap?: string;
@@ -283,7 +285,7 @@ export function bootRam(
   strategy: KmapStrategy,
   levels: Levels,
   mem: number | undefined,
-  format?: BootOptions["mapFormat"],
+  source: Pick<BootOptions, "mapFormat" | "loadedMap"> = {},
 ): {
   map: ReturnType<typeof loadMap>;
   changes: ReturnType<typeof memblockMemory>["changes"];
@@ -291,7 +293,7 @@ export function bootRam(
   ramBytes: number;
   early: string[];
 } {
-  const map = loadMap(mapName, { format });
+  const map = source.loadedMap ?? loadMap(mapName, { format: source.mapFormat });
   const mb = memblockMemory(map);
   const early: string[] = [];
   let ram: FrameRange[] = applyMem(
@@ -333,7 +335,7 @@ export function bootKernel(opts: BootOptions = {}): BootResult {
   const strategy = makeStrategy(opts.kmap ?? "direct");
 
   // Step 1: the firmware map and what Linux would keep of it.
-  const { map, changes, ram, ramBytes, early } = bootRam(mapName, strategy, levels, opts.mem, opts.mapFormat);
+  const { map, changes, ram, ramBytes, early } = bootRam(mapName, strategy, levels, opts.mem, opts);
   checkHostBudget(design.name, design.metadataBytes({ usable: ram, cpus: 1 }), ramBytes, opts.hostBudget);
   const holes = map.entries
     .filter((e) => !isUsable(e.type) && e.start < 1n << 52n)

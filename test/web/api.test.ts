@@ -226,3 +226,44 @@ describe("boot requests", () => {
     expect(r.body.serverMs.ownership).toBeLessThan(1000);
   });
 });
+
+describe("pasted maps and the format chooser", () => {
+  const dmesg = [
+    "[    0.000000] BIOS-e820: [mem 0x0000000000000000-0x000000000009fbff] usable",
+    "[    0.000000] BIOS-e820: [mem 0x000000000009fc00-0x000000000009ffff] reserved",
+    "[    0.000000] BIOS-e820: [mem 0x0000000000100000-0x000000003fffffff] usable",
+  ].join("\n");
+
+  it("issue #1: a pasted dmesg boots with format dmesg chosen, and the options list every format", () => {
+    const store = new SessionStore(1);
+    const r = call(store, "POST", "/api/boot", {}, { map: dmesg, format: "dmesg", pmm: "bitmap" });
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    expect(r.body.map).toBe("pasted map");
+    const o = call(store, "GET", "/api/options").body;
+    expect(o.formats).toEqual(expect.arrayContaining(["auto", "dmesg", "sysfs", "iomem", "json", "yaml"]));
+    const bad = call(store, "POST", "/api/boot", {}, { map: dmesg, format: "nope" });
+    expect(bad.body.error.message).toMatch(/format must be auto or one of dmesg/);
+  });
+
+  it("issue #1: map errors name the pasted input and line, never a temp path or a command-line flag", () => {
+    const store = new SessionStore(1);
+    const broken = `${dmesg}\nBIOS-e820: [mem 0x0000000040000000-0x00000000zzzzzzzz] usable`;
+    const e = call(store, "POST", "/api/boot", {}, { map: broken, format: "dmesg" }).body.error;
+    expect(e.message).toMatch(/^pasted map, line 4: /);
+    const unknown = call(store, "POST", "/api/boot", {}, { map: "hello\nworld" }).body.error;
+    expect(unknown.code).toBe("UNKNOWN_FORMAT");
+    expect(unknown.message).toMatch(/^pasted map: .*Format menu/);
+    const up = call(
+      store,
+      "POST",
+      "/api/boot",
+      {},
+      { mapBase64: Buffer.from("x y").toString("base64"), mapName: "m.txt" },
+    );
+    expect(up.body.error.message).toMatch(/^upload m\.txt: /);
+    for (const m of [e.message, unknown.message, up.body.error.message]) {
+      expect(m).not.toMatch(/(^|\s)--[a-z]/);
+      expect(m).not.toMatch(/\/tmp|pagelab-serve-/);
+    }
+  });
+});

@@ -141,7 +141,7 @@ describe.skipIf(!haveChromium)("the explorer in Chromium", () => {
     t = performance.now();
     await page.getByTestId("boot-button").click();
     await expect
-      .poll(() => page.getByTestId("status").innerText())
+      .poll(() => page.getByTestId("status").innerText(), { timeout: 30_000 })
       .toMatch(/Booted qemu:4G: buddy PMM, direct/);
     figures.bootMs = performance.now() - t;
     await expect.poll(() => page.getByTestId("summary").innerText()).toMatch(/4\.00 GiB/);

@@ -6,6 +6,8 @@ export interface BootChoice {
   map?: string;
   mapBase64?: string;
   mapName?: string;
+  /** "auto" or a map format name; only for pasted or uploaded maps. */
+  format?: string;
   pmm: string;
   kmap: string;
   levels: number;
@@ -26,6 +28,8 @@ export function BootForm(props: { options: Options; busy: boolean; onBoot: (c: B
   const [preset, setPreset] = useState(options.presets[0] ?? "qemu:4G");
   const [text, setText] = useState("");
   const [file, setFile] = useState<File | null>(null);
+  const [format, setFormat] = useState("auto");
+  const formats = options.formats ?? ["auto"];
   const [pmm, setPmm] = useState("buddy");
   const [kmap, setKmap] = useState("direct");
   const [levels, setLevels] = useState(4);
@@ -34,9 +38,9 @@ export function BootForm(props: { options: Options; busy: boolean; onBoot: (c: B
     e.preventDefault();
     const base = { pmm, kmap, levels };
     if (source === "preset") props.onBoot({ ...base, map: preset });
-    else if (source === "paste") props.onBoot({ ...base, map: text });
-    else if (file) props.onBoot({ ...base, mapBase64: await fileToBase64(file), mapName: file.name });
-    else props.onBoot({ ...base, mapBase64: "", mapName: "" });
+    else if (source === "paste") props.onBoot({ ...base, map: text, format });
+    else if (file) props.onBoot({ ...base, mapBase64: await fileToBase64(file), mapName: file.name, format });
+    else props.onBoot({ ...base, mapBase64: "", mapName: "", format });
   };
 
   return (
@@ -92,6 +96,23 @@ export function BootForm(props: { options: Options; busy: boolean; onBoot: (c: B
               data-testid="map-file"
               onChange={(e) => setFile((e.target as HTMLInputElement).files?.[0] ?? null)}
             />
+          </label>
+        )}
+        {source !== "preset" && (
+          <label>
+            <span>Format</span>
+            <select
+              data-testid="map-format"
+              value={format}
+              title="auto detects the format; choose one when detection guesses wrong"
+              onChange={(e) => setFormat((e.target as HTMLSelectElement).value)}
+            >
+              {formats.map((f) => (
+                <option key={f} value={f}>
+                  {f === "auto" ? "auto (detect)" : f}
+                </option>
+              ))}
+            </select>
           </label>
         )}
       </fieldset>

@@ -26,6 +26,8 @@ export const OWNER_COLOURS: Record<string, string> = {
 
 export interface Options {
   presets: string[];
+  /** "auto" and every map format name (dmesg, sysfs, iomem, json...). */
+  formats?: string[];
   pmms: string[];
   kmaps: string[];
   levels: number[];
@@ -133,10 +135,17 @@ export class ApiError extends Error {
   }
 }
 
+/** This tab's id: the server runs one boot at a time per client. */
+const CLIENT_ID = Math.random().toString(36).slice(2, 14).padEnd(12, "0");
+
 async function call<T>(path: string, init?: RequestInit): Promise<T> {
   let res: Response;
   try {
-    res = await fetch(path, init);
+    const headers = {
+      ...(init?.headers as Record<string, string> | undefined),
+      "x-pagelab-client": CLIENT_ID,
+    };
+    res = await fetch(path, { ...init, headers });
   } catch (e) {
     throw new ApiError(
       "NETWORK",
@@ -163,6 +172,7 @@ export const api = {
     map?: string;
     mapBase64?: string;
     mapName?: string;
+    format?: string;
     pmm: string;
     kmap: string;
     levels: number;

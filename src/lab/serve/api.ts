@@ -4,7 +4,7 @@
  * and message the page shows as they are.
  *
  *   GET  /api/options                           presets, PMM designs, kernel-mapping strategies, owners
- *   POST /api/boot   {map, mapBase64?, mapName?, pmm, kmap, levels}  -> session id + summary
+ *   POST /api/boot   {map, mapBase64?, mapName?, format?, pmm, kmap, levels} -> session id + summary
  *   GET  /api/frames ?session&step&from&to&buckets                   -> strip items (runs or buckets)
  *   GET  /api/frame  ?session&step&pfn                               -> owner, note, map entry, sanitizer changes, VAs
  *   GET  /api/walk   ?session&va                                     -> explainWalk from CR3
@@ -12,7 +12,7 @@
  */
 import * as v from "valibot";
 import { fail, hex, PagelabError } from "../../errors.ts";
-import { isPresetName, PRESETS } from "../../firmware/index.ts";
+import { FORMATS, isPresetName, PRESETS } from "../../firmware/index.ts";
 import { IMAGE_BYTES } from "../../kernel/image.ts";
 import { DESIGN_NAMES } from "../../kernel/pmm/designs.ts";
 import { explainWalk } from "../../machine/x86/explain.ts";
@@ -21,7 +21,7 @@ import { decodePte, flagString, Pte, pfnOf, SDM_NAMES } from "../../machine/x86/
 import { formatVa, LEVEL_SPAN, parseAddress, vaToVpn, vpnLimit } from "../../machine/x86/vaddr.ts";
 import { KMAP_NAMES } from "../boot.ts";
 import { frameInfo, OWNERS, ownerTotals, stripItems } from "./ownership.ts";
-import { bootSession, type Session, type SessionStore } from "./session.ts";
+import { type BootRequest, bootSession, type Session, type SessionStore } from "./session.ts";
 
 export interface ApiReply {
   status: number;
@@ -36,6 +36,10 @@ const BootBody = v.object({
     v.pipe(v.string(), v.maxLength((MAX_MAP_BYTES * 4) / 3 + 4, "the uploaded map is larger than 4 MiB")),
   ),
   mapName: v.optional(v.pipe(v.string(), v.maxLength(200))),
+  format: v.optional(
+    v.picklist(["auto", ...FORMATS], `format must be auto or one of ${FORMATS.join(", ")}`),
+    "auto",
+  ),
   pmm: v.optional(v.picklist(DESIGN_NAMES, `pmm must be one of ${DESIGN_NAMES.join(", ")}`), "buddy"),
   kmap: v.optional(v.picklist(KMAP_NAMES, `kmap must be one of ${KMAP_NAMES.join(", ")}`), "direct"),
   levels: v.optional(v.picklist([4, 5] as const, "levels must be 4 or 5"), 4),
@@ -237,9 +241,10 @@ function table(store: SessionStore, q: URLSearchParams) {
   };
 }
 
-function options() {
+export function options() {
   return {
     presets: [...PRESETS, "qemu:16G", "qemu:1G"],
+    formats: ["auto", ...FORMATS],
     pmms: DESIGN_NAMES,
     kmaps: KMAP_NAMES,
     levels: [4, 5],
@@ -247,19 +252,63 @@ function options() {
   };
 }
 
-function boot(store: SessionStore, body: unknown) {
-  const b = parse(BootBody, body ?? {});
+const BOOT_FIELDS = Object.keys(BootBody.entries);
+
+/** What a route's JSON value is, for "expected an object, got ..." messages. */
+function kindOf(x: unknown): string {
+  if (x === null) return "null";
+  if (Array.isArray(x)) return "an array";
+  return typeof x === "string" ? "a string" : typeof x === "object" ? "an object" : `a ${typeof x}`;
+}
+
+/** Validate a POST /api/boot body into a boot request (quick: no map is parsed here). */
+export function bootRequestOf(body: unknown): BootRequest {
+  if (body === undefined) body = {};
+  if (typeof body !== "object" || body === null || Array.isArray(body))
+    fail(
+      "BAD_REQUEST",
+      `the body must be a JSON object such as {"map": "qemu:4G", "pmm": "buddy"}, not ${kindOf(body)}`,
+    );
+  const unknown = Object.keys(body).filter((k) => !BOOT_FIELDS.includes(k));
+  if (unknown.length > 0)
+    fail(
+      "BAD_REQUEST",
+      `unknown field${unknown.length > 1 ? "s" : ""} ${unknown
+        .slice(0, 5)
+        .map((k) => `'${k.slice(0, 40)}'`)
+        .join(", ")} (expected ${BOOT_FIELDS.join(", ")})`,
+    );
+  const b = parse(BootBody, body);
   if (b.map === undefined && b.mapBase64 === undefined)
     fail("BAD_REQUEST", "choose a preset, paste a map or upload a file");
+  const format = b.format === "auto" ? undefined : b.format;
   const map =
     b.mapBase64 !== undefined
-      ? { base64: b.mapBase64, name: b.mapName }
-      : isPresetName(b.map!.trim())
+      ? { base64: b.mapBase64, name: b.mapName, format }
+      : isPresetName(b.map!.trim()) && format === undefined
         ? { preset: b.map!.trim() }
-        : { text: b.map, name: b.mapName };
-  const s = bootSession({ map, pmm: b.pmm, kmap: b.kmap, levels: b.levels });
+        : { text: b.map, name: b.mapName, format };
+  return { map, pmm: b.pmm, kmap: b.kmap, levels: b.levels };
+}
+
+function boot(store: SessionStore, body: unknown) {
+  const s = bootSession(bootRequestOf(body));
   store.add(s);
   return summary(s);
+}
+
+/** A PagelabError or an unexpected error as an API reply (never a stack trace). */
+export function errorReply(e: unknown): ApiReply {
+  if (e instanceof PagelabError) {
+    const status = e.code === "NOT_FOUND" || e.code === "NO_SESSION" ? 404 : 400;
+    return { status, body: { error: { code: e.code, message: e.message } } };
+  }
+  const err = e as Error;
+  console.error(`pagelab serve: internal error: ${err?.stack ?? String(err)}`);
+  const first = String(err?.message ?? err)
+    .split("\n")[0]
+    .slice(0, 200);
+  return { status: 500, body: { error: { code: "INTERNAL", message: `internal error: ${first}` } } };
 }
 
 /** Route one API request; PagelabErrors become 4xx replies with {error: {code, message}}. */
@@ -289,11 +338,6 @@ export function handleApi(
         return fail("NOT_FOUND", `no API route ${route}`);
     }
   } catch (e) {
-    if (e instanceof PagelabError) {
-      const status = e.code === "NOT_FOUND" || e.code === "NO_SESSION" ? 404 : 400;
-      return { status, body: { error: { code: e.code, message: e.message } } };
-    }
-    const err = e as Error;
-    return { status: 500, body: { error: { code: "INTERNAL", message: err.stack ?? String(err) } } };
+    return errorReply(e);
   }
 }
