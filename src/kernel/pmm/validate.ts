@@ -185,6 +185,10 @@ export interface Validation {
  * fast-check shrinks the sequence; the shrunk one is replayed with a trace.
  */
 export function validateDesign(design: PmmDesign, o: HarnessOptions, seed = SEED): Validation {
+  // A WebAssembly allocator is validated in a worker under a wall-clock limit (src/kernel/pmm/wasm).
+  const isolated = (design as { validateIsolated?: (o: HarnessOptions, seed: number) => Validation })
+    .validateIsolated;
+  if (isolated !== undefined) return isolated(o, seed);
   const prop = fc.property(
     fc.array(opArb(o), {
       minLength: o.minSteps ?? (o.maxSteps ?? 120) >> 1,
