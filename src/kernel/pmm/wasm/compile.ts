@@ -21,14 +21,11 @@ export function includeDir(): string {
   return resolve(dirname(fileURLToPath(import.meta.url)), "../../../../include");
 }
 
-/** Link flags every module gets: no entry point, a 16 KiB stack, linear memory fixed at 64 KiB. */
-export const WASM_LINK_FLAGS = [
-  "-Wl,--no-entry",
-  "-Wl,--stack-first",
-  "-Wl,-z,stack-size=16384",
-  "-Wl,--initial-memory=65536",
-  "-Wl,--max-memory=65536",
-];
+/**
+ * Link flags every module gets: no entry point, a 16 KiB stack first. Linear memory is sized by the
+ * linker (globals + stack); the loader refuses more than 64 KiB, saying why (a C array as frame table).
+ */
+export const WASM_LINK_FLAGS = ["-Wl,--no-entry", "-Wl,--stack-first", "-Wl,-z,stack-size=16384"];
 
 export function clangCommand(src: string, out: string, clang = "clang"): string[] {
   return [
@@ -57,10 +54,6 @@ const RUST_LINK = [
   "link-arg=--stack-first",
   "-C",
   "link-arg=-zstack-size=16384",
-  "-C",
-  "link-arg=--initial-memory=65536",
-  "-C",
-  "link-arg=--max-memory=65536",
 ];
 
 export function rustcCommand(src: string, out: string, rustc = "rustc"): string[] {

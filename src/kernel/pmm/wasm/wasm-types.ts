@@ -5,7 +5,8 @@
 export interface WasmMemory {
   readonly buffer: ArrayBuffer;
 }
-export type WasmImports = Record<string, Record<string, (...args: number[]) => number | undefined | void>>;
+// biome-ignore lint/suspicious/noConfusingVoidType: import functions return nothing or a number
+export type WasmImports = Record<string, Record<string, (...args: number[]) => number | void>>;
 export interface WasmModule {
   readonly __brand?: "WasmModule";
 }
