@@ -8,7 +8,10 @@ import Table from "cli-table3";
 import { PmmAuditor } from "../../kernel/pmm/check.ts";
 import { DESIGN_NAMES, DESIGNS, getDesign } from "../../kernel/pmm/designs.ts";
 import { layoutFromMap } from "../../kernel/pmm/layout.ts";
+import type { PmmDesign } from "../../kernel/pmm/interface.ts";
+import { isDesignPath, loadDesign } from "../../kernel/pmm/load.ts";
 import { measure, type PmmMeasures } from "../../kernel/pmm/measure.ts";
+import { BYO_VALIDATION, validateDesign } from "../../kernel/pmm/validate.ts";
 import { bringUp } from "../../kernel/pmm/setup.ts";
 import { loadMap } from "../../firmware/load.ts";
 import { parseSize } from "../../firmware/presets.ts";
@@ -59,7 +62,11 @@ export function registerPmm(program: Command): void {
     .description(
       "measure the physical memory managers (stack, stack pages, free list, bitmap, buddy, compositions)",
     )
-    .option("--design <name>", `a design, or 'all' (${DESIGN_NAMES.join(", ")})`, "all")
+    .option(
+      "--design <name>",
+      `a design, 'all' (${DESIGN_NAMES.join(", ")}), or a file (./my_pmm.c, .rs, .wasm, .ts)`,
+      "all",
+    )
     .option(
       "--map <preset-or-file>",
       "firmware map: preset (qemu:4G, sparse, numa:2x8G, ...) or file",
@@ -76,15 +83,18 @@ export function registerPmm(program: Command): void {
     .option("--paranoid", "run the full invariant checker after boot and after the measures")
     .option("--json", "print JSON instead of a table")
     .addHelpText("after", HELP)
-    .action((o) => {
+    .action(async (o) => {
       const names = o.design === "all" ? DESIGN_NAMES : [o.design];
-      for (const n of names) getDesign(n); // unknown names fail before any work
+      // A design file (TypeScript, C, Rust, .wasm): loaded, its validation reported, then measured.
+      const file = isDesignPath(o.design) ? await loadDesign(o.design) : null;
+      if (file !== null) reportValidation(file, o.json === true);
+      for (const n of names) if (file === null) getDesign(n); // unknown names fail before any work
       const map = loadMap(o.map);
       const mem = Number(parseSize(o.mem, "--mem"));
       const ml = layoutFromMap(map, { memLimit: mem, cpus: o.cpus, colours: o.colours });
       const results: (PmmMeasures & { fullMapMetadataBytes: number })[] = [];
       for (const n of names) {
-        const d = getDesign(n);
+        const d = file ?? getDesign(n);
         if (o.paranoid) new PmmAuditor(bringUp(d, ml.layout, { reserved: ml.reserved })).full();
         const m = measure(d, ml.layout, { seed: o.seed, reserved: ml.reserved });
         results.push({ ...m, fullMapMetadataBytes: d.metadataBytes(ml.full) });
@@ -134,6 +144,24 @@ export function registerPmm(program: Command): void {
         process.stdout.write(`\n${m.design}: /proc/buddyinfo after churn\n${m.buddyinfo.join("\n")}\n`);
       }
     });
+}
+
+/** The validation report of a design file: what boot runs before booting it; exit 3 on a violation. */
+function reportValidation(d: PmmDesign, json: boolean): void {
+  const v = validateDesign(d, BYO_VALIDATION);
+  const out = json ? process.stderr : process.stdout;
+  if (v.ok) {
+    out.write(
+      `validated ${d.name}: ${v.runs} random sequences, the auditor after every step (seed ${v.seed})\n`,
+    );
+    return;
+  }
+  process.stderr.write(`pagelab: ${d.name} violates an invariant (seed ${v.seed}): ${v.failure!.message}\n`);
+  process.stderr.write(
+    `shortest failing sequence found (${v.failure!.steps.length} steps, shrunk by fast-check):\n`,
+  );
+  for (const s of v.failure!.steps) process.stderr.write(`  ${s}\n`);
+  process.exit(3);
 }
 
 function pct(x: number): string {
