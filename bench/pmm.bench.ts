@@ -23,6 +23,8 @@ import type { FrameAllocator, PmmDesign, PmmLayout } from "../src/kernel/pmm/int
 import { bringUp } from "../src/kernel/pmm/setup.ts";
 import { stackDesign } from "../src/kernel/pmm/stack.ts";
 import { stackPagesDesign } from "../src/kernel/pmm/stack-pages.ts";
+import { findClang } from "../src/kernel/pmm/wasm/compile.ts";
+import { loadWasmDesign } from "../src/kernel/pmm/wasm/index.ts";
 import { Rng } from "../src/machine/rng.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -185,7 +187,18 @@ function runNative(traces: Trace[]): Row[] | null {
   return rows;
 }
 
+/** The C examples compiled to WebAssembly (the same source a kernel compiles), when clang is here. */
+function wasmDesigns(): PmmDesign[] {
+  if (findClang() === null) {
+    console.log("WebAssembly rows skipped: no clang (apt-get install clang lld).");
+    return [];
+  }
+  const d = loadWasmDesign(join(here, "..", "examples", "c", "stack_pages.c"), { isolate: false });
+  return [{ ...d, name: "stack_pages.c (wasm)" }];
+}
+
 export default async function main(): Promise<void> {
+  const wasm = wasmDesigns();
   const order0 = makeTrace("order0", 42, () => 0);
   const mixed = makeTrace("mixed", 42, mixedOrder);
   console.log(`RAM 1 GiB; traces: order0 ${order0.pairs} pairs, mixed ${mixed.pairs} pairs (seed 42)`);
@@ -194,6 +207,7 @@ export default async function main(): Promise<void> {
     stackDesign(),
     stackPagesDesign({ checked: false }),
     stackPagesDesign(),
+    ...wasm,
     freeListDesign({ checked: false }),
     colourStacksDesign(),
     bitmapDesign(),
@@ -217,6 +231,8 @@ export default async function main(): Promise<void> {
   for (const d of [
     stackDesign({ checked: false }),
     stackPagesDesign({ checked: false }),
+    stackPagesDesign(),
+    ...wasm,
     freeListDesign({ checked: false }),
     buddyDesign(),
     bitmapDesign(),

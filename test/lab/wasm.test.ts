@@ -9,7 +9,7 @@ import { startKernel } from "../../src/kernel/kernel.ts";
 import { getDesign } from "../../src/kernel/pmm/designs.ts";
 import type { PmmDesign } from "../../src/kernel/pmm/interface.ts";
 import { BYO_VALIDATION, validateDesign } from "../../src/kernel/pmm/validate.ts";
-import { findClang, includeDir } from "../../src/kernel/pmm/wasm/compile.ts";
+import { findClang, findRustc, includeDir } from "../../src/kernel/pmm/wasm/compile.ts";
 import { loadWasmDesign } from "../../src/kernel/pmm/wasm/index.ts";
 import { Rng } from "../../src/machine/rng.ts";
 import { pagelab } from "../cli/run.ts";
@@ -17,6 +17,8 @@ import { pagelab } from "../cli/run.ts";
 const clang = findClang();
 const needClang = clang === null && process.env.CI !== "true" ? it.skip : it;
 const FIX = "test/fixtures/pmm/c";
+const rustc = findRustc();
+const needRust = rustc === null && process.env.CI !== "true" ? it.skip : it;
 
 /** The C design and its TypeScript twin, as the loader gives them (no worker: the unit under test). */
 function pair(c: string, ts: string): [PmmDesign, PmmDesign] {
@@ -65,6 +67,17 @@ describe("allocators in C through WebAssembly", () => {
     },
     60_000,
   );
+
+  needRust("examples/rust/stack_pages.rs (no_std, the same ABI) validates and boots with the TypeScript design's counters", () => {
+    const [r, ts] = pair("examples/rust/stack_pages.rs", "stack-pages");
+    expect(r.name).toBe("stack_pages.rs");
+    expect(validateDesign(r, { ...BYO_VALIDATION, runs: 10 }).ok).toBe(true);
+    for (const kmap of ["direct", "quickmap"] as const) {
+      const a = bootKernel({ map: "qemu:256M", pmm: r, kmap });
+      const b = bootKernel({ map: "qemu:256M", pmm: ts, kmap });
+      expect(a.counters, kmap).toEqual(b.counters);
+    }
+  }, 60_000);
 
   needClang("the same source compiles for a freestanding x86-64 kernel without a warning", () => {
     const out = join(mkdtempSync(join(tmpdir(), "pagelab-c-")), "x.o");
