@@ -184,6 +184,27 @@ function runNative(traces: Trace[]): Row[] | null {
     }
     for (const line of r.stdout.trim().split("\n")) rows.push(JSON.parse(line) as Row);
   }
+  // The twin of the WebAssembly rows: examples/c/stack_pages.c itself, built for the host (order-0 only).
+  const byo = join(build, "byo_host");
+  const inc = join(here, "..", "include");
+  const bb = spawnSync("cc", ["-O2", "-std=c11", `-I${inc}`, "-o", byo, join(here, "native", "byo_host.c")], {
+    encoding: "utf8",
+  });
+  if (bb.status !== 0) console.log(`C twin of stack_pages.c skipped: cc -O2 failed:\n${bb.stderr}`);
+  else {
+    const t = traces.find((x) => x.name === "order0");
+    if (t !== undefined) {
+      const r = spawnSync(
+        byo,
+        [writeTrace(t), t.name, String(LAYOUT.usable[0].start), String(LAYOUT.usable[0].end)],
+        {
+          encoding: "utf8",
+        },
+      );
+      if (r.status === 0) for (const line of r.stdout.trim().split("\n")) rows.push(JSON.parse(line) as Row);
+      else console.log(`C twin of stack_pages.c failed: ${r.stderr}`);
+    }
+  }
   return rows;
 }
 
@@ -253,6 +274,12 @@ export default async function main(): Promise<void> {
       `${r.design.padEnd(22)} ${r.trace.padEnd(7)} ${r.nsPerPair.toFixed(1).padStart(8)} ${(r.pairsPerSec / 1e6).toFixed(2).padStart(7)} M ${String(r.failed).padStart(8)}  ${ratio}`,
     );
   }
+  const w = rows.find((r) => r.design === "stack_pages.c (wasm)");
+  const ts = rows.find((r) => r.design === "stack-pages" && r.trace === "order0");
+  if (w !== undefined && ts !== undefined)
+    console.log(
+      `\nstack_pages.c through wasm vs TypeScript stack-pages (same algorithm, same accesses): ${(w.nsPerPair / ts.nsPerPair).toFixed(2)}x (${w.checksum === ts.checksum ? "checksum ok" : "CHECKSUM DIFFERS"})`,
+    );
   console.log("\norder-0 alloc+free round trip (alloc then free at once):");
   for (const [n, ns] of tights) {
     const c = native?.find((x) => x.trace === "tight" && x.design === n);
