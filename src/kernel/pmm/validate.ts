@@ -229,14 +229,14 @@ export const BYO_VALIDATION: HarnessOptions = {
   minSteps: 1,
 };
 
-/** Calls checked one by one before the checker spaces out (then after calls 128, 256, 512, ...). */
-export const CHECK_EVERY_FIRST = 64;
+/** Calls checked one by one before the checker spaces out (then after calls 16, 32, 64, ...). */
+export const CHECK_EVERY_FIRST = 8;
 
 /**
  * A design whose allocators run their own `check()` after their calls, naming the call that broke an
  * invariant: how a user's allocator runs in `pagelab compare`. The checker is an observer: the counters
- * its reads add are restored (as the kernel's own checks do). It runs after each of the first 64
- * addFree/alloc/free calls, then after calls 128, 256, 512, ... (a full check is O(RAM): after every
+ * its reads add are restored (as the kernel's own checks do). It runs after each of the first 8
+ * addFree/alloc/free calls, then after calls 16, 32, 64, ... (a full check is O(RAM): after every
  * call of a workload that fills 512 MiB it would cost O(n^2)).
  */
 export function checkedDesign(d: PmmDesign): PmmDesign {

@@ -31,5 +31,5 @@ export function loadWasmDesign(spec: string, opts: { isolate?: boolean } = {}): 
   const bytes = wasmBytes(spec);
   const d = wasmDesign(bytes, spec, basename(spec));
   if (opts.isolate === false) return d;
-  return isolatedValidation(d, spec);
+  return isolatedValidation(d, spec, bytes);
 }

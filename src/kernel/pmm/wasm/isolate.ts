@@ -9,6 +9,7 @@
  * with the call and the steps before it. The booted kernel then runs the module in its own thread, at
  * full speed, with the access budget only: the trade-off is documented in the README.
  */
+import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { MessageChannel, receiveMessageOnPort, Worker } from "node:worker_threads";
