@@ -34,10 +34,21 @@ function workerUrl(): URL {
   return new URL("./validate-worker.mjs", import.meta.url);
 }
 
-export function isolatedValidation(d: PmmDesign, spec: string): PmmDesign {
+/** Validations already run in this thread, by module digest, options and seed (compare rows share them). */
+const done = new Map<string, Validation>();
+
+export function isolatedValidation(d: PmmDesign, spec: string, bytes: Uint8Array): PmmDesign {
   const iso = d as IsolatedDesign;
-  if (existsSync(fileURLToPath(workerUrl())))
-    iso.validateIsolated = (o, seed) => validateInWorker(spec, o, seed);
+  if (!existsSync(fileURLToPath(workerUrl()))) return iso;
+  const digest = createHash("sha256").update(bytes).digest("hex");
+  iso.validateIsolated = (o, seed) => {
+    const key = `${digest} ${seed} ${JSON.stringify(o)}`;
+    const hit = done.get(key);
+    if (hit !== undefined) return hit;
+    const v = validateInWorker(spec, o, seed);
+    done.set(key, v);
+    return v;
+  };
   return iso;
 }
 
