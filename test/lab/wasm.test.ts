@@ -68,16 +68,20 @@ describe("allocators in C through WebAssembly", () => {
     60_000,
   );
 
-  needRust("examples/rust/stack_pages.rs (no_std, the same ABI) validates and boots with the TypeScript design's counters", () => {
-    const [r, ts] = pair("examples/rust/stack_pages.rs", "stack-pages");
-    expect(r.name).toBe("stack_pages.rs");
-    expect(validateDesign(r, { ...BYO_VALIDATION, runs: 10 }).ok).toBe(true);
-    for (const kmap of ["direct", "quickmap"] as const) {
-      const a = bootKernel({ map: "qemu:256M", pmm: r, kmap });
-      const b = bootKernel({ map: "qemu:256M", pmm: ts, kmap });
-      expect(a.counters, kmap).toEqual(b.counters);
-    }
-  }, 60_000);
+  needRust(
+    "examples/rust/stack_pages.rs (no_std, the same ABI) validates and boots with the TypeScript design's counters",
+    () => {
+      const [r, ts] = pair("examples/rust/stack_pages.rs", "stack-pages");
+      expect(r.name).toBe("stack_pages.rs");
+      expect(validateDesign(r, { ...BYO_VALIDATION, runs: 10 }).ok).toBe(true);
+      for (const kmap of ["direct", "quickmap"] as const) {
+        const a = bootKernel({ map: "qemu:256M", pmm: r, kmap });
+        const b = bootKernel({ map: "qemu:256M", pmm: ts, kmap });
+        expect(a.counters, kmap).toEqual(b.counters);
+      }
+    },
+    60_000,
+  );
 
   needClang("the same source compiles for a freestanding x86-64 kernel without a warning", () => {
     const out = join(mkdtempSync(join(tmpdir(), "pagelab-c-")), "x.o");
@@ -167,6 +171,21 @@ describe("allocators in C through WebAssembly", () => {
     );
     expect(r.stderr).toMatch(/^ {2}free\(0x[0-9a-f]+, 0\)/m);
   });
+
+  needClang(
+    "pagelab new-pmm c writes a starting point that compiles and validates unchanged; include-path finds pmm.h",
+    () => {
+      const dir = mkdtempSync(join(tmpdir(), "pagelab-new-"));
+      const file = join(dir, "my_pmm.c");
+      const r = pagelab("new-pmm", "c", file);
+      expect(r.status, r.stderr).toBe(0);
+      const d = loadWasmDesign(file, { isolate: false });
+      expect(d.name).toBe("my_pmm.c");
+      expect(validateDesign(d, { ...BYO_VALIDATION, runs: 5 }).ok).toBe(true);
+      expect(pagelab("new-pmm", "c", file).status).toBe(2); // exists: refused without --force
+      expect(pagelab("include-path").stdout.trim()).toBe(includeDir());
+    },
+  );
 
   it("without clang the message names the packages and the command to build the .wasm by hand (exit 2)", () => {
     const r = spawnSync(process.execPath, ["bin/pagelab.mjs", "boot", "--pmm", "examples/c/stack_pages.c"], {
