@@ -23,6 +23,8 @@ import type { FrameAllocator, PmmDesign, PmmLayout } from "../src/kernel/pmm/int
 import { bringUp } from "../src/kernel/pmm/setup.ts";
 import { stackDesign } from "../src/kernel/pmm/stack.ts";
 import { stackPagesDesign } from "../src/kernel/pmm/stack-pages.ts";
+import { findClang } from "../src/kernel/pmm/wasm/compile.ts";
+import { loadWasmDesign } from "../src/kernel/pmm/wasm/index.ts";
 import { Rng } from "../src/machine/rng.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -182,10 +184,42 @@ function runNative(traces: Trace[]): Row[] | null {
     }
     for (const line of r.stdout.trim().split("\n")) rows.push(JSON.parse(line) as Row);
   }
+  // The twin of the WebAssembly rows: examples/c/stack_pages.c itself, built for the host (order-0 only).
+  const byo = join(build, "byo_host");
+  const inc = join(here, "..", "include");
+  const bb = spawnSync("cc", ["-O2", "-std=c11", `-I${inc}`, "-o", byo, join(here, "native", "byo_host.c")], {
+    encoding: "utf8",
+  });
+  if (bb.status !== 0) console.log(`C twin of stack_pages.c skipped: cc -O2 failed:\n${bb.stderr}`);
+  else {
+    const t = traces.find((x) => x.name === "order0");
+    if (t !== undefined) {
+      const r = spawnSync(
+        byo,
+        [writeTrace(t), t.name, String(LAYOUT.usable[0].start), String(LAYOUT.usable[0].end)],
+        {
+          encoding: "utf8",
+        },
+      );
+      if (r.status === 0) for (const line of r.stdout.trim().split("\n")) rows.push(JSON.parse(line) as Row);
+      else console.log(`C twin of stack_pages.c failed: ${r.stderr}`);
+    }
+  }
   return rows;
 }
 
+/** The C examples compiled to WebAssembly (the same source a kernel compiles), when clang is here. */
+function wasmDesigns(): PmmDesign[] {
+  if (findClang() === null) {
+    console.log("WebAssembly rows skipped: no clang (apt-get install clang lld).");
+    return [];
+  }
+  const d = loadWasmDesign(join(here, "..", "examples", "c", "stack_pages.c"), { isolate: false });
+  return [{ ...d, name: "stack_pages.c (wasm)" }];
+}
+
 export default async function main(): Promise<void> {
+  const wasm = wasmDesigns();
   const order0 = makeTrace("order0", 42, () => 0);
   const mixed = makeTrace("mixed", 42, mixedOrder);
   console.log(`RAM 1 GiB; traces: order0 ${order0.pairs} pairs, mixed ${mixed.pairs} pairs (seed 42)`);
@@ -194,6 +228,7 @@ export default async function main(): Promise<void> {
     stackDesign(),
     stackPagesDesign({ checked: false }),
     stackPagesDesign(),
+    ...wasm,
     freeListDesign({ checked: false }),
     colourStacksDesign(),
     bitmapDesign(),
@@ -217,6 +252,8 @@ export default async function main(): Promise<void> {
   for (const d of [
     stackDesign({ checked: false }),
     stackPagesDesign({ checked: false }),
+    stackPagesDesign(),
+    ...wasm,
     freeListDesign({ checked: false }),
     buddyDesign(),
     bitmapDesign(),
@@ -237,6 +274,12 @@ export default async function main(): Promise<void> {
       `${r.design.padEnd(22)} ${r.trace.padEnd(7)} ${r.nsPerPair.toFixed(1).padStart(8)} ${(r.pairsPerSec / 1e6).toFixed(2).padStart(7)} M ${String(r.failed).padStart(8)}  ${ratio}`,
     );
   }
+  const w = rows.find((r) => r.design === "stack_pages.c (wasm)");
+  const ts = rows.find((r) => r.design === "stack-pages" && r.trace === "order0");
+  if (w !== undefined && ts !== undefined)
+    console.log(
+      `\nstack_pages.c through wasm vs TypeScript stack-pages (same algorithm, same accesses): ${(w.nsPerPair / ts.nsPerPair).toFixed(2)}x (${w.checksum === ts.checksum ? "checksum ok" : "CHECKSUM DIFFERS"})`,
+    );
   console.log("\norder-0 alloc+free round trip (alloc then free at once):");
   for (const [n, ns] of tights) {
     const c = native?.find((x) => x.trace === "tight" && x.design === n);

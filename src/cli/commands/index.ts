@@ -5,6 +5,7 @@ import { registerBoot } from "./boot.ts";
 import { registerCompare } from "./compare.ts";
 import { registerDemo } from "./demo.ts";
 import { registerMap } from "./map.ts";
+import { registerNewPmm } from "./new-pmm.ts";
 import { registerPmm } from "./pmm.ts";
 import { registerPt } from "./pt.ts";
 import { registerServe } from "./serve.ts";
@@ -15,6 +16,7 @@ export function registerCommands(program: Command): void {
   registerCompare(program);
   registerDemo(program);
   registerMap(program);
+  registerNewPmm(program);
   registerPmm(program);
   registerPt(program);
   registerServe(program);

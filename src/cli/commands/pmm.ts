@@ -8,8 +8,11 @@ import { type Command, Option } from "@commander-js/extra-typings";
 import { PmmAuditor } from "../../kernel/pmm/check.ts";
 import { DESIGN_NAMES, DESIGNS, getDesign } from "../../kernel/pmm/designs.ts";
 import { layoutFromMap } from "../../kernel/pmm/layout.ts";
+import type { PmmDesign } from "../../kernel/pmm/interface.ts";
+import { isDesignPath, loadDesign } from "../../kernel/pmm/load.ts";
 import { measure, type PmmMeasures } from "../../kernel/pmm/measure.ts";
 import { checkHostBudget } from "../../lab/boot.ts";
+import { BYO_VALIDATION, validateDesign } from "../../kernel/pmm/validate.ts";
 import { bringUp } from "../../kernel/pmm/setup.ts";
 import { loadMap } from "../../firmware/load.ts";
 import { mapFormatOption } from "../map-input.ts";
@@ -64,9 +67,12 @@ export function registerPmm(program: Command): void {
       "measure the physical memory managers (stack, stack pages, free list, bitmap, buddy, compositions)",
     )
     .addOption(
-      new Option("--design <name>", `a design, or 'all' (${DESIGN_NAMES.join(", ")})`)
+      new Option(
+        "--design <name|file>",
+        `a design, 'all' (${DESIGN_NAMES.join(", ")}), or a file (./my_pmm.c, .rs, .wasm, .ts)`,
+      )
         .default("all")
-        .argParser(choiceParser("--design", ["all", ...DESIGN_NAMES])),
+        .argParser((s) => (isDesignPath(s) ? s : choiceParser("--design", ["all", ...DESIGN_NAMES])(s))),
     )
     .addOption(
       mapOption("firmware map: preset (qemu:4G, sparse, numa:2x8G, ...) or file ('-': standard input)"),
@@ -92,18 +98,23 @@ export function registerPmm(program: Command): void {
     .option("--paranoid", "run the full invariant checker after boot and after the measures")
     .option("--json", "print JSON instead of a table")
     .addHelpText("after", HELP)
-    .action((o) => {
+    .action(async (o) => {
       const names = o.design === "all" ? DESIGN_NAMES : [o.design];
-      for (const n of names) getDesign(n); // unknown names fail before any work
+      // A design file (TypeScript, C, Rust, .wasm): loaded, its validation reported, then measured.
+      const file = isDesignPath(o.design) ? await loadDesign(o.design) : null;
+      if (file !== null) reportValidation(file, o.json === true);
       const map = loadMap(o.map, { format: o.format });
       const mem = o.mem;
       const ml = layoutFromMap(map, { memLimit: mem, cpus: o.cpus, colours: o.colours });
       const results: (PmmMeasures & { fullMapMetadataBytes: number })[] = [];
       const budget = o.hostBudget;
       const ramBytes = ml.layout.usable.reduce((a, r) => a + r.end - r.start, 0) * 4096;
-      for (const n of names) checkHostBudget(n, getDesign(n).metadataBytes(ml.layout), ramBytes, budget);
       for (const n of names) {
-        const d = getDesign(n);
+        const d = file ?? getDesign(n);
+        checkHostBudget(d.name, d.metadataBytes(ml.layout), ramBytes, budget);
+      }
+      for (const n of names) {
+        const d = file ?? getDesign(n);
         if (o.paranoid) new PmmAuditor(bringUp(d, ml.layout, { reserved: ml.reserved })).full();
         const m = measure(d, ml.layout, { seed: o.seed, reserved: ml.reserved });
         results.push({ ...m, fullMapMetadataBytes: d.metadataBytes(ml.full) });
@@ -153,6 +164,24 @@ export function registerPmm(program: Command): void {
         process.stdout.write(`\n${m.design}: /proc/buddyinfo after churn\n${m.buddyinfo.join("\n")}\n`);
       }
     });
+}
+
+/** The validation report of a design file: what boot runs before booting it; exit 3 on a violation. */
+function reportValidation(d: PmmDesign, json: boolean): void {
+  const v = validateDesign(d, BYO_VALIDATION);
+  const out = json ? process.stderr : process.stdout;
+  if (v.ok) {
+    out.write(
+      `validated ${d.name}: ${v.runs} random sequences, the auditor after every step (seed ${v.seed})\n`,
+    );
+    return;
+  }
+  process.stderr.write(`pagelab: ${d.name} violates an invariant (seed ${v.seed}): ${v.failure!.message}\n`);
+  process.stderr.write(
+    `shortest failing sequence found (${v.failure!.steps.length} steps, shrunk by fast-check):\n`,
+  );
+  for (const s of v.failure!.steps) process.stderr.write(`  ${s}\n`);
+  process.exit(3);
 }
 
 function pct(x: number): string {

@@ -10,10 +10,11 @@ import { pathToFileURL } from "node:url";
 import { fail } from "../../errors.ts";
 import { DESIGNS, getDesign } from "./designs.ts";
 import type { PmmDesign } from "./interface.ts";
+import { isWasmDesignPath, loadWasmDesign } from "./wasm/index.ts";
 
 /** True when `spec` names a file rather than a built-in design. */
 export function isDesignPath(spec: string): boolean {
-  return /[\\/]/.test(spec) || /\.(m?[jt]s)$/.test(spec);
+  return /[\\/]/.test(spec) || /\.(m?[jt]s|c|rs|wasm)$/.test(spec);
 }
 
 function checkShape(x: unknown, where: string): PmmDesign {
@@ -40,6 +41,8 @@ export async function loadDesign(spec: string): Promise<PmmDesign> {
   }
   const file = resolve(spec);
   if (!existsSync(file)) fail("BAD_DESIGN", `${spec}: no such file`);
+  // C, Rust or a module the user built: compiled to WebAssembly, run against include/pagelab/pmm.h's ABI.
+  if (isWasmDesignPath(file)) return loadWasmDesign(spec);
   let mod: Record<string, unknown>;
   try {
     mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;

@@ -185,6 +185,10 @@ export interface Validation {
  * fast-check shrinks the sequence; the shrunk one is replayed with a trace.
  */
 export function validateDesign(design: PmmDesign, o: HarnessOptions, seed = SEED): Validation {
+  // A WebAssembly allocator is validated in a worker under a wall-clock limit (src/kernel/pmm/wasm).
+  const isolated = (design as { validateIsolated?: (o: HarnessOptions, seed: number) => Validation })
+    .validateIsolated;
+  if (isolated !== undefined) return isolated(o, seed);
   const prop = fc.property(
     fc.array(opArb(o), {
       minLength: o.minSteps ?? (o.maxSteps ?? 120) >> 1,
@@ -225,9 +229,15 @@ export const BYO_VALIDATION: HarnessOptions = {
   minSteps: 1,
 };
 
+/** Calls checked one by one before the checker spaces out (then after calls 16, 32, 64, ...). */
+export const CHECK_EVERY_FIRST = 8;
+
 /**
- * A design whose allocators run their own `check()` after every addFree, alloc and free, naming the
- * call that broke an invariant: how a user's allocator runs in `pagelab compare`.
+ * A design whose allocators run their own `check()` after their calls, naming the call that broke an
+ * invariant: how a user's allocator runs in `pagelab compare`. The checker is an observer: the counters
+ * its reads add are restored (as the kernel's own checks do). It runs after each of the first 8
+ * addFree/alloc/free calls, then after calls 16, 32, 64, ... (a full check is O(RAM): after every
+ * call of a workload that fills 512 MiB it would cost O(n^2)).
  */
 export function checkedDesign(d: PmmDesign): PmmDesign {
   return {
@@ -236,28 +246,39 @@ export function checkedDesign(d: PmmDesign): PmmDesign {
     metadataBytes: (l) => d.metadataBytes(l),
     create: (env, layout, pa) => {
       const a = d.create(env, layout, pa);
-      const after = (what: string) => {
+      let calls = 0;
+      let lastOk = 0;
+      const after = (what: () => string) => {
+        calls++;
+        if (calls > CHECK_EVERY_FIRST && (calls & (calls - 1)) !== 0) return;
+        const snap = env.counters.snapshot();
         try {
           a.check();
         } catch (e) {
-          fail("PMM_INVARIANT", `${d.name}: after ${what}: ${e instanceof Error ? e.message : String(e)}`);
+          fail(
+            "PMM_INVARIANT",
+            `${d.name}: after call ${calls}, ${what()}${lastOk < calls - 1 ? ` (last check passed after call ${lastOk})` : ""}: ${e instanceof Error ? e.message : String(e)}`,
+          );
+        } finally {
+          Object.assign(env.counters, snap);
         }
+        lastOk = calls;
       };
       const wrapped: FrameAllocator = {
         name: a.name,
         maxOrder: a.maxOrder,
         addFree: (s, n) => {
           a.addFree(s, n);
-          after(`addFree(${hex(s)}, ${n})`);
+          after(() => `addFree(${hex(s)}, ${n})`);
         },
         alloc: (o, c) => {
           const p = a.alloc(o, c);
-          after(`alloc(${o}) -> ${p < 0 ? -1 : hex(p)}`);
+          after(() => `alloc(${o}) -> ${p < 0 ? -1 : hex(p)}`);
           return p;
         },
         free: (p, o) => {
           a.free(p, o);
-          after(`free(${hex(p)}, ${o})`);
+          after(() => `free(${hex(p)}, ${o})`);
         },
         stats: () => a.stats(),
         check: () => a.check(),
