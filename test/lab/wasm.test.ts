@@ -1,7 +1,7 @@
 import { spawnSync } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { bootKernel, KMAP_NAMES } from "../../src/lab/boot.ts";
 import { getWorkload } from "../../src/lab/workloads/index.ts";
@@ -68,6 +68,88 @@ describe("allocators in C through WebAssembly", () => {
     60_000,
   );
 
+  needClang(
+    "examples/c/bitmap.c validates, and boots on qemu:4G under every strategy with the TypeScript bitmap's counters",
+    () => {
+      const [c, ts] = pair("examples/c/bitmap.c", "bitmap");
+      expect(c.name).toBe("bitmap.c");
+      expect(validateDesign(c, { ...BYO_VALIDATION, runs: 10 }).ok).toBe(true);
+      const orders = [0, 1, 3, 5, 6, 9, 10, 11, 14, 18, 0, 2];
+      for (const kmap of KMAP_NAMES) {
+        const rc = bootKernel({ map: "qemu:4G", pmm: c, kmap });
+        const rt = bootKernel({ map: "qemu:4G", pmm: ts, kmap });
+        expect(rc.checks.length, kmap).toBeGreaterThanOrEqual(5);
+        expect(rc.counters.memReads, kmap).toBeGreaterThan(1000);
+        expect(rc.counters, kmap).toEqual(rt.counters);
+        expect(rc.freePagesAfterBoot).toBe(rt.freePagesAfterBoot);
+        expect(rc.metadataBytes).toBe(rt.metadataBytes);
+        // same allocation sequence, every search path (orders 0-5, 6-10, 11-18, an address limit), same frames
+        const seq = (a: typeof rc.pmmAllocator) => {
+          const got = Array.from({ length: 300 }, () => a.alloc(0));
+          for (const o of orders) got.push(a.alloc(o));
+          got.push(a.alloc(0, { maxAddr: 16 * 2 ** 20 }), a.alloc(3, { maxAddr: 16 * 2 ** 20, colour: 5 }));
+          for (let i = 0; i < orders.length; i++) if (got[300 + i] >= 0) a.free(got[300 + i], orders[i]);
+          a.check();
+          return got;
+        };
+        const a = seq(rc.pmmAllocator);
+        expect(a.filter((p) => p >= 0).length, kmap).toBeGreaterThan(300 + orders.length);
+        expect(a, kmap).toEqual(seq(rt.pmmAllocator));
+        expect(rc.machine.counters.snapshot(), kmap).toEqual(rt.machine.counters.snapshot());
+      }
+    },
+    180_000,
+  );
+
+  needClang(
+    "on a workload (page-churn, quickmap) the C bitmap makes exactly the TypeScript design's accesses, bad frees included",
+    () => {
+      const [c, ts] = pair("examples/c/bitmap.c", "bitmap");
+      const run = (pmm: PmmDesign) => {
+        const k = startKernel({ map: "qemu:256M", pmm, kmap: "quickmap", check: false });
+        const before = k.counters.snapshot();
+        getWorkload("page-churn").run(k, new Rng(1), { ops: 3000 }, () => {});
+        const p = k.pmm.alloc(2);
+        const codes: string[] = [];
+        for (const [pfn, order] of [
+          [p, 1], // order too small (the block is larger)
+          [p, 3], // order too large (the block is smaller)
+          [p + 1, 0], // inside the block
+          [p + 1, 1], // misaligned
+          [0, 0], // reserved (never managed)
+          [p, 2], // the right free
+          [p, 2], // then a double free
+        ]) {
+          try {
+            k.pmm.free(pfn, order);
+            codes.push("ok");
+          } catch (e) {
+            codes.push((e as { code: string }).code);
+          }
+        }
+        k.pmm.check();
+        const after = k.counters.snapshot();
+        const delta = Object.fromEntries(
+          Object.keys(after).map((key) => [key, after[key] - (before[key] ?? 0)]),
+        );
+        return { delta, codes, p, stats: k.pmm.stats() };
+      };
+      const rc = run(c);
+      expect(rc.delta.memReads).toBeGreaterThan(10_000);
+      expect(rc.codes).toEqual([
+        "WRONG_ORDER",
+        "WRONG_ORDER",
+        "BAD_FREE",
+        "MISALIGNED_FREE",
+        "BAD_FREE",
+        "ok",
+        "DOUBLE_FREE",
+      ]);
+      expect(rc).toEqual(run(ts));
+    },
+    60_000,
+  );
+
   needRust(
     "examples/rust/stack_pages.rs (no_std, the same ABI) validates and boots with the TypeScript design's counters",
     () => {
@@ -84,8 +166,9 @@ describe("allocators in C through WebAssembly", () => {
   );
 
   needClang("the same source compiles for a freestanding x86-64 kernel without a warning", () => {
-    const out = join(mkdtempSync(join(tmpdir(), "pagelab-c-")), "x.o");
-    for (const src of ["examples/c/stack_pages.c"]) {
+    const dir = mkdtempSync(join(tmpdir(), "pagelab-c-"));
+    for (const src of ["examples/c/stack_pages.c", "examples/c/bitmap.c"]) {
+      const out = join(dir, `${basename(src)}.o`);
       const r = spawnSync(
         clang ?? "clang",
         [
@@ -104,8 +187,9 @@ describe("allocators in C through WebAssembly", () => {
         ],
         { encoding: "utf8" },
       );
-      expect(r.status, r.stderr).toBe(0);
-      expect(r.stderr).toBe("");
+      expect(r.status, `${src}: ${r.stderr}`).toBe(0);
+      expect(r.stderr, src).toBe("");
+      expect(statSync(out).size, src).toBeGreaterThan(0);
     }
   });
 
