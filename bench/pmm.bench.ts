@@ -8,6 +8,9 @@
  * Traces (splitmix32, seed 42, 1 GiB of RAM): `order0` (2M operations, all order 0) and `mixed`
  * (orders 0/1/2/3/9 with weights 8/4/2/1/1), both keeping 2048-8192 blocks live; each alloc is later
  * freed (a "pair"). Also: `tight`, alloc(0) then free at once, 2M times (the order-0 round trip).
+ * The C examples (examples/c/stack_pages.c, examples/c/bitmap.c) run through WebAssembly as "(wasm)"
+ * rows, with their ratio to the TypeScript design they mirror access for access (same checksum), and,
+ * built for the host by bench/native/byo_host.c, as their "vs C" twin.
  * Timings on a shared VM vary between runs: compare ratios within one run.
  */
 import { spawnSync } from "node:child_process";
@@ -184,38 +187,55 @@ function runNative(traces: Trace[]): Row[] | null {
     }
     for (const line of r.stdout.trim().split("\n")) rows.push(JSON.parse(line) as Row);
   }
-  // The twin of the WebAssembly rows: examples/c/stack_pages.c itself, built for the host (order-0 only).
-  const byo = join(build, "byo_host");
+  // The twins of the WebAssembly rows: examples/c/stack_pages.c (order 0 only) and examples/c/bitmap.c
+  // themselves, each built for the host into bench/native/byo_host.c.
   const inc = join(here, "..", "include");
-  const bb = spawnSync("cc", ["-O2", "-std=c11", `-I${inc}`, "-o", byo, join(here, "native", "byo_host.c")], {
-    encoding: "utf8",
-  });
-  if (bb.status !== 0) console.log(`C twin of stack_pages.c skipped: cc -O2 failed:\n${bb.stderr}`);
-  else {
-    const t = traces.find((x) => x.name === "order0");
-    if (t !== undefined) {
+  for (const [file, traceNames] of [
+    ["stack_pages.c", ["order0"]],
+    ["bitmap.c", ["order0", "mixed"]],
+  ] as const) {
+    const byo = join(build, `byo_host-${file.replace(".c", "")}`);
+    const bb = spawnSync(
+      "cc",
+      [
+        "-O2",
+        "-std=c11",
+        `-I${inc}`,
+        `-DBYO_SOURCE="../../examples/c/${file}"`,
+        "-o",
+        byo,
+        join(here, "native", "byo_host.c"),
+      ],
+      { encoding: "utf8" },
+    );
+    if (bb.status !== 0) {
+      console.log(`C twin of ${file} skipped: cc -O2 failed:\n${bb.stderr}`);
+      continue;
+    }
+    for (const t of traces.filter((x) => (traceNames as readonly string[]).includes(x.name))) {
       const r = spawnSync(
         byo,
         [writeTrace(t), t.name, String(LAYOUT.usable[0].start), String(LAYOUT.usable[0].end)],
-        {
-          encoding: "utf8",
-        },
+        { encoding: "utf8" },
       );
       if (r.status === 0) for (const line of r.stdout.trim().split("\n")) rows.push(JSON.parse(line) as Row);
-      else console.log(`C twin of stack_pages.c failed: ${r.stderr}`);
+      else console.log(`C twin of ${file} failed on ${t.name}: ${r.stderr}`);
     }
   }
   return rows;
 }
 
 /** The C examples compiled to WebAssembly (the same source a kernel compiles), when clang is here. */
-function wasmDesigns(): PmmDesign[] {
+function wasmDesigns(): { stackPages: PmmDesign[]; bitmap: PmmDesign[] } {
   if (findClang() === null) {
     console.log("WebAssembly rows skipped: no clang (apt-get install clang lld).");
-    return [];
+    return { stackPages: [], bitmap: [] };
   }
-  const d = loadWasmDesign(join(here, "..", "examples", "c", "stack_pages.c"), { isolate: false });
-  return [{ ...d, name: "stack_pages.c (wasm)" }];
+  const load = (file: string): PmmDesign => {
+    const d = loadWasmDesign(join(here, "..", "examples", "c", file), { isolate: false });
+    return { ...d, name: `${file} (wasm)` };
+  };
+  return { stackPages: [load("stack_pages.c")], bitmap: [load("bitmap.c")] };
 }
 
 export default async function main(): Promise<void> {
@@ -228,10 +248,11 @@ export default async function main(): Promise<void> {
     stackDesign(),
     stackPagesDesign({ checked: false }),
     stackPagesDesign(),
-    ...wasm,
+    ...wasm.stackPages,
     freeListDesign({ checked: false }),
     colourStacksDesign(),
     bitmapDesign(),
+    ...wasm.bitmap,
     buddyDesign(),
     buddyDesign({ pcp: false, name: "buddy-nopcp" }),
     zonedDesign(),
@@ -239,6 +260,7 @@ export default async function main(): Promise<void> {
   ];
   const mixedDesigns = [
     bitmapDesign(),
+    ...wasm.bitmap,
     buddyDesign(),
     buddyDesign({ pcp: false, name: "buddy-nopcp" }),
     buddyDesign({ migrate: true }),
@@ -253,10 +275,11 @@ export default async function main(): Promise<void> {
     stackDesign({ checked: false }),
     stackPagesDesign({ checked: false }),
     stackPagesDesign(),
-    ...wasm,
+    ...wasm.stackPages,
     freeListDesign({ checked: false }),
     buddyDesign(),
     bitmapDesign(),
+    ...wasm.bitmap,
   ]) {
     const up = bringUp(d, LAYOUT);
     tight(up.alloc, 200_000);
@@ -274,12 +297,23 @@ export default async function main(): Promise<void> {
       `${r.design.padEnd(22)} ${r.trace.padEnd(7)} ${r.nsPerPair.toFixed(1).padStart(8)} ${(r.pairsPerSec / 1e6).toFixed(2).padStart(7)} M ${String(r.failed).padStart(8)}  ${ratio}`,
     );
   }
-  const w = rows.find((r) => r.design === "stack_pages.c (wasm)");
-  const ts = rows.find((r) => r.design === "stack-pages" && r.trace === "order0");
-  if (w !== undefined && ts !== undefined)
-    console.log(
-      `\nstack_pages.c through wasm vs TypeScript stack-pages (same algorithm, same accesses): ${(w.nsPerPair / ts.nsPerPair).toFixed(2)}x (${w.checksum === ts.checksum ? "checksum ok" : "CHECKSUM DIFFERS"})`,
-    );
+  console.log("");
+  for (const [c, tsName] of [
+    ["stack_pages.c", "stack-pages"],
+    ["bitmap.c", "bitmap"],
+  ]) {
+    for (const w of rows.filter((r) => r.design === `${c} (wasm)`)) {
+      const ts = rows.find((r) => r.design === tsName && r.trace === w.trace);
+      if (ts !== undefined)
+        console.log(
+          `${c} through wasm vs TypeScript ${tsName} (same algorithm, same accesses), ${w.trace}: ${(w.nsPerPair / ts.nsPerPair).toFixed(2)}x (${w.checksum === ts.checksum ? "checksum ok" : "CHECKSUM DIFFERS"})`,
+        );
+    }
+    const wt = tights.find(([n]) => n === `${c} (wasm)`);
+    const tt = tights.find(([n]) => n === tsName);
+    if (wt !== undefined && tt !== undefined)
+      console.log(`${c} through wasm vs TypeScript ${tsName}, tight: ${(wt[1] / tt[1]).toFixed(2)}x`);
+  }
   console.log("\norder-0 alloc+free round trip (alloc then free at once):");
   for (const [n, ns] of tights) {
     const c = native?.find((x) => x.trace === "tight" && x.design === n);
