@@ -12,7 +12,8 @@
  *                 The accessors are plain volatile loads and stores at PMM_PHYS_TO_VIRT(pa), a macro your
  *                 kernel defines (default: Linux's direct map at 0xffff888000000000). A kernel without a
  *                 direct map (quickmap, recursive windows) defines PMM_HAVE_ACCESSORS and its own
- *                 pmm_read32/pmm_write32/pmm_read64/pmm_write64/pmm_zero_frame (kmap_atomic and friends).
+ *                 pmm_read32/pmm_write32/pmm_read64/pmm_write64/pmm_zero_frame (kmap_atomic and friends),
+ *                 and pmm_fill/pmm_is_filled if the allocator uses them (examples/c/bitmap.c does).
  *
  * Why physical addresses: the allocator's metadata lives in RAM it manages (a frame table, bitmaps,
  * free frames holding stack pages). It names that RAM by physical address, and the kernel decides how
