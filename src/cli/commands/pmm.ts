@@ -17,7 +17,6 @@ import { bringUp } from "../../kernel/pmm/setup.ts";
 import { loadMap } from "../../firmware/load.ts";
 import { mapFormatOption } from "../map-input.ts";
 import {
-  choiceParser,
   cpusOption,
   hostBudgetOption,
   intParser,
@@ -72,7 +71,8 @@ export function registerPmm(program: Command): void {
         `a design, 'all' (${DESIGN_NAMES.join(", ")}), or a file (./my_pmm.c, .rs, .wasm, .ts)`,
       )
         .default("all")
-        .argParser((s) => (isDesignPath(s) ? s : choiceParser("--design", ["all", ...DESIGN_NAMES])(s))),
+        // an unknown name fails here, before any work (UNKNOWN_DESIGN, listing the names)
+        .argParser((s) => (s === "all" || isDesignPath(s) ? s : getDesign(s).name)),
     )
     .addOption(
       mapOption("firmware map: preset (qemu:4G, sparse, numa:2x8G, ...) or file ('-': standard input)"),
