@@ -9,7 +9,8 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { describeWithTool } from "../tools.ts";
 import { exportPageTables, importPageTables } from "../../src/lab/export.ts";
 import { KNOWN_QEMU_DEVIATIONS } from "../../src/lab/qemu/deviations.ts";
 import { probeWorkdir, runProbe } from "../../src/lab/qemu/probe.ts";
@@ -27,7 +28,6 @@ import type { Levels } from "../../src/machine/x86/vaddr.ts";
 const qemu = checkQemu();
 const cc = checkToolchain();
 const reason = !qemu.ok ? qemu.reason : !cc.ok ? cc.reason : "";
-if (reason !== "") console.warn(`SKIPPED: QEMU conformance (probe kernel): ${reason}`);
 
 let work: ReturnType<typeof probeWorkdir> | null = null;
 let tmp = "";
@@ -92,7 +92,7 @@ async function probeReport(levels: Levels, opts: Parameters<typeof probe>[1]): P
   return r;
 }
 
-describe.skipIf(reason !== "")(`QEMU ${qemu.version} probe kernel agrees with pagelab's MMU`, () => {
+describeWithTool(reason, `QEMU ${qemu.version} probe kernel agrees with pagelab's MMU`, () => {
   beforeAll(() => {
     tmp = mkdtempSync(join(tmpdir(), "pagelab-probe-test-"));
     work = probeWorkdir();

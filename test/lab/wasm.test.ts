@@ -13,12 +13,13 @@ import { findClang, findRustc, includeDir } from "../../src/kernel/pmm/wasm/comp
 import { loadWasmDesign } from "../../src/kernel/pmm/wasm/index.ts";
 import { Rng } from "../../src/machine/rng.ts";
 import { pagelab } from "../cli/run.ts";
+import { IN_CI } from "../tools.ts";
 
 const clang = findClang();
-const needClang = clang === null && process.env.CI !== "true" ? it.skip : it;
+const needClang = clang === null && !IN_CI ? it.skip : it;
 const FIX = "test/fixtures/pmm/c";
 const rustc = findRustc();
-const needRust = rustc === null && process.env.CI !== "true" ? it.skip : it;
+const needRust = rustc === null && !IN_CI ? it.skip : it;
 
 /** The C design and its TypeScript twin, as the loader gives them (no worker: the unit under test). */
 function pair(c: string, ts: string): [PmmDesign, PmmDesign] {

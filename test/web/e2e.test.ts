@@ -5,7 +5,8 @@
  * entry, the boot log replay, compare charts and an error; then takes a screenshot
  * ($PAGELAB_E2E_SHOTS or the system temp dir, pagelab-e2e/explorer.png).
  *
- * Skipped, saying why, when /usr/bin/chromium is missing (`.ci/run` installs it when it can).
+ * Skipped, saying why, when /usr/bin/chromium is missing or cannot start; under CI=true that fails
+ * instead (`.ci/run` installs Chromium).
  */
 // biome-ignore-all lint/performance/useDomNodeTextContent: these are Playwright locators, not DOM nodes
 import { type ChildProcess, spawn } from "node:child_process";
@@ -14,15 +15,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { describeWithTool, toolFailed } from "../tools.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const BIN = fileURLToPath(new URL("../../bin/pagelab.mjs", import.meta.url));
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium)
-  console.log(
-    `test/web/e2e.test.ts skipped: ${CHROMIUM} is missing (install it with apt-get install -y chromium)`,
-  );
+const noChromium = existsSync(CHROMIUM)
+  ? ""
+  : `${CHROMIUM} is missing (install it with apt-get install -y chromium)`;
 
 function startServe(): Promise<{ child: ChildProcess; url: string; log: string[] }> {
   const child = spawn(process.execPath, [BIN, "serve", "--port", "0", "--quiet"], {
@@ -71,7 +71,7 @@ const resultsRows = [
   perOp: { memRefs: (memReads as number) / 100 },
 }));
 
-describe.skipIf(!haveChromium)("the explorer in Chromium", () => {
+describeWithTool(noChromium, "the explorer in Chromium", () => {
   let serve: { child: ChildProcess; url: string; log: string[] };
   let profile: string;
   let shots: string;
@@ -105,9 +105,9 @@ describe.skipIf(!haveChromium)("the explorer in Chromium", () => {
         ],
       });
     } catch (e) {
-      // A Chromium that is installed but cannot start (a half-finished install) skips, like a missing one.
-      launchError = (e as Error).message.split("\n")[0];
-      console.log(`test/web/e2e.test.ts skipped: ${CHROMIUM} did not start: ${launchError}`);
+      // A Chromium that is installed but cannot start (a half-finished install) skips, like a missing
+      // one, or fails under CI (each test says so).
+      launchError = `${CHROMIUM} did not start: ${(e as Error).message.split("\n")[0]}`;
       return;
     }
     page = ctx.pages()[0] ?? (await ctx.newPage());
@@ -130,7 +130,7 @@ describe.skipIf(!haveChromium)("the explorer in Chromium", () => {
   });
 
   it("loads the page and boots qemu:4G with buddy/direct", async (tc) => {
-    if (launchError) return tc.skip();
+    if (launchError) return toolFailed(tc, launchError);
     let t = performance.now();
     await page.goto(serve.url);
     await page.getByTestId("boot-button").waitFor();
@@ -148,7 +148,7 @@ describe.skipIf(!haveChromium)("the explorer in Chromium", () => {
   });
 
   it("shows kernel image, page table and free frames on the strip, with the sanitizer's decisions on hover", async (tc) => {
-    if (launchError) return tc.skip();
+    if (launchError) return toolFailed(tc, launchError);
     const strip = page.getByTestId("strip");
     await strip.locator('rect[data-owner="page-table"]').first().waitFor({ state: "attached" });
     for (const o of ["kernel-image", "page-table", "free", "pmm-metadata", "reserved"]) {
@@ -178,7 +178,7 @@ describe.skipIf(!haveChromium)("the explorer in Chromium", () => {
   });
 
   it("walks 0xffff888000001000 from CR3 (PML4E [273]) and a 1 GiB page of the direct map", async (tc) => {
-    if (launchError) return tc.skip();
+    if (launchError) return toolFailed(tc, launchError);
     await page.getByTestId("va-input").fill("0xffff888000001000");
     await page.getByTestId("walk-button").click();
     await expect.poll(() => page.getByTestId("walk-step-PML4E").innerText()).toMatch(/PML4E \[273\]/);
@@ -196,7 +196,7 @@ describe.skipIf(!haveChromium)("the explorer in Chromium", () => {
   });
 
   it("opens the table an entry points to, its bits decoded and large pages marked", async (tc) => {
-    if (launchError) return tc.skip();
+    if (launchError) return toolFailed(tc, launchError);
     await page.getByTestId("pt-breadcrumb").getByRole("button").first().click();
     await expect.poll(() => page.getByTestId("pt-table-name").innerText()).toMatch(/PML4 at/);
     await page.getByTestId("pt-entry-273").click();
@@ -217,7 +217,7 @@ describe.skipIf(!haveChromium)("the explorer in Chromium", () => {
   });
 
   it("replays the boot log: the strip follows the chosen step", async (tc) => {
-    if (launchError) return tc.skip();
+    if (launchError) return toolFailed(tc, launchError);
     const frames = async (o: string) =>
       Number(await page.getByTestId(`legend-${o}`).getAttribute("data-frames"));
     await page.getByTestId("strip-ram").click();
@@ -238,7 +238,7 @@ describe.skipIf(!haveChromium)("the explorer in Chromium", () => {
   });
 
   it("picks a frame from the strip (keyboard: Enter takes the middle one) and walks an address mapping it", async (tc) => {
-    if (launchError) return tc.skip();
+    if (launchError) return toolFailed(tc, launchError);
     await page.getByRole("slider", { name: /coloured by owner/ }).focus();
     await page.keyboard.press("Enter");
     await expect
@@ -250,7 +250,7 @@ describe.skipIf(!haveChromium)("the explorer in Chromium", () => {
   });
 
   it("charts a compare run's results.json and shows errors clearly", async (tc) => {
-    if (launchError) return tc.skip();
+    if (launchError) return toolFailed(tc, launchError);
     const file = join(profile, "results.json");
     writeFileSync(file, `${JSON.stringify(resultsRows)}\n`);
     await page.getByTestId("compare-file").setInputFiles(file);
@@ -265,7 +265,7 @@ describe.skipIf(!haveChromium)("the explorer in Chromium", () => {
   });
 
   it("takes a screenshot of the booted explorer", async (tc) => {
-    if (launchError) return tc.skip();
+    if (launchError) return toolFailed(tc, launchError);
     await page.getByTestId("source-preset").check();
     await page.getByRole("button", { name: "Dismiss the error" }).click();
     await page.getByTestId("va-input").fill("0xffff888040000000");
