@@ -16,14 +16,7 @@ import { BYO_VALIDATION, validateDesign } from "../../kernel/pmm/validate.ts";
 import { bringUp } from "../../kernel/pmm/setup.ts";
 import { loadMap } from "../../firmware/load.ts";
 import { mapFormatOption } from "../map-input.ts";
-import {
-  cpusOption,
-  hostBudgetOption,
-  intParser,
-  mapOption,
-  memOption,
-  seedOption,
-} from "../options.ts";
+import { cpusOption, hostBudgetOption, intParser, mapOption, memOption, seedOption } from "../options.ts";
 
 function bytes(n: number): string {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
