@@ -103,8 +103,10 @@ export function hostBytesEstimate(
   const frames = ramBytes / 4096;
   if (designName === "freelist")
     return {
-      bytes: metadataBytes + ramBytes,
-      why: "it writes a next pointer into every free frame, so every frame is backed",
+      // Simulated RAM backs a 64-byte line per touched frame (plus its index), after 256 MiB of dense
+      // chunks (src/machine/phys-mem.ts): about 240 host bytes per free frame.
+      bytes: metadataBytes + Math.min(ramBytes, 256 * 2 ** 20) + frames * 240,
+      why: "it writes a next pointer into every free frame: a 64-byte line of host memory each",
     };
   if (designName === "stack" || designName === "stack-pages" || designName === "colour-stacks") {
     return { bytes: metadataBytes + frames * 8, why: "its stack holds 8 bytes per free frame" };

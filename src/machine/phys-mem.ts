@@ -93,30 +93,145 @@ export interface PhysMemOptions {
   /** MAXPHYADDR in bits, 36..52 (default 46, a common client CPU; 52 is the architectural maximum). */
   maxPhysAddrBits?: number;
   counters?: Counters;
+  /**
+   * Host bytes of dense 2 MiB chunks below which a chunk with 64 touched pages is made dense for speed
+   * (default 256 MiB); beyond it a chunk becomes dense only when 256 KiB of it is backed.
+   */
+  denseBudget?: number;
 }
 
 /**
- * A 2 MiB chunk that is still sparse: its 4 KiB pages are allocated one by one on first write. When
- * `PROMOTE_PAGES` of them exist it becomes one dense 2 MiB `Uint32Array` (page tables and metadata
- * cluster, and a dense chunk is one array for the fast path). Scattered touches - one stack page per
- * 2 MiB of RAM - stay at 4 KiB each.
+ * A 2 MiB chunk that is still sparse. Its memory is backed at two grains: a 4 KiB page touched in a few
+ * places holds only the 64-byte lines written (a free list's link in each free frame costs 64 bytes,
+ * not 4 KiB), and becomes a whole 4 KiB page when more than `LINES_PER_PAGE` of its lines exist. When
+ * the chunk's backing reaches `PROMOTE_BYTES` it becomes one dense 2 MiB `Uint32Array` (page tables and
+ * metadata cluster, and a dense chunk is one array for the fast path), or earlier while dense chunks
+ * are few (`PROMOTE_PAGES`, `DENSE_BUDGET`). Scattered touches - one stack page per 2 MiB of RAM, one
+ * link per free frame of a large machine - stay small.
+ */
+const PROMOTE_BYTES = 64 * 4096;
+/**
+ * A chunk with this many touched pages also becomes dense (one array: every access in it takes the fast
+ * path), as long as dense chunks hold less than the dense budget (`PhysMemOptions.denseBudget`, default
+ * 256 MiB): speed while host memory is cheap, lines once the simulated machine has touched a lot (a free
+ * list threaded through every frame of a large machine).
  */
 const PROMOTE_PAGES = 64;
+const LINE_BYTES = 64;
+const LINE_WORDS = LINE_BYTES >>> 2;
+const LINES_PER_PAGE = 8;
+/** Lines are kept in blocks of this many (4 KiB), so that a view of a line stays valid as the pool grows. */
+const LINES_PER_BLOCK = 64;
 
 class SparseChunk {
-  /** Page indices (0..511) of the pages allocated so far, and the pages, in allocation order. */
-  readonly keys = new Uint16Array(PROMOTE_PAGES);
+  /** Per page: 0 untouched, k > 0 the whole page `pages[k - 1]`, k < 0 line page number -k - 1. */
+  readonly pageSlot = new Int32Array(512);
   readonly pages: Uint32Array[] = [];
-  count = 0;
+  /** Per line page, 64 entries: line slot + 1 in the pool, 0 for a line never written. */
+  private lineMap = new Uint16Array(64 * 8);
+  private linePages = 0;
+  private readonly blocks: Uint32Array[] = [];
+  private lines = 0;
+  /** Host bytes backing this chunk (whole pages and lines, including the lines of promoted pages). */
+  bytes = 0;
+  /** Pages with any backing (whole or lines). */
+  touched = 0;
 
-  find(p: number): Uint32Array | null {
-    for (let i = 0; i < this.count; i++) if (this.keys[i] === p) return this.pages[i];
-    return null;
+  /** The whole page `p` (0..511), or null. */
+  page(p: number): Uint32Array | null {
+    const k = this.pageSlot[p];
+    return k > 0 ? this.pages[k - 1] : null;
   }
 
-  add(p: number, page: Uint32Array): void {
-    this.keys[this.count++] = p;
+  /** The pool slot of line `l` (0..63) of page `p` when `p` is kept as lines and the line exists, else -1. */
+  line(p: number, l: number): number {
+    const k = this.pageSlot[p];
+    if (k >= 0) return -1;
+    return this.lineMap[(-k - 1) * 64 + l] - 1;
+  }
+
+  /** The block holding pool slot `s`; the line is its words [lineWord(s), lineWord(s) + 16). */
+  lineBlock(s: number): Uint32Array {
+    return this.blocks[Math.floor(s / LINES_PER_BLOCK)];
+  }
+
+  lineWord(s: number): number {
+    return (s % LINES_PER_BLOCK) * LINE_WORDS;
+  }
+
+  isLinePage(p: number): boolean {
+    return this.pageSlot[p] < 0;
+  }
+
+  private lineView(s: number): Uint32Array {
+    const o = this.lineWord(s);
+    return this.lineBlock(s).subarray(o, o + LINE_WORDS);
+  }
+
+  /**
+   * Back line `l` of page `p` (the page untouched or kept as lines); returns its pool slot, or -1 when
+   * the page outgrew its lines and is now whole (`page(p)`).
+   */
+  addLine(p: number, l: number): number {
+    let k = this.pageSlot[p];
+    if (k === 0) {
+      if ((this.linePages + 1) * 64 > this.lineMap.length) {
+        const grown = new Uint16Array(this.lineMap.length * 2);
+        grown.set(this.lineMap);
+        this.lineMap = grown;
+      }
+      k = -++this.linePages;
+      this.pageSlot[p] = k;
+      this.touched++;
+    }
+    const row = (-k - 1) * 64;
+    let n = 0;
+    for (let i = 0; i < 64; i++) if (this.lineMap[row + i] !== 0) n++;
+    if (n >= LINES_PER_PAGE) {
+      this.wholePage(p);
+      return -1;
+    }
+    const s = this.lines++;
+    if (s % LINES_PER_BLOCK === 0) this.blocks.push(new Uint32Array(LINES_PER_BLOCK * LINE_WORDS));
+    this.lineMap[row + l] = s + 1;
+    this.bytes += LINE_BYTES;
+    return s;
+  }
+
+  /** Make page `p` a whole 4 KiB page (copying the lines it had). */
+  wholePage(p: number): Uint32Array {
+    const k = this.pageSlot[p];
+    if (k > 0) return this.pages[k - 1];
+    const page = new Uint32Array(1024);
+    if (k === 0) this.touched++;
+    if (k < 0) {
+      const row = (-k - 1) * 64;
+      for (let i = 0; i < 64; i++) {
+        const s = this.lineMap[row + i];
+        if (s !== 0) page.set(this.lineView(s - 1), i * LINE_WORDS);
+      }
+    }
     this.pages.push(page);
+    this.pageSlot[p] = this.pages.length;
+    this.bytes += 4096;
+    return page;
+  }
+
+  /** Copy everything backed into a dense 2 MiB chunk. */
+  toDense(): Uint32Array {
+    const dense = new Uint32Array(CHUNK_WORDS);
+    for (let p = 0; p < 512; p++) {
+      const k = this.pageSlot[p];
+      if (k > 0) dense.set(this.pages[k - 1], p * 1024);
+      else if (k < 0) {
+        const row = (-k - 1) * 64;
+        for (let i = 0; i < 64; i++) {
+          const s = this.lineMap[row + i];
+          if (s !== 0) dense.set(this.lineView(s - 1), p * 1024 + i * LINE_WORDS);
+        }
+      }
+    }
+    return dense;
   }
 }
 
@@ -125,6 +240,7 @@ type Slot = Uint32Array | SparseChunk | null | number;
 
 const DENSE_MASK = 0xffe00003; // an offset inside a 2 MiB chunk, 4-byte aligned
 const PAGE_MASK = 0xfffff003; // an offset inside a 4 KiB page, 4-byte aligned
+const LINE_MASK = 0xffffffc3; // an offset inside a 64-byte line, 4-byte aligned
 
 export class PhysMem implements PhysPort {
   readonly maxPhysAddrBits: number;
@@ -133,6 +249,7 @@ export class PhysMem implements PhysPort {
   readonly counters: Counters;
 
   private readonly dirs = new Map<number, Slot[]>();
+  private readonly denseBudget: number;
   /**
    * One-entry cache of the last backed memory touched: `lastBase` is the address of `lastChunk[0]`
    * (a dense 2 MiB chunk or one 4 KiB page) and `lastMask` the offset bits outside it. The fast path
@@ -141,8 +258,16 @@ export class PhysMem implements PhysPort {
   private lastBase = -1;
   private lastMask = DENSE_MASK;
   private lastChunk: Uint32Array = new Uint32Array(0);
+  /** Word index in `lastChunk` of the word at `lastBase` (non-zero for a line kept in a block of lines). */
+  private lastDelta = 0;
+  /** Set by `locate` for the address it resolved: its word index in the returned array, and the bytes from it to the end of its backing (or of the untouched span). */
+  private locWord = 0;
+  private locSpan = 0;
   private denseChunks = 0;
-  private sparsePages = 0;
+  /** Host bytes held by sparse chunks (their pages and lines). */
+  private sparseBytes = 0;
+  /** Set by `locate` when it returns null: the aligned span around the address that is untouched. */
+  private nullSpan = CHUNK_BYTES;
   /** Read-only 4 KiB pages of one repeated word, handed to readers of a uniform chunk (never cached). */
   private readonly uniformPages = new Map<number, Uint32Array>();
 
@@ -154,11 +279,12 @@ export class PhysMem implements PhysPort {
     this.maxPhysAddrBits = bits;
     this.limit = 2 ** bits;
     this.counters = opts.counters ?? new Counters();
+    this.denseBudget = opts.denseBudget ?? 256 * 2 ** 20;
   }
 
   /** Host bytes actually allocated for simulated RAM. */
   get backedBytes(): number {
-    return this.denseChunks * CHUNK_BYTES + this.sparsePages * PAGE_SIZE;
+    return this.denseChunks * CHUNK_BYTES + this.sparseBytes;
   }
 
   /** Throws unless [pa, pa+len) lies inside the physical address space. */
@@ -186,48 +312,70 @@ export class PhysMem implements PhysPort {
    * The array holding the page of `pa` and the word index of `pa` in it (valid to the end of that
    * page), creating the page when `create`; null for untouched memory. Refreshes the fast-path cache.
    * A uniform chunk is materialized when `write` (the caller will store into the array); otherwise a
-   * shared read-only page of its word is returned.
+   * shared read-only page of its word is returned. New backing is one 64-byte line, or the whole 4 KiB
+   * page when `wholePage` (the caller is about to write all of it).
    */
-  private locate(pa: number, create: boolean, write = create): Uint32Array | null {
+  private locate(pa: number, create: boolean, write = create, wholePage = false): Uint32Array | null {
     const d = this.dir(pa, create);
-    if (d === null) return null;
+    if (d === null) return this.untouched(pa, CHUNK_BYTES);
     const inGiB = pa % GIB;
     const idx = inGiB >>> 21;
     let slot = d[idx];
     const chunkBase = pa - (inGiB & 0x1fffff);
     if (typeof slot === "number") {
-      if (!write) return this.uniformPage(slot);
+      if (!write) return this.found(pa, PAGE_SIZE, this.uniformPage(slot), 0, false);
       const dense = new Uint32Array(CHUNK_WORDS).fill(slot);
       this.denseChunks++;
       d[idx] = dense;
-      this.cache(chunkBase, DENSE_MASK, dense);
-      return dense;
+      return this.found(pa, CHUNK_BYTES, dense, 0, true);
     }
-    if (slot instanceof Uint32Array) {
-      this.cache(chunkBase, DENSE_MASK, slot);
-      return slot;
-    }
+    if (slot instanceof Uint32Array) return this.found(pa, CHUNK_BYTES, slot, 0, true);
     if (slot === null) {
-      if (!create) return null;
+      if (!create) return this.untouched(pa, CHUNK_BYTES);
       slot = new SparseChunk();
       d[idx] = slot;
     }
     const p = (inGiB >>> 12) & 511;
-    let page = slot.find(p);
-    if (page === null) {
-      if (!create) return null;
-      if (slot.count + 1 >= PROMOTE_PAGES) {
+    const page = slot.page(p);
+    if (page !== null) return this.found(pa, PAGE_SIZE, page, 0, true);
+    const l = (inGiB >>> 6) & 63;
+    let s = create && wholePage ? -1 : slot.line(p, l);
+    if (s < 0) {
+      if (!create) return this.untouched(pa, slot.isLinePage(p) ? LINE_BYTES : PAGE_SIZE);
+      const before = slot.bytes;
+      s = wholePage ? -1 : slot.addLine(p, l);
+      if (s < 0) slot.wholePage(p);
+      this.sparseBytes += slot.bytes - before;
+      if (
+        slot.bytes >= PROMOTE_BYTES ||
+        (slot.touched >= PROMOTE_PAGES && this.denseChunks * CHUNK_BYTES < this.denseBudget)
+      ) {
         const dense = this.promote(slot);
         d[idx] = dense;
-        this.cache(chunkBase, DENSE_MASK, dense);
-        return dense;
+        return this.found(pa, CHUNK_BYTES, dense, 0, true);
       }
-      page = new Uint32Array(1024);
-      slot.add(p, page);
-      this.sparsePages++;
+      if (s < 0) return this.found(pa, PAGE_SIZE, slot.page(p)!, 0, true);
     }
-    this.cache(pa - (pa % PAGE_SIZE), PAGE_MASK, page);
-    return page;
+    return this.found(pa, LINE_BYTES, slot.lineBlock(s), slot.lineWord(s), true);
+  }
+
+  /** `locate`'s answer: `arr` holds the `span`-byte granule of `pa` from word `word` on; cached for the fast path when `cache`. */
+  private found(pa: number, span: number, arr: Uint32Array, word: number, cache: boolean): Uint32Array {
+    const inSpan = pa % span;
+    this.locWord = word + (inSpan >>> 2);
+    this.locSpan = span - inSpan;
+    if (cache) {
+      this.lastBase = pa - inSpan;
+      this.lastMask = span === CHUNK_BYTES ? DENSE_MASK : span === PAGE_SIZE ? PAGE_MASK : LINE_MASK;
+      this.lastChunk = arr;
+      this.lastDelta = word;
+    }
+    return arr;
+  }
+
+  private untouched(pa: number, span: number): null {
+    this.locSpan = span - (pa % span);
+    return null;
   }
 
   private uniformPage(word: number): Uint32Array {
@@ -246,37 +394,31 @@ export class PhysMem implements PhysPort {
     const idx = (chunkBase % GIB) >>> 21;
     const old = d[idx];
     if (old instanceof Uint32Array) this.denseChunks--;
-    else if (old instanceof SparseChunk) this.sparsePages -= old.count;
+    else if (old instanceof SparseChunk) this.sparseBytes -= old.bytes;
     d[idx] = word === 0 ? null : word;
     if (this.lastBase >= chunkBase && this.lastBase < chunkBase + CHUNK_BYTES) {
       this.lastBase = -1;
       this.lastChunk = new Uint32Array(0);
+      this.lastDelta = 0;
     }
   }
 
   private promote(sc: SparseChunk): Uint32Array {
-    const dense = new Uint32Array(CHUNK_WORDS);
-    for (let i = 0; i < sc.count; i++) dense.set(sc.pages[i], sc.keys[i] * 1024);
-    this.sparsePages -= sc.count;
+    const dense = sc.toDense();
+    this.sparseBytes -= sc.bytes;
     this.denseChunks++;
     return dense;
   }
 
-  private cache(base: number, mask: number, arr: Uint32Array): void {
-    this.lastBase = base;
-    this.lastMask = mask;
-    this.lastChunk = arr;
-  }
-
-  /** Word index of `pa` in the array `locate` returned for it. */
-  private wordIn(arr: Uint32Array, pa: number): number {
-    return arr.length === CHUNK_WORDS ? (pa % CHUNK_BYTES) >>> 2 : (pa % PAGE_SIZE) >>> 2;
+  /** Does a store of `len` bytes at `pa` write more of its page than its lines would hold? Then back the page whole. */
+  private coversPage(pa: number, len: number): boolean {
+    return Math.min(len, PAGE_SIZE - (pa % PAGE_SIZE)) > LINES_PER_PAGE * LINE_BYTES;
   }
 
   read32(pa: number): number {
     this.counters.memReads++;
     const off = pa - this.lastBase;
-    if ((off | 0) === off && (off & this.lastMask) === 0) return this.lastChunk[off >>> 2];
+    if ((off | 0) === off && (off & this.lastMask) === 0) return this.lastChunk[(off >>> 2) + this.lastDelta];
     return this.slowPeek(pa);
   }
 
@@ -284,14 +426,14 @@ export class PhysMem implements PhysPort {
   private slowPeek(pa: number): number {
     if (pa % 4 !== 0 || pa >= this.limit || pa < 0) this.badAccess(pa, 4);
     const arr = this.locate(pa, false);
-    return arr === null ? 0 : arr[this.wordIn(arr, pa)];
+    return arr === null ? 0 : arr[this.locWord];
   }
 
   write32(pa: number, value: number): void {
     const off = pa - this.lastBase;
     if ((off | 0) === off && (off & this.lastMask) === 0) {
       this.counters.memWrites++;
-      this.lastChunk[off >>> 2] = value;
+      this.lastChunk[(off >>> 2) + this.lastDelta] = value;
       return;
     }
     this.slowWrite(pa, value);
@@ -301,7 +443,7 @@ export class PhysMem implements PhysPort {
     if (pa % 4 !== 0 || pa >= this.limit || pa < 0) this.badAccess(pa, 4);
     this.counters.memWrites++;
     const arr = this.locate(pa, value !== 0, true);
-    if (arr !== null) arr[this.wordIn(arr, pa)] = value;
+    if (arr !== null) arr[this.locWord] = value;
   }
 
   /**
@@ -310,7 +452,7 @@ export class PhysMem implements PhysPort {
    */
   peek32(pa: number): number {
     const off = pa - this.lastBase;
-    if ((off | 0) === off && (off & this.lastMask) === 0) return this.lastChunk[off >>> 2];
+    if ((off | 0) === off && (off & this.lastMask) === 0) return this.lastChunk[(off >>> 2) + this.lastDelta];
     return this.slowPeek(pa);
   }
 
@@ -363,9 +505,9 @@ export class PhysMem implements PhysPort {
       fail("MISALIGNED", `bulk access ${hex(pa)}+${hex(len)} is not 4-byte aligned`);
     for (let at = 0; at < len; ) {
       const p = pa + at;
-      const n = Math.min(len - at, PAGE_SIZE - (p % PAGE_SIZE));
-      const arr = this.locate(p, create, write);
-      if (fn(arr, arr === null ? 0 : this.wordIn(arr, p), n >>> 2, at) === false) return false;
+      const arr = this.locate(p, create, write, this.coversPage(p, len - at));
+      const n = Math.min(len - at, this.locSpan);
+      if (fn(arr, this.locWord, n >>> 2, at) === false) return false;
       at += n;
     }
     return true;
@@ -460,18 +602,32 @@ export class PhysMem implements PhysPort {
     if ((data.length & 3) !== 0)
       fail("MISALIGNED", `writeBytes of ${data.length} bytes: the length must be a multiple of 4`);
     this.counters.memBulkBytes += data.length;
+    this.checkRange(pa, data.length);
+    if ((pa & 3) !== 0) fail("MISALIGNED", `writeBytes at ${hex(pa)} is not 4-byte aligned`);
     const copy = new Uint8Array(data);
     const words = new Uint32Array(copy.buffer, 0, data.length >>> 2);
-    this.pieces(pa, data.length, false, (_arr, _w, n, at) => {
-      const part = words.subarray(at >>> 2, (at >>> 2) + n);
+    for (let at = 0; at < data.length; ) {
       const p = pa + at;
-      const target = this.locate(
-        p,
-        part.some((x) => x !== 0),
-        true,
-      );
-      if (target !== null) target.set(part, this.wordIn(target, p));
-    });
+      let arr = this.locate(p, false, true);
+      let n = Math.min(data.length - at, this.locSpan);
+      if (arr === null) {
+        // Untouched: skip zeros; back memory from the line of the first non-zero word.
+        const first = words.subarray(at >>> 2, (at + n) >>> 2).findIndex((x) => x !== 0);
+        if (first < 0) {
+          at += n;
+          continue;
+        }
+        const skip = first * 4 - ((p + first * 4) % LINE_BYTES);
+        if (skip > 0) {
+          at += skip;
+          continue;
+        }
+        arr = this.locate(p, true, true, this.coversPage(p, data.length - at))!;
+        n = Math.min(data.length - at, this.locSpan);
+      }
+      arr.set(words.subarray(at >>> 2, (at + n) >>> 2), this.locWord);
+      at += n;
+    }
   }
 
   /** Physical addresses of every 2 MiB chunk with any backing, ascending (for exporters and digests). */

@@ -102,9 +102,9 @@ describe("pagelab compare: usage errors are refused up front", () => {
     ],
     [
       "a plan the host budget refuses entirely",
-      { pmms: ["freelist"], workloads: ["page-churn"], sweep: [] },
+      { pmms: ["freelist"], workloads: ["page-churn"], sweep: [], hostBudget: 256 * 2 ** 20 },
       null,
-      /every run would be refused by the host-memory budget: left out of the default: freelist on qemu:4G for page-churn .*would back 4\.0 GiB of host memory/,
+      /every run would be refused by the host-memory budget: left out of the default: freelist on qemu:4G for page-churn .*would back 0\.5 GiB of host memory .*over the 256 MiB per-run --host-budget/,
     ],
   ];
   for (const [what, o, outDir, msg] of inProcess)

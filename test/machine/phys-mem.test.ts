@@ -25,19 +25,57 @@ describe("PhysMem", () => {
     expect(m.read32(far)).toBe(0xcafe11ef);
     write64(m, 0x2000, 2 ** 52 - 1);
     expect(read64(m, 0x2000)).toBe(2 ** 52 - 1);
-    expect(m.backedBytes).toBe(2 * 4096); // two scattered 4 KiB pages, not two 2 MiB chunks
+    expect(m.backedBytes).toBe(2 * 64); // two scattered 64-byte lines, not two pages or two 2 MiB chunks
   });
 
-  it("backs scattered pages one by one and a busy 2 MiB chunk densely, keeping the data", () => {
-    const m = new PhysMem();
-    for (let i = 0; i < 63; i++) m.write32(0x40000000 + i * 4096 * 8, i + 1); // 63 pages, 32 KiB apart
-    expect(m.backedBytes).toBe(63 * 4096);
-    m.write32(0x40000000 + 0x1f1000, 99); // the 64th page of that chunk: it becomes one 2 MiB array
+  it("backs scattered words by the line, a busy page whole and a busy 2 MiB chunk densely, keeping the data", () => {
+    const m = new PhysMem({ denseBudget: 0 }); // no chunk made dense for speed: only by its backed bytes
+    const at = (page: number, off = 0) => 0x40000000 + page * 4096 + off;
+    for (let i = 0; i < 63; i++) m.write32(at(i * 8), i + 1); // 63 pages, 32 KiB apart: a free list's links
+    expect(m.backedBytes).toBe(63 * 64);
+    for (let j = 0; j < 9; j++) m.write32(at(1, j * 64 + 4), 100 + j); // 9 lines of one page: it becomes whole
+    expect(m.backedBytes).toBe(63 * 64 + 8 * 64 + 4096);
+    m.fill(at(400), 61 * 4096, 0xa5); // whole pages are backed whole: just below 256 KiB in the chunk
+    expect(m.backedBytes).toBe(63 * 64 + 8 * 64 + 62 * 4096);
+    m.fill(at(461), 4096, 0xa5); // the chunk reaches 256 KiB: it becomes one 2 MiB array
     expect(m.backedBytes).toBe(2 * 1024 * 1024);
-    for (let i = 0; i < 63; i++) expect(m.read32(0x40000000 + i * 4096 * 8)).toBe(i + 1);
-    expect(m.read32(0x40000000 + 0x1f1000)).toBe(99);
+    for (let i = 0; i < 63; i++)
+      expect(m.read32(at(i * 8))).toBe(i * 8 >= 400 && i * 8 < 462 ? 0xa5a5a5a5 : i + 1);
+    for (let j = 0; j < 9; j++) expect(m.read32(at(1, j * 64 + 4))).toBe(100 + j);
+    expect(m.isFilled(at(400), 62 * 4096, 0xa5)).toBe(true);
     expect(m.isFilled(0x40000004, 4092, 0)).toBe(true);
     expect(m.isFilled(0x40000000, 8, 0)).toBe(false);
+  });
+
+  it("makes a chunk with 64 touched pages dense while dense chunks are under the budget, then keeps lines", () => {
+    const m = new PhysMem({ denseBudget: 2 ** 21 }); // room for one dense chunk
+    const touch = (chunk: number) => {
+      for (let i = 0; i < 64; i++) m.write32(chunk * 2 ** 21 + i * 4096 * 8, i + 1);
+    };
+    touch(0);
+    expect(m.backedBytes).toBe(2 ** 21);
+    touch(1); // over the budget: 64 lines
+    expect(m.backedBytes).toBe(2 ** 21 + 64 * 64);
+    for (let i = 0; i < 64; i++) expect(m.read32(2 ** 21 + i * 4096 * 8)).toBe(i + 1);
+  });
+
+  it("reads, copies and zeroes across line-backed, page-backed and untouched memory alike", () => {
+    const m = new PhysMem();
+    m.write32(0x5000 + 64 * 3, 7); // one line of page 5
+    m.write32(0x5000 + 4092, 9); // and its last line
+    const bytes = m.readBytes(0x4ffc, 4096 + 8);
+    const words = new Uint32Array(bytes.buffer);
+    expect(words[1 + 48]).toBe(7);
+    expect(words[1 + 1023]).toBe(9);
+    expect(words.reduce((a, x) => a + x, 0)).toBe(16);
+    m.copy(0x9000, 0x5000, 4096);
+    expect(m.read32(0x9000 + 64 * 3)).toBe(7);
+    expect(m.read32(0x9000 + 4092)).toBe(9);
+    expect(m.isFilled(0x9000, 64 * 3, 0)).toBe(true);
+    m.zeroFrame(5);
+    expect(m.isFilled(0x5000, 4096, 0)).toBe(true);
+    m.writeBytes(0x20000 + 60, new Uint8Array([0, 0, 0, 0, 1, 0, 0, 0])); // zeros skipped, one line backed
+    expect(m.read32(0x20000 + 64)).toBe(1);
   });
 
   it("counts accesses", () => {
