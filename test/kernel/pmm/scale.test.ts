@@ -8,6 +8,8 @@ import { PhysMem } from "../../../src/machine/phys-mem.ts";
 import { bitmapDesign } from "../../../src/kernel/pmm/bitmap.ts";
 import type { PmmEnv } from "../../../src/kernel/pmm/interface.ts";
 import { simRegions } from "../../../src/kernel/pmm/sim-region.ts";
+import { freeListDesign } from "../../../src/kernel/pmm/freelist.ts";
+import { bringUp } from "../../../src/kernel/pmm/setup.ts";
 
 const T = 2 ** 32;
 const MiB = 2 ** 20;
@@ -41,5 +43,22 @@ describe("bitmap: a region of more than 2^32 frames", () => {
     expect(st.perRegion?.[0].freeFrames).toBe(T + 2048 - 6);
     expect(st.largestFreeRun).toBe(T + 186);
     expect(mem.backedBytes).toBeLessThan(64 * MiB); // 1.5 GiB of bitmaps, nearly all uniform
+  });
+});
+
+describe("host memory in proportion to what a design writes", () => {
+  it("#11: a free list threaded through every frame of 4 GiB backs a 64-byte line per frame, not 4 GiB", () => {
+    const up = bringUp(freeListDesign(), { usable: [{ start: 0x100, end: 0x100000 }], cpus: 1, colours: 1 });
+    expect(up.alloc.stats().freeFrames).toBeGreaterThan(1_000_000);
+    // 256 MiB of chunks made dense for speed, then one line per free frame: under 400 MiB (4 GiB before)
+    expect(up.mem.backedBytes).toBeLessThan(400 * MiB);
+    expect(up.mem.backedBytes).toBeGreaterThan(256 * MiB);
+    // and the list is whole: every frame comes back out, each once, then the allocator is empty
+    const seen = new Uint8Array(0x100000);
+    for (let p = up.alloc.alloc(0); p >= 0; p = up.alloc.alloc(0)) {
+      expect(seen[p]).toBe(0);
+      seen[p] = 1;
+    }
+    expect(seen.reduce((a, x) => a + x, 0)).toBe(up.freed.reduce((a, r) => a + r.end - r.start, 0));
   });
 });
