@@ -14,6 +14,7 @@
  *
  * Each step records what it allocated, where and why, and the counters it cost.
  */
+import { DEFAULT_DENSE_BUDGET } from "../machine/phys-mem.ts";
 import { fail, hex } from "../errors.ts";
 import { e820TypeName, isUsable, loadMap, type MemoryMap, memblockMemory } from "../firmware/index.ts";
 import { Counters } from "../machine/counters.ts";
@@ -103,9 +104,9 @@ export function hostBytesEstimate(
   const frames = ramBytes / 4096;
   if (designName === "freelist")
     return {
-      // Simulated RAM backs a 64-byte line per touched frame (plus its index), after 256 MiB of dense
-      // chunks (src/machine/phys-mem.ts): about 240 host bytes per free frame.
-      bytes: metadataBytes + Math.min(ramBytes, 256 * 2 ** 20) + frames * 240,
+      // Simulated RAM backs a 64-byte line per touched frame (plus its index), after the dense
+      // chunks of DEFAULT_DENSE_BUDGET (src/machine/phys-mem.ts): about 240 host bytes per free frame.
+      bytes: metadataBytes + Math.min(ramBytes, DEFAULT_DENSE_BUDGET) + frames * 240,
       why: "it writes a next pointer into every free frame: a 64-byte line of host memory each",
     };
   if (designName === "stack" || designName === "stack-pages" || designName === "colour-stacks") {

@@ -106,7 +106,7 @@ export interface PhysMemOptions {
  * not 4 KiB), and becomes a whole 4 KiB page when more than `LINES_PER_PAGE` of its lines exist. When
  * the chunk's backing reaches `PROMOTE_BYTES` it becomes one dense 2 MiB `Uint32Array` (page tables and
  * metadata cluster, and a dense chunk is one array for the fast path), or earlier while dense chunks
- * are few (`PROMOTE_PAGES`, `DENSE_BUDGET`). Scattered touches - one stack page per 2 MiB of RAM, one
+ * are few (`PROMOTE_PAGES`, `DEFAULT_DENSE_BUDGET`). Scattered touches - one stack page per 2 MiB of RAM, one
  * link per free frame of a large machine - stay small.
  */
 const PROMOTE_BYTES = 64 * 4096;
@@ -117,10 +117,11 @@ const PROMOTE_BYTES = 64 * 4096;
  * list threaded through every frame of a large machine).
  */
 const PROMOTE_PAGES = 64;
+export const DEFAULT_DENSE_BUDGET = 256 * 2 ** 20;
 const LINE_BYTES = 64;
 const LINE_WORDS = LINE_BYTES >>> 2;
 const LINES_PER_PAGE = 8;
-/** Lines are kept in blocks of this many (4 KiB), so that a view of a line stays valid as the pool grows. */
+/** Lines are kept in blocks of this many (4 KiB), so that the block cached for the fast path stays valid as the pool grows. */
 const LINES_PER_BLOCK = 64;
 
 class SparseChunk {
@@ -251,8 +252,9 @@ export class PhysMem implements PhysPort {
   private readonly dirs = new Map<number, Slot[]>();
   private readonly denseBudget: number;
   /**
-   * One-entry cache of the last backed memory touched: `lastBase` is the address of `lastChunk[0]`
-   * (a dense 2 MiB chunk or one 4 KiB page) and `lastMask` the offset bits outside it. The fast path
+   * One-entry cache of the last backed memory touched: `lastBase` is the address of
+   * `lastChunk[lastDelta]` (a dense 2 MiB chunk, one 4 KiB page, or one 64-byte line in a block of
+   * lines) and `lastMask` the offset bits outside it. The fast path
    * takes an offset that is an integer (`(off | 0) === off`) with no bit in the mask: inside, aligned.
    */
   private lastBase = -1;
@@ -266,8 +268,6 @@ export class PhysMem implements PhysPort {
   private denseChunks = 0;
   /** Host bytes held by sparse chunks (their pages and lines). */
   private sparseBytes = 0;
-  /** Set by `locate` when it returns null: the aligned span around the address that is untouched. */
-  private nullSpan = CHUNK_BYTES;
   /** Read-only 4 KiB pages of one repeated word, handed to readers of a uniform chunk (never cached). */
   private readonly uniformPages = new Map<number, Uint32Array>();
 
@@ -279,7 +279,7 @@ export class PhysMem implements PhysPort {
     this.maxPhysAddrBits = bits;
     this.limit = 2 ** bits;
     this.counters = opts.counters ?? new Counters();
-    this.denseBudget = opts.denseBudget ?? 256 * 2 ** 20;
+    this.denseBudget = opts.denseBudget ?? DEFAULT_DENSE_BUDGET;
   }
 
   /** Host bytes actually allocated for simulated RAM. */
@@ -309,8 +309,9 @@ export class PhysMem implements PhysPort {
   }
 
   /**
-   * The array holding the page of `pa` and the word index of `pa` in it (valid to the end of that
-   * page), creating the page when `create`; null for untouched memory. Refreshes the fast-path cache.
+   * The array holding `pa` (its word index in `locWord`, the bytes to the end of its backing in
+   * `locSpan`), creating backing when `create`; null for untouched memory (`locSpan`: the untouched
+   * span). Refreshes the fast-path cache.
    * A uniform chunk is materialized when `write` (the caller will store into the array); otherwise a
    * shared read-only page of its word is returned. New backing is one 64-byte line, or the whole 4 KiB
    * page when `wholePage` (the caller is about to write all of it).
