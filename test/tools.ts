@@ -28,8 +28,36 @@ export function describeWithTool(reason: string, name: string, body: () => void)
   describe.skip(name, body);
 }
 
-/** Inside a test: a tool that failed to start skips it (with the reason), or fails it under CI. */
+const warned = new Set<string>();
+
+/**
+ * Inside a test: a tool that failed to start skips it (the reason printed once, as the default reporter
+ * does not show a skip's note), or fails it under CI.
+ */
 export function toolFailed(ctx: { skip: (note?: string) => void }, reason: string): void {
   if (IN_CI) throw new Error(`${reason} (CI=true: a tool that cannot start fails)`);
+  if (!warned.has(reason)) {
+    warned.add(reason);
+    console.warn(`SKIPPED: ${reason}`);
+  }
   ctx.skip(reason);
+}
+
+/**
+ * `it` for tests that need a tool: the test itself when `reason` is empty; otherwise, under CI, a test
+ * that fails with the reason, and outside CI a skipped test (the reason printed once per call).
+ */
+export function itWithTool(reason: string): (name: string, fn: () => unknown, timeout?: number) => void {
+  if (reason === "") return (name, fn, timeout) => it(name, fn, timeout);
+  if (IN_CI)
+    return (name, _fn, timeout) =>
+      it(
+        name,
+        () => {
+          throw new Error(`${reason} (CI=true: a missing tool fails)`);
+        },
+        timeout,
+      );
+  console.warn(`SKIPPED (tests that need it): ${reason}`);
+  return (name, fn, timeout) => it.skip(name, fn, timeout);
 }

@@ -10,9 +10,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { describeWithTool } from "../tools.ts";
+import { describeWithTool, toolFailed } from "../tools.ts";
 import { exportPageTables, importPageTables } from "../../src/lab/export.ts";
-import { KNOWN_QEMU_DEVIATIONS } from "../../src/lab/qemu/deviations.ts";
 import { probeWorkdir, runProbe } from "../../src/lab/qemu/probe.ts";
 import { compareProbe, type ProbeReport } from "../../src/lab/qemu/probe-compare.ts";
 import {
@@ -92,45 +91,43 @@ async function probeReport(levels: Levels, opts: Parameters<typeof probe>[1]): P
   return r;
 }
 
-describeWithTool(reason, `QEMU ${qemu.version} probe kernel agrees with pagelab's MMU`, () => {
-  beforeAll(() => {
-    tmp = mkdtempSync(join(tmpdir(), "pagelab-probe-test-"));
-    work = probeWorkdir();
-  });
-  afterAll(() => {
-    work?.cleanup();
-    rmSync(tmp, { recursive: true, force: true });
-  });
-
-  for (const levels of [4, 5] as const) {
-    it(`${levels}-level: read/write/fetch/lock at CPL0 and CPL3, WP, NXE, SMEP, SMAP(+AC), 4K/2M/1G, upper-level rights, reserved bits, recursive slot`, async (ctx) => {
-      const r = await probe(levels);
-      if (typeof r === "string") return ctx.skip(r);
-      expect(r.total).toBeGreaterThan(700);
-      expect(r.failures.map((f) => `${f.spec.label}: ${f.why}`)).toEqual([]);
-      expect(r.pass).toBeGreaterThan(r.total / 2);
+describeWithTool(
+  reason,
+  `QEMU${qemu.ok ? ` ${qemu.version}` : ""} probe kernel agrees with pagelab's MMU`,
+  () => {
+    beforeAll(() => {
+      tmp = mkdtempSync(join(tmpdir(), "pagelab-probe-test-"));
+      work = probeWorkdir();
     });
-  }
-
-  it("CPUID without Page1GB: QEMU still maps 1 GiB pages (known deviation 1g-without-pdpe1gb)", async () => {
-    const r = await probeReport(4, {
-      cpu: "max,pdpe1gb=off",
-      filter: (c) => c.label.startsWith("1G ") && (c.ctl & 1) === 0 && c.label.endsWith(" base"),
+    afterAll(() => {
+      work?.cleanup();
+      rmSync(tmp, { recursive: true, force: true });
     });
-    expect(r.failures.map((f) => `${f.spec.label}: ${f.why}`)).toEqual([]);
-    expect(r.deviations["1g-without-pdpe1gb"]).toBe(r.total);
-  });
 
-  it("with -smp 2 (parallel TCG) locked RMWs are single write accesses, as the SDM says", async () => {
-    const r = await probeReport(4, { smp: 2, filter: (c) => c.kind === "lock" });
-    expect(r.failures.map((f) => `${f.spec.label}: ${f.why}`)).toEqual([]);
-    expect(r.deviations["locked-rmw-faults-as-read"]).toBeUndefined();
-  });
-
-  it("every known deviation says what the SDM says and what QEMU does", () => {
-    for (const d of KNOWN_QEMU_DEVIATIONS) {
-      expect(d.sdm.length).toBeGreaterThan(20);
-      expect(d.qemu.length).toBeGreaterThan(20);
+    for (const levels of [4, 5] as const) {
+      it(`${levels}-level: read/write/fetch/lock at CPL0 and CPL3, WP, NXE, SMEP, SMAP(+AC), 4K/2M/1G, upper-level rights, reserved bits, recursive slot`, async (ctx) => {
+        const r = await probe(levels);
+        // A QEMU without LA57 cannot probe 5-level paging: that skips here, and fails under CI.
+        if (typeof r === "string") return toolFailed(ctx, r);
+        expect(r.total).toBeGreaterThan(700);
+        expect(r.failures.map((f) => `${f.spec.label}: ${f.why}`)).toEqual([]);
+        expect(r.pass).toBeGreaterThan(r.total / 2);
+      });
     }
-  });
-});
+
+    it("CPUID without Page1GB: QEMU still maps 1 GiB pages (known deviation 1g-without-pdpe1gb)", async () => {
+      const r = await probeReport(4, {
+        cpu: "max,pdpe1gb=off",
+        filter: (c) => c.label.startsWith("1G ") && (c.ctl & 1) === 0 && c.label.endsWith(" base"),
+      });
+      expect(r.failures.map((f) => `${f.spec.label}: ${f.why}`)).toEqual([]);
+      expect(r.deviations["1g-without-pdpe1gb"]).toBe(r.total);
+    });
+
+    it("with -smp 2 (parallel TCG) locked RMWs are single write accesses, as the SDM says", async () => {
+      const r = await probeReport(4, { smp: 2, filter: (c) => c.kind === "lock" });
+      expect(r.failures.map((f) => `${f.spec.label}: ${f.why}`)).toEqual([]);
+      expect(r.deviations["locked-rmw-faults-as-read"]).toBeUndefined();
+    });
+  },
+);

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { describeWithTool } from "../tools.ts";
 import { runDemo } from "../../src/lab/demo.ts";
 import { exportPageTables, importPageTables } from "../../src/lab/export.ts";
+import { deviation } from "../../src/lab/qemu/deviations.ts";
 import { checkQemu } from "../../src/lab/qemu/tools.ts";
 import { compareTranslations, type TranslationReport } from "../../src/lab/qemu/translate.ts";
 import type { Levels } from "../../src/machine/x86/vaddr.ts";
@@ -32,12 +33,21 @@ function expectEqual(r: TranslationReport): void {
   for (const d of r.deviations) console.log(`  known deviation ${d.id}: ${d.note}`);
   expect(r.infoTlb.diffs).toEqual([]);
   expect(r.gva2gpa.filter((x) => !x.equal)).toEqual([]);
-  if (!("skipped" in r.infoMem)) expect(r.infoMem.diffs).toEqual([]);
+  // `info mem` is left out under LA57 only (it hangs there: a known deviation), and compared otherwise.
+  if (r.levels === 5) {
+    expect(r.infoMem).toEqual({ skipped: deviation("info-mem-la57-hangs").title });
+    expect(r.deviations.map((d) => d.id)).toEqual(["info-mem-la57-hangs"]);
+  } else {
+    expect(r.deviations).toEqual([]);
+    if ("skipped" in r.infoMem) throw new Error(`info mem skipped under ${r.levels}-level paging`);
+    expect(r.infoMem.lines).toBeGreaterThan(0);
+    expect(r.infoMem.diffs).toEqual([]);
+  }
 }
 
 describeWithTool(
   qemu.ok ? "" : qemu.reason,
-  `QEMU ${qemu.version} agrees with pagelab's translations`,
+  `QEMU${qemu.ok ? ` ${qemu.version}` : ""} agrees with pagelab's translations`,
   () => {
     beforeAll(() => {
       tmp = mkdtempSync(join(tmpdir(), "pagelab-conf-"));

@@ -5,8 +5,8 @@
  * entry, the boot log replay, compare charts and an error; then takes a screenshot
  * ($PAGELAB_E2E_SHOTS or the system temp dir, pagelab-e2e/explorer.png).
  *
- * Skipped, saying why, when /usr/bin/chromium is missing or cannot start; under CI=true that fails
- * instead (`.ci/run` installs Chromium).
+ * Skipped, saying why, when Chromium ($PAGELAB_CHROMIUM, default /usr/bin/chromium) is missing or
+ * cannot start; under CI=true that fails instead (`.ci/run` installs Chromium).
  */
 // biome-ignore-all lint/performance/useDomNodeTextContent: these are Playwright locators, not DOM nodes
 import { type ChildProcess, spawn } from "node:child_process";
@@ -18,11 +18,11 @@ import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { describeWithTool, toolFailed } from "../tools.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
+const CHROMIUM = process.env.PAGELAB_CHROMIUM || "/usr/bin/chromium";
 const BIN = fileURLToPath(new URL("../../bin/pagelab.mjs", import.meta.url));
 const noChromium = existsSync(CHROMIUM)
   ? ""
-  : `${CHROMIUM} is missing (install it with apt-get install -y chromium)`;
+  : `${CHROMIUM} is missing (install it with apt-get install -y chromium, or set PAGELAB_CHROMIUM)`;
 
 function startServe(): Promise<{ child: ChildProcess; url: string; log: string[] }> {
   const child = spawn(process.execPath, [BIN, "serve", "--port", "0", "--quiet"], {
@@ -107,7 +107,7 @@ describeWithTool(noChromium, "the explorer in Chromium", () => {
     } catch (e) {
       // A Chromium that is installed but cannot start (a half-finished install) skips, like a missing
       // one, or fails under CI (each test says so).
-      launchError = `${CHROMIUM} did not start: ${(e as Error).message.split("\n")[0]}`;
+      launchError = `Chromium (${CHROMIUM}) did not start: ${(e as Error).message.split("\n")[0]}`;
       return;
     }
     page = ctx.pages()[0] ?? (await ctx.newPage());

@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { parseTraceLine, readLines } from "../../../src/lab/workloads/ftrace.ts";
 import { ftraceReplay } from "../../../src/lab/workloads/ftrace-replay.ts";
-import { implemented, runWorkload } from "./helpers.ts";
+import { runWorkload } from "./helpers.ts";
 
 const SAMPLE = fileURLToPath(new URL("../../fixtures/traces/kmem-sample.trace", import.meta.url));
 
@@ -156,7 +156,7 @@ describe("ftrace replay", () => {
     expect(() => runWorkload(ftraceReplay, { ops: 10 })).toThrow(/needs a trace/);
   });
 
-  it.skipIf(!implemented("heap"))("replays the sample fixture, kmalloc and kfree included", () => {
+  it("replays the sample fixture, kmalloc and kfree included", () => {
     const r = runWorkload(ftraceReplay, { ops: 10, trace: SAMPLE, drain: true });
     expect(r.res.ops.kmalloc).toBeGreaterThan(10);
     expect(r.res.info.nullKfree).toBe(1);

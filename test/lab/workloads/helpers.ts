@@ -1,4 +1,3 @@
-import { PagelabError } from "../../../src/errors.ts";
 import { type Kernel, startKernel } from "../../../src/kernel/kernel.ts";
 import type { KernelOptions } from "../../../src/kernel/api.ts";
 import { Rng } from "../../../src/machine/rng.ts";
@@ -31,17 +30,4 @@ export function runWorkload(w: Workload, opts: WorkloadOptions, kopts: KernelOpt
   const counters: Record<string, number> = {};
   for (const key of Object.keys(after)) counters[key] = after[key] - before[key];
   return { k, res, series, counters, freeBefore };
-}
-
-/** Whether the kernel floor implements the heap and processes yet (their API lands before them). */
-export function implemented(what: "heap" | "processes"): boolean {
-  const k = startKernel({ ...SMALL, map: "qemu:64M" });
-  try {
-    if (what === "heap") k.heap.kfree(k.heap.kmalloc(8));
-    else k.processes.exit(k.processes.create());
-    return true;
-  } catch (e) {
-    if (e instanceof PagelabError && e.code === "NOT_IMPLEMENTED") return false;
-    throw e;
-  }
 }
