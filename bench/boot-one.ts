@@ -4,7 +4,7 @@
  *   node --import tsx/esm bench/boot-one.ts '{"map":"qemu:1T","pmm":"bitmap"}'
  */
 import { PagelabError } from "../src/errors.ts";
-import { bootKernel } from "../src/lab/boot.ts";
+import { bootKernel } from "../src/kernel/boot/index.ts";
 
 const opts = JSON.parse(process.argv[2] ?? "{}");
 try {

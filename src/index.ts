@@ -34,7 +34,13 @@ export type {
   PmmStats,
   RegionStat,
 } from "./kernel/pmm/interface.ts";
-export { type BootOptions, type BootResult, bootKernel, KMAP_NAMES, makeStrategy } from "./lab/boot.ts";
+export {
+  type BootOptions,
+  type BootResult,
+  bootKernel,
+  KMAP_NAMES,
+  makeStrategy,
+} from "./kernel/boot/index.ts";
 export { runDemo } from "./lab/demo.ts";
 export { exportPageTables, importPageTables } from "./lab/export.ts";
 export { Counters } from "./machine/counters.ts";

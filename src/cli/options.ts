@@ -9,7 +9,7 @@ import { type Command, Option } from "@commander-js/extra-typings";
 import { fail } from "../errors.ts";
 import { DEFAULT_PRESET } from "../firmware/index.ts";
 import { DESIGN_NAMES } from "../kernel/pmm/designs.ts";
-import { type BootOptions, KMAP_NAMES } from "../lab/boot.ts";
+import { type BootOptions, KMAP_NAMES } from "../kernel/boot/index.ts";
 import type { Levels } from "../machine/x86/vaddr.ts";
 import { mapFormatOption } from "./map-input.ts";
 

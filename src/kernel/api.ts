@@ -30,7 +30,7 @@
  * heap/kmalloc.ts (the KernelHeap), mm/process.ts (user address spaces).
  */
 import { fail } from "../errors.ts";
-import type { BootOptions, BootResult } from "../lab/boot.ts";
+import type { BootOptions, BootResult } from "./boot/index.ts";
 import type { Counters } from "../machine/counters.ts";
 import type { Machine } from "../machine/machine.ts";
 import type { Cpu } from "../machine/x86/cpu.ts";

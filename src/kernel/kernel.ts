@@ -13,7 +13,7 @@
  * The API (types, pointer encoding, options) is documented in api.ts and re-exported here.
  */
 import { fail } from "../errors.ts";
-import { bootKernel } from "../lab/boot.ts";
+import { bootKernel } from "./boot/index.ts";
 import { checkTree } from "../machine/x86/inspect.ts";
 import { DEFAULT_COSTS, type Kernel, type KernelOptions } from "./api.ts";
 import { Heap } from "./heap/kmalloc.ts";

@@ -33,14 +33,20 @@ import { fail, PagelabError } from "../errors.ts";
 import { DEFAULT_PRESET } from "../firmware/index.ts";
 import { startKernel } from "../kernel/kernel.ts";
 import { SECTIONS } from "../kernel/image.ts";
-import { DESIGN_NAMES, getDesign } from "../kernel/pmm/designs.ts";
+import { DESIGN_NAMES, DESIGNS, getDesign } from "../kernel/pmm/designs.ts";
 import type { PmmDesign } from "../kernel/pmm/interface.ts";
 import { isDesignPath, loadDesign } from "../kernel/pmm/load.ts";
 import { BYO_VALIDATION, checkedDesign, validateDesign } from "../kernel/pmm/validate.ts";
 import { Rng } from "../machine/rng.ts";
 import type { Levels } from "../machine/x86/vaddr.ts";
 import { auditAddressSpace } from "./audit.ts";
-import { type BootResult, bootRam, hostBytesEstimate, KMAP_NAMES, makeStrategy } from "./boot.ts";
+import {
+  type BootResult,
+  bootRam,
+  hostBytesEstimate,
+  KMAP_NAMES,
+  makeStrategy,
+} from "../kernel/boot/index.ts";
 import { parseTraceLine, readLines } from "./workloads/ftrace.ts";
 import { getWorkload, STANDARD_WORKLOADS } from "./workloads/index.ts";
 import { type SamplePoint, totalOps } from "./workloads/interface.ts";
@@ -401,7 +407,7 @@ export async function prepareCompare(o: CompareOptions, outDir: string): Promise
     const d = designs.get(s.pmm);
     if (r === null || r === undefined || d === undefined) return null;
     try {
-      return hostBytesEstimate(d.name, d.metadataBytes({ usable: r.ram, cpus: 1 }), r.ramBytes);
+      return hostBytesEstimate(d, { usable: r.ram, cpus: 1 });
     } catch {
       return null;
     }
@@ -644,12 +650,23 @@ function num(v: number | string | undefined): number | undefined {
   return typeof v === "number" ? v : undefined;
 }
 
+/**
+ * Host work per simulated frame of a design, from its traits: one unit for 8 host bytes a free frame
+ * (a stack), up to 8 (a free list writes a line into each); 0.1 for metadata-only designs.
+ */
+function hostWorkPerFrame(pmm: string): number {
+  const d = Object.hasOwn(DESIGNS, pmm) ? DESIGNS[pmm]() : undefined;
+  if (d?.hostBytes === undefined) return 0.1;
+  const frames = 2 ** 24; // a 64 GiB layout: the per-frame part dominates
+  return Math.min(8, d.hostBytes({ usable: [{ start: 0, end: frames }] }).bytes / frames / 8);
+}
+
 /** A rough cost estimate, to hand the longest runs out first (the makespan on 2 cores). */
 function costEstimate(s: RunSpec): number {
   const m = /^qemu(?:-q35)?:(\d+)([MGT])$/.exec(s.map);
   const gib = m ? Number(m[1]) / (m[2] === "M" ? 1024 : m[2] === "T" ? 1 / 1024 : 1) : 4;
   const ram = s.mem !== null ? Math.min(gib, s.mem / 2 ** 30) : gib;
-  const perFrame = /stack/.test(s.pmm) ? 1 : s.pmm === "freelist" ? 8 : 0.1;
+  const perFrame = hostWorkPerFrame(s.pmm);
   return (
     ram * perFrame + (s.kind === "workload" ? (s.workload === "file-cache" ? ram * 2 : s.ops / 20000) : 0)
   );

@@ -7,7 +7,7 @@
  * Host time, host memory and wording are left out: only the simulated machine's figures are kept.
  */
 import { DESIGN_NAMES } from "../../src/kernel/pmm/designs.ts";
-import { type BootOptions, type BootResult, bootKernel, KMAP_NAMES } from "../../src/lab/boot.ts";
+import { type BootOptions, type BootResult, bootKernel, KMAP_NAMES } from "../../src/kernel/boot/index.ts";
 import { type CompareOptions, planMatrix, type ResultRow, runSpecs } from "../../src/lab/compare.ts";
 
 export type Figures = Record<string, number | string | null>;

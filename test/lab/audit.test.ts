@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { auditAddressSpace, kaslrEstimate } from "../../src/lab/audit.ts";
-import { type BootOptions, bootKernel } from "../../src/lab/boot.ts";
+import { type BootOptions, bootKernel } from "../../src/kernel/boot/index.ts";
 import { SECTIONS } from "../../src/kernel/image.ts";
 import { pagelab } from "../cli/run.ts";
 

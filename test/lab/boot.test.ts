@@ -6,7 +6,7 @@ import { PagelabError } from "../../src/errors.ts";
 import { PRESETS } from "../../src/firmware/index.ts";
 import { startKernel } from "../../src/kernel/kernel.ts";
 import { DESIGN_NAMES } from "../../src/kernel/pmm/designs.ts";
-import { type BootOptions, bootKernel, KMAP_NAMES } from "../../src/lab/boot.ts";
+import { type BootOptions, bootKernel, KMAP_NAMES } from "../../src/kernel/boot/index.ts";
 import { Access, peekWalk } from "../../src/machine/x86/mmu.ts";
 import { vaToVpn } from "../../src/machine/x86/vaddr.ts";
 

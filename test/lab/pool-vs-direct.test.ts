@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { auditAddressSpace } from "../../src/lab/audit.ts";
-import { bootKernel } from "../../src/lab/boot.ts";
+import { bootKernel } from "../../src/kernel/boot/index.ts";
 import { SECTIONS } from "../../src/kernel/image.ts";
 import { formatPoolVsDirect, measurePoolVsDirect } from "../../src/lab/pool-vs-direct.ts";
 

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { DESIGN_NAMES } from "../../src/kernel/pmm/designs.ts";
-import { bootKernel } from "../../src/lab/boot.ts";
+import { bootKernel } from "../../src/kernel/boot/index.ts";
 
 function tmpMap(entries: [number, number][]): string {
   const dir = mkdtempSync(join(tmpdir(), "pagelab-bounds-"));

@@ -3,7 +3,7 @@ import { mkdtempSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { bootKernel, KMAP_NAMES } from "../../src/lab/boot.ts";
+import { bootKernel, KMAP_NAMES } from "../../src/kernel/boot/index.ts";
 import { getWorkload } from "../../src/lab/workloads/index.ts";
 import { startKernel } from "../../src/kernel/kernel.ts";
 import { getDesign } from "../../src/kernel/pmm/designs.ts";

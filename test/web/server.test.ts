@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { KMAP_NAMES } from "../../src/lab/boot.ts";
+import { KMAP_NAMES } from "../../src/kernel/boot/index.ts";
 import { startServer } from "../../src/lab/serve/server.ts";
 
 function get(

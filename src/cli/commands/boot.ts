@@ -1,6 +1,6 @@
 import type { Command } from "@commander-js/extra-typings";
 import { fail } from "../../errors.ts";
-import { type BootResult, bootKernel, checkBootOptions } from "../../lab/boot.ts";
+import { type BootResult, bootKernel, checkBootOptions } from "../../kernel/boot/index.ts";
 import { exportPageTables } from "../../lab/export.ts";
 import { getDesign } from "../../kernel/pmm/designs.ts";
 import type { PmmDesign } from "../../kernel/pmm/interface.ts";

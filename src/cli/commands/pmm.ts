@@ -3,20 +3,26 @@
  * measures of src/kernel/pmm/measure.ts (metadata, references per operation, contiguity and
  * fragmentation after churn), plus `/proc/buddyinfo` lines for the buddies.
  */
-import { table } from "../output.ts";
 import { type Command, Option } from "@commander-js/extra-typings";
-import { PmmAuditor } from "../../kernel/pmm/check.ts";
+import { bootAuditor, bootKernel, bootRam, checkHostBudget } from "../../kernel/boot/index.ts";
+import { KMAP_NAMES, makeStrategy } from "../../kernel/kmap/strategies.ts";
 import { DESIGN_NAMES, DESIGNS, getDesign } from "../../kernel/pmm/designs.ts";
-import { layoutFromMap } from "../../kernel/pmm/layout.ts";
 import type { PmmDesign } from "../../kernel/pmm/interface.ts";
+import { layoutFromMap } from "../../kernel/pmm/layout.ts";
 import { isDesignPath, loadDesign } from "../../kernel/pmm/load.ts";
-import { measure, type PmmMeasures } from "../../kernel/pmm/measure.ts";
-import { checkHostBudget } from "../../lab/boot.ts";
+import { measureAllocator, type PmmMeasures } from "../../kernel/pmm/measure.ts";
 import { BYO_VALIDATION, validateDesign } from "../../kernel/pmm/validate.ts";
-import { bringUp } from "../../kernel/pmm/setup.ts";
-import { loadMap } from "../../firmware/load.ts";
 import { mapFormatOption } from "../map-input.ts";
-import { cpusOption, hostBudgetOption, intParser, mapOption, memOption, seedOption } from "../options.ts";
+import {
+  cpusOption,
+  hostBudgetOption,
+  intParser,
+  levelsOption,
+  mapOption,
+  memOption,
+  seedOption,
+} from "../options.ts";
+import { table } from "../output.ts";
 
 function bytes(n: number): string {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -33,12 +39,14 @@ const HELP = `
 Designs (one module each under src/kernel/pmm/):
 ${DESIGN_NAMES.map((n) => `  ${n.padEnd(14)} ${DESIGNS[n]().summary}`).join("\n")}
 
-Each design is initialised as a kernel does it: its standing metadata is placed top-down in usable RAM,
-then every usable range is "freed" into it, except page 0 and the kernel image (16 MiB at 16 MiB).
-All allocator state lives in simulated RAM; references are 32-bit reads and writes through the port.
+Each design is measured on the kernel that \`pagelab boot\` brings up with the same options: the same
+RAM (memblock.memory after Linux's early edits, cut at --mem), the same 2 MiB kernel image and
+reservations, its metadata placed by memblock and reached through the --kmap mappings. All allocator
+state lives in simulated RAM; references are 32-bit reads and writes through the kernel's mappings.
 
 Columns:
-  meta            standing metadata for the measured RAM (and per GiB); "full map" sizes it for the
+  free            frames free right after boot (as \`pagelab boot --json\` reports freePagesAfterBoot)
+  meta            standing metadata for the booted RAM (and per GiB); "full map" sizes it for the
                   whole map, before --mem
   transient       frames holding the allocator's own structures (stack pages), after boot / at peak
   refs a/f        memory references per order-0 alloc / free, right after boot
@@ -49,7 +57,8 @@ Columns:
 Examples:
   pagelab pmm                                # every design on the default 4 GiB QEMU map
   pagelab pmm --design buddy --map numa:2x8G # one design; buddyinfo per node and zone for numa-buddy
-  pagelab pmm --map sparse --mem 8G          # 4 GiB low + 4 GiB at 128 TiB; "full map" covers 2 TiB
+  pagelab pmm --map sparse --mem 8G          # RAM below 8 GiB only (Linux's mem=); "full map" covers 2 TiB
+  pagelab pmm --design bitmap --kmap recursive --levels 5
   pagelab pmm --design bitmap --json | jq '.[0].unusableIndex'`;
 
 export function registerPmm(program: Command): void {
@@ -72,11 +81,13 @@ export function registerPmm(program: Command): void {
     )
     .addOption(mapFormatOption())
     .addOption(
-      memOption(
-        "use at most SIZE of usable RAM, lowest first, like Linux's mem= (host memory: designs that write into free frames back every simulated MiB)",
-      ).default(4 * 2 ** 30, "4G"),
+      new Option("--kmap <strategy>", "how the kernel reaches physical memory (as in boot)")
+        .choices(KMAP_NAMES)
+        .default("direct" as const),
     )
-    .addOption(cpusOption("CPUs (per-CPU page lists)", 2))
+    .addOption(levelsOption())
+    .addOption(memOption("Linux's mem=: ignore RAM at and above this physical address (as in boot)"))
+    .addOption(cpusOption("CPUs (per-CPU page lists)", 1))
     .addOption(
       new Option("--colours <n>", "cache colours (colour-stacks), 1..1024")
         .default(16)
@@ -88,7 +99,11 @@ export function registerPmm(program: Command): void {
         "refuse up front when a design's simulation would back more host memory than this (default 8G)",
       ),
     )
-    .option("--paranoid", "run the full invariant checker after boot and after the measures")
+    .option("--no-check", "skip the after-boot checks (as in boot)")
+    .option(
+      "--paranoid",
+      "also run the PMM auditor after boot (free + held + metadata = managed; nothing overlaps)",
+    )
     .option("--json", "print JSON instead of a table")
     .addHelpText("after", HELP)
     .action(async (o) => {
@@ -96,36 +111,46 @@ export function registerPmm(program: Command): void {
       // A design file (TypeScript, C, Rust, .wasm): loaded, its validation reported, then measured.
       const file = isDesignPath(o.design) ? await loadDesign(o.design) : null;
       if (file !== null) reportValidation(file, o.json === true);
-      const map = loadMap(o.map, { format: o.format });
-      const mem = o.mem;
-      const ml = layoutFromMap(map, { memLimit: mem, cpus: o.cpus, colours: o.colours });
+      const boot = (d: PmmDesign) =>
+        bootKernel({
+          map: o.map,
+          mapFormat: o.format,
+          pmm: d,
+          kmap: o.kmap,
+          levels: o.levels,
+          cpus: o.cpus,
+          colours: o.colours,
+          mem: o.mem,
+          hostBudget: o.hostBudget,
+          check: o.check,
+        });
+      // Every budget is checked before the first design is booted (no half-printed table).
+      const firstRam = bootRam(o.map, makeStrategy(o.kmap), o.levels, o.mem, { mapFormat: o.format });
+      const layout = { usable: firstRam.ram, cpus: o.cpus, colours: o.colours };
+      for (const n of names) checkHostBudget(file ?? getDesign(n), layout, o.hostBudget);
+      const full = layoutFromMap(firstRam.map, { cpus: o.cpus, colours: o.colours }).full;
       const results: (PmmMeasures & { fullMapMetadataBytes: number })[] = [];
-      const budget = o.hostBudget;
-      const ramBytes = ml.layout.usable.reduce((a, r) => a + r.end - r.start, 0) * 4096;
       for (const n of names) {
         const d = file ?? getDesign(n);
-        checkHostBudget(d.name, d.metadataBytes(ml.layout), ramBytes, budget);
-      }
-      for (const n of names) {
-        const d = file ?? getDesign(n);
-        if (o.paranoid) new PmmAuditor(bringUp(d, ml.layout, { reserved: ml.reserved })).full();
-        const m = measure(d, ml.layout, { seed: o.seed, reserved: ml.reserved });
-        results.push({ ...m, fullMapMetadataBytes: d.metadataBytes(ml.full) });
+        const r = boot(d);
+        if (o.paranoid) bootAuditor(r).full();
+        const m = measureAllocator(d, r.pmmAllocator, r.machine.counters, { seed: o.seed });
+        results.push({ ...m, fullMapMetadataBytes: d.metadataBytes(full) });
       }
       if (o.json) {
         process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
         return;
       }
-      const ram = ml.layout.usable.reduce((a, r) => a + r.end - r.start, 0) * 4096;
-      const full = ml.full.usable.reduce((a, r) => a + r.end - r.start, 0) * 4096;
+      const fullBytes = full.usable.reduce((a, r) => a + r.end - r.start, 0) * 4096;
       process.stdout.write(
-        `map ${o.map}: ${bytes(full)} usable${ml.clipped ? `, measured on the lowest ${bytes(ram)} (--mem ${bytes(o.mem)})` : ""}; ` +
-          `${o.cpus} CPUs, ${o.colours} colours, seed ${o.seed}\n`,
+        `map ${o.map}: ${bytes(fullBytes)} usable; booted ${bytes(firstRam.ramBytes)} of RAM${o.mem !== undefined ? ` (mem=${bytes(o.mem)})` : ""}, ` +
+          `${o.kmap} kernel mapping, ${o.levels}-level paging; ${o.cpus} CPU(s), ${o.colours} colours, seed ${o.seed}\n`,
       );
       const t = table({
         head: [
           "design",
           "max order",
+          "free",
           "meta",
           "meta/GiB",
           "full map",
@@ -141,6 +166,7 @@ export function registerPmm(program: Command): void {
         t.push([
           m.design,
           String(m.maxOrder),
+          String(m.freeFramesAfterBoot),
           `${bytes(m.metadataBytes)} (${m.metadataPercent.toFixed(3)}%)`,
           bytes(Math.round(m.metadataPerGiB)),
           bytes(m.fullMapMetadataBytes),

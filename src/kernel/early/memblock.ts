@@ -15,6 +15,7 @@
  *
  * When the PMM takes over, `freeRanges()` is what memblock_free_all() hands it: memory minus reserved.
  */
+import type { OwnerKind } from "../owner.ts";
 import { fail, hex } from "../../errors.ts";
 import { type PhysPort, read64, write64 } from "../../machine/phys-mem.ts";
 import type { FrameSource } from "../../machine/x86/mapper.ts";
@@ -35,6 +36,8 @@ export interface MemblockAllocation {
   base: number;
   size: number;
   why: string;
+  /** What the block is for (typed, for checks and pictures). */
+  kind: OwnerKind;
 }
 
 export class Memblock implements FrameSource {
@@ -44,7 +47,7 @@ export class Memblock implements FrameSource {
   limit: number;
   /** A log of every allocation, for the boot narrative. */
   readonly allocations: MemblockAllocation[] = [];
-  /** Reason attached to the next allocFrame() calls (set by the caller around a phase). */
+  /** Reason attached to the next allocFrame() calls (set by the caller around a phase): page tables. */
   purpose = "page table";
   retired = false;
 
@@ -129,9 +132,9 @@ export class Memblock implements FrameSource {
     this.store(t, merged);
   }
 
-  reserve(base: number, size: number, why: string): void {
+  reserve(base: number, size: number, why: string, kind: OwnerKind = "reserved"): void {
     this.add("reserved", base, size);
-    this.allocations.push({ base, size, why: `reserved: ${why}` });
+    this.allocations.push({ base, size, why: `reserved: ${why}`, kind });
   }
 
   /** Free memory: memory minus reserved, ascending (for_each_free_mem_range). */
@@ -157,7 +160,7 @@ export class Memblock implements FrameSource {
    * memblock_phys_alloc_range: the highest (or lowest, bottom-up) block of `size` bytes aligned to
    * `align` in free memory below the limit; reserved and returned. -1 when nothing fits.
    */
-  alloc(size: number, align: number, why: string, limit = this.limit): number {
+  alloc(size: number, align: number, why: string, limit = this.limit, kind: OwnerKind = "allocated"): number {
     this.live();
     if (size <= 0 || align <= 0 || (align & (align - 1)) !== 0)
       fail("BAD_RANGE", `memblock_alloc: size ${size}, align ${align}`);
@@ -165,28 +168,29 @@ export class Memblock implements FrameSource {
     if (this.bottomUp) {
       for (const f of free) {
         const start = Math.ceil(f.base / align) * align;
-        if (start + size <= f.base + f.size && start + size <= limit) return this.take(start, size, why);
+        if (start + size <= f.base + f.size && start + size <= limit)
+          return this.take(start, size, why, kind);
       }
     } else {
       for (let i = free.length - 1; i >= 0; i--) {
         const f = free[i];
         const top = Math.min(f.base + f.size, limit);
         const start = Math.floor((top - size) / align) * align;
-        if (start >= f.base && top - size >= 0) return this.take(start, size, why);
+        if (start >= f.base && top - size >= 0) return this.take(start, size, why, kind);
       }
     }
     return -1;
   }
 
-  private take(base: number, size: number, why: string): number {
+  private take(base: number, size: number, why: string, kind: OwnerKind): number {
     this.add("reserved", base, size);
-    this.allocations.push({ base, size, why });
+    this.allocations.push({ base, size, why, kind });
     return base;
   }
 
   /** FrameSource: one 4 KiB frame (for page tables), or -1. */
   allocFrame(): number {
-    const pa = this.alloc(4096, 4096, this.purpose);
+    const pa = this.alloc(4096, 4096, this.purpose, this.limit, "page-table");
     return pa < 0 ? -1 : pa / 4096;
   }
 

@@ -10,6 +10,7 @@
  * all the tutorials need - until the metadata outgrows the first range. Then it fails and says by how
  * much (memblock would have found room above the hole).
  */
+import type { OwnerKind } from "../owner.ts";
 import { fail, hex } from "../../errors.ts";
 import type { PhysPort } from "../../machine/phys-mem.ts";
 import { Memblock } from "./memblock.ts";
@@ -29,7 +30,13 @@ export class PlacementAllocator extends Memblock {
     this.next = kernelEnd;
   }
 
-  override alloc(size: number, align: number, why: string, limit = this.limit): number {
+  override alloc(
+    size: number,
+    align: number,
+    why: string,
+    limit = this.limit,
+    kind: OwnerKind = "allocated",
+  ): number {
     const start = Math.ceil(this.next / align) * align;
     const end = Math.min(this.rangeEnd, limit);
     if (start + size > end) {
@@ -44,13 +51,14 @@ export class PlacementAllocator extends Memblock {
       base: start,
       size,
       why: `${why} (placement: end of kernel bumped to ${hex(start + size)})`,
+      kind,
     });
     this.next = start + size;
     return start;
   }
 
   override allocFrame(): number {
-    return this.alloc(4096, 4096, this.purpose) / 4096;
+    return this.alloc(4096, 4096, this.purpose, this.limit, "page-table") / 4096;
   }
 
   get placementPointer(): number {

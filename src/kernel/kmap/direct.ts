@@ -21,12 +21,18 @@ export class DirectStrategy extends KmapStrategy {
   readonly name: KmapName = "direct";
   readonly summary: string =
     "all RAM mapped at a fixed offset with the largest pages alignment allows (Linux)";
+  override readonly hasDirectMap = true;
   protected direct!: LinearPort;
   protected tablesPort!: RoutedPort;
 
   /** Physical limit of the direct map (exclusive); `hybrid` lowers it. */
   protected directLimitPfn(): number {
     return Number.POSITIVE_INFINITY;
+  }
+
+  /** The metadata is reached through the direct map: no mapping of its own to align for. */
+  override metadataAlign(_bytes: number): number {
+    return 4096;
   }
 
   override physLimit(levels: 4 | 5): number {

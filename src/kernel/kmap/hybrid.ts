@@ -13,6 +13,12 @@ export class HybridStrategy extends DirectStrategy {
   override readonly name: KmapName = "hybrid";
   override readonly summary =
     "a direct map below a limit (4 GiB), temporary windows above it (lowmem/highmem)";
+  override readonly ownOptions = ["hybridLimit"] as const;
+
+  /** The metadata gets its own mapping (as before the direct map existed), 2 MiB aligned when large. */
+  override metadataAlign(bytes: number): number {
+    return bytes >= 0x200000 ? 0x200000 : 4096;
+  }
 
   override physLimit(): number {
     return 2 ** 52;

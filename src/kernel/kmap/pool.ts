@@ -18,6 +18,7 @@ export class PoolStrategy extends KmapStrategy {
   readonly name: KmapName = "pool";
   readonly summary =
     "no direct map (windows, as quickmap); the kernel heap grows a mapped pool 2 MiB at a time and gives it back in bulk";
+  override readonly kernelPool = true;
   /** Boot is quickmap's, step for step (its windows, its metadata region, its port). */
   private readonly boot = new QuickmapStrategy();
 

@@ -20,7 +20,13 @@ import { type Finalized, type KmapContext, type KmapName, KmapStrategy } from ".
 export class RecursiveStrategy extends KmapStrategy {
   readonly name: KmapName = "recursive";
   readonly summary = "a root slot points to the root: page tables edited through it; windows for free frames";
+  override readonly ownOptions = ["recursiveSlot"] as const;
   private access: RecursiveTableAccess | null = null;
+
+  override recursiveSlots(): number[] {
+    return [this.ctx.layout.recursiveSlot];
+  }
+
   private port: PhysPort | null = null;
 
   protected bootAccess(): TableAccess {

@@ -63,6 +63,16 @@ export interface Finalized {
 export abstract class KmapStrategy {
   abstract readonly name: KmapName;
   abstract readonly summary: string;
+  /**
+   * Traits the rest of the kernel asks for instead of comparing names (a new strategy sets them):
+   * - `hasDirectMap`: builds a direct map, so `--map-holes`, `--exec-direct-map`, `--no-gbpages` and
+   *   `--direct-base` shape something (and the audit has a physmap base to estimate);
+   * - `ownOptions`: the boot options only this strategy reads (refused with any other);
+   * - `kernelPool`: the running kernel's heap grows a mapped pool instead of using the PMM per page.
+   */
+  readonly hasDirectMap: boolean = false;
+  readonly ownOptions: readonly ("hybridLimit" | "recursiveSlot")[] = [];
+  readonly kernelPool: boolean = false;
   protected ctx!: KmapContext;
   /** The mapper on the boot root used for everything built during boot. */
   bootMapper!: Mapper;
@@ -99,6 +109,20 @@ export abstract class KmapStrategy {
   physLimit(levels: 4 | 5): number {
     void levels;
     return 2 ** 52;
+  }
+
+  /**
+   * Alignment of the PMM metadata block placed by memblock: 2 MiB for a block of 2 MiB or more, so
+   * that the metadata region maps it with 2 MiB pages (a strategy that reaches it through its direct
+   * map needs no more than 4 KiB).
+   */
+  metadataAlign(bytes: number): number {
+    return bytes >= 0x200000 ? 0x200000 : 4096;
+  }
+
+  /** Root slots that point back at the root (the page-table walkers skip them). */
+  recursiveSlots(): number[] {
+    return [];
   }
 
   /** Upper physical limit for the metadata (hybrid: it must sit in the direct-mapped part). */

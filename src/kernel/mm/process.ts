@@ -21,7 +21,7 @@
  * recycles the PCID flushes it).
  */
 import { fail, hex } from "../../errors.ts";
-import { PmmFrames } from "../../lab/boot.ts";
+import { PmmFrames } from "../pmm/frame-source.ts";
 import type { Counters } from "../../machine/counters.ts";
 import { bulkCopyFrame, type PhysPort } from "../../machine/phys-mem.ts";
 import type { Cpu } from "../../machine/x86/cpu.ts";

@@ -19,6 +19,9 @@ import { PAGE } from "./common.ts";
 import type { AllocConstraints, FrameAllocator, FrameRange } from "./interface.ts";
 import type { BroughtUp } from "./setup.ts";
 
+/** What the auditor needs of a brought-up PMM (setup.ts's `bringUp`, or a booted kernel's). */
+export type AuditTarget = Pick<BroughtUp, "alloc" | "mem" | "layout" | "metadata" | "reserved">;
+
 function audit(message: string, details: Record<string, unknown> = {}): never {
   return fail("PMM_AUDIT", message, details);
 }
@@ -32,7 +35,7 @@ export class PmmAuditor {
   private readonly forbidden: FrameRange[];
   private readonly colours: number;
 
-  constructor(private readonly up: BroughtUp) {
+  constructor(private readonly up: AuditTarget) {
     this.a = up.alloc;
     this.usable = up.layout.usable;
     this.forbidden = [...up.reserved, up.metadata].filter((r) => r.end > r.start);
@@ -68,6 +71,12 @@ export class PmmAuditor {
       audit(`${name}: block ${hex(pfn)} has the wrong colour`);
     this.held.set(pfn, order);
     this.heldFrames += n;
+  }
+
+  /** Count frames the caller already holds (a booted kernel's page tables), without checking them. */
+  holdAlready(pfn: number, order: number): void {
+    this.held.set(pfn, order);
+    this.heldFrames += 2 ** order;
   }
 
   /** Stop holding a block that was just freed. */

@@ -12,6 +12,7 @@ import type {
   AllocConstraints,
   FrameAllocator,
   FrameRange,
+  HostBytes,
   PmmLayout,
   PmmStats,
   RegionStat,
@@ -55,6 +56,18 @@ export function fits(pfn: number, order: number, c: AllocConstraints | undefined
   if (c.maxAddr !== undefined && (pfn + 2 ** order) * PAGE > c.maxAddr) return false;
   if (c.colour !== undefined && pfn % colours !== c.colour) return false;
   return true;
+}
+
+/** Frames of usable RAM in a layout. */
+export function layoutFrames(layout: PmmLayout): number {
+  let n = 0;
+  for (const r of layout.usable) n += r.end - r.start;
+  return n;
+}
+
+/** What a stack of frame numbers backs on the host: 8 bytes a free frame (a design's `hostBytes`). */
+export function stackHostBytes(layout: PmmLayout): HostBytes {
+  return { bytes: layoutFrames(layout) * 8, why: "its stack holds 8 bytes per free frame" };
 }
 
 /** Read a u64 frame number; all ones (the list terminator) reads as -1. */

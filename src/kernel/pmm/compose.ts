@@ -14,6 +14,7 @@
  * Each part's standing metadata is a page-aligned slice of the composition's block, in part order.
  * The composition keeps only registers: part bounds and a rotation index.
  */
+import { stackHostBytes } from "./common.ts";
 import { hex } from "../../errors.ts";
 import { buddyDesign } from "./buddy.ts";
 import {
@@ -289,6 +290,7 @@ export function colourStacksDesign(): PmmDesign {
       "zero standing overhead beyond a 1-bit/frame allocation map.",
     metadataBytes: (layout) => AllocMap.bytes(layout),
     create: (env, layout, metadataPa) => new ColourStacks(env, layout, metadataPa),
+    hostBytes: stackHostBytes,
   };
 }
 

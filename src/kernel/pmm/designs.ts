@@ -31,7 +31,7 @@ export const DESIGNS: Record<string, () => PmmDesign> = {
 export const DESIGN_NAMES = Object.keys(DESIGNS);
 
 export function getDesign(name: string): PmmDesign {
-  const make = DESIGNS[name];
+  const make = Object.hasOwn(DESIGNS, name) ? DESIGNS[name] : undefined;
   if (make === undefined)
     fail("UNKNOWN_DESIGN", `no PMM design '${name}' (designs: ${DESIGN_NAMES.join(", ")})`);
   return make();

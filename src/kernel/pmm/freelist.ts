@@ -12,6 +12,8 @@
  * (maxOrder 0), a linear walk for constraints, the frame's cache line on every operation, and (like
  * the stacks) bad-free detection only through the optional 1-bit-per-frame allocation bitmap (`checked`).
  */
+import { DEFAULT_DENSE_BUDGET } from "../../machine/phys-mem.ts";
+import { layoutFrames, PAGE as PAGE_BYTES } from "./common.ts";
 import type { PhysPort } from "../../machine/phys-mem.ts";
 import {
   AllocMap,
@@ -55,6 +57,12 @@ export function freeListDesign(opts: FreeListOptions = {}): PmmDesign {
       "touches (and needs a mapping of) the frame itself.",
     metadataBytes: (layout) => (checked ? AllocMap.bytes(layout) : 0),
     create: (env, layout, metadataPa) => new FreeList(env, layout, metadataPa, checked),
+    // Simulated RAM backs a 64-byte line per touched frame (plus its index), after the dense chunks
+    // of DEFAULT_DENSE_BUDGET (src/machine/phys-mem.ts): about 240 host bytes per free frame.
+    hostBytes: (layout) => ({
+      bytes: Math.min(layoutFrames(layout) * PAGE_BYTES, DEFAULT_DENSE_BUDGET) + layoutFrames(layout) * 240,
+      why: "it writes a next pointer into every free frame: a 64-byte line of host memory each",
+    }),
   };
 }
 

@@ -157,4 +157,16 @@ export interface PmmDesign {
   /** Standing metadata bytes the design needs for this layout (0 if none); placed by the caller. */
   metadataBytes(layout: PmmLayout): number;
   create(env: PmmEnv, layout: PmmLayout, metadataPa: number): FrameAllocator;
+  /**
+   * Host memory the simulation backs for this design on `layout` beyond its standing metadata, and
+   * why: what it writes into the free frames themselves. Leave it out when all state is in the
+   * standing metadata. Boots are refused up front when metadata + this exceeds the host budget.
+   */
+  hostBytes?(layout: PmmLayout): HostBytes;
+}
+
+/** Host bytes a design's simulation backs beyond its standing metadata, and the reason in a phrase. */
+export interface HostBytes {
+  bytes: number;
+  why: string;
 }

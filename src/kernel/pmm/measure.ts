@@ -17,6 +17,7 @@
  * designs without contiguity; 3/4 of requests movable, 1/4 unmovable kernel allocations), then `churnSteps` random alloc/free steps around that level, then free a
  * random half of what is held: the fragmented state that a long-running kernel sees.
  */
+import type { Counters } from "../../machine/counters.ts";
 import { Rng } from "../../machine/rng.ts";
 import { MAX_ORDER } from "./common.ts";
 import type { AllocConstraints, FrameAllocator, FrameRange, PmmDesign, PmmLayout } from "./interface.ts";
@@ -40,6 +41,9 @@ export interface HighOrderRate {
 
 export interface PmmMeasures {
   design: string;
+  /** Frames given to the allocator, and free right after bring-up (before the measures). */
+  managedFrames: number;
+  freeFramesAfterBoot: number;
   summary: string;
   maxOrder: number;
   managedBytes: number;
@@ -83,10 +87,22 @@ export function largestOrder(a: FrameAllocator): number {
   return -1;
 }
 
+/** Bring `design` up alone on `layout` (setup.ts, for unit tests and validation) and measure it. */
 export function measure(design: PmmDesign, layout: PmmLayout, opts: MeasureOptions = {}): PmmMeasures {
   const up = bringUp(design, layout, { reserved: opts.reserved });
-  const a = up.alloc;
-  const c = up.counters;
+  return measureAllocator(design, up.alloc, up.counters, opts);
+}
+
+/**
+ * Measure an allocator that is already up (as `pagelab pmm` does on each design's booted kernel):
+ * references are counted on `c`, the machine's counters, through whatever port the allocator uses.
+ */
+export function measureAllocator(
+  design: PmmDesign,
+  a: FrameAllocator,
+  c: Counters,
+  opts: MeasureOptions = {},
+): PmmMeasures {
   const rng = new Rng(opts.seed ?? 42);
   const boot = a.stats();
   let transientPeak = boot.transientBytes;
@@ -172,6 +188,8 @@ export function measure(design: PmmDesign, layout: PmmLayout, opts: MeasureOptio
   const managedBytes = boot.managedFrames * 4096;
   return {
     design: design.name,
+    managedFrames: boot.managedFrames,
+    freeFramesAfterBoot: boot.freeFrames,
     summary: design.summary,
     maxOrder: a.maxOrder ?? MAX_ORDER,
     managedBytes,

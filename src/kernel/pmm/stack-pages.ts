@@ -17,6 +17,7 @@
  * Guarantees: O(1) order-0 alloc and free. Costs: no contiguity (maxOrder 0); constraints need a linear
  * search; bad-free detection needs the optional allocation bitmap (`checked`, default true, 1 bit/frame).
  */
+import { stackHostBytes } from "./common.ts";
 import type { PhysPort } from "../../machine/phys-mem.ts";
 import {
   AllocMap,
@@ -64,6 +65,7 @@ export function stackPagesDesign(opts: StackPagesOptions = {}): PmmDesign {
       "zero standing overhead, no contiguity.",
     metadataBytes: (layout) => (checked ? AllocMap.bytes(layout) : 0),
     create: (env, layout, metadataPa) => new StackPages(env, layout, metadataPa, checked),
+    hostBytes: stackHostBytes,
   };
 }
 

@@ -17,6 +17,7 @@
  * (standing metadata, 32 KiB per GiB) catches double and foreign frees; `checked: false` is the bare
  * kernel version (0 standing bytes), used by the benchmark.
  */
+import { stackHostBytes } from "./common.ts";
 import type { PhysPort } from "../../machine/phys-mem.ts";
 import {
   AllocMap,
@@ -62,6 +63,7 @@ export function stackDesign(opts: StackOptions = {}): PmmDesign {
       "no contiguity, costs nothing beyond free memory (plus 1 bit/frame to catch bad frees).",
     metadataBytes: (layout) => (checked ? AllocMap.bytes(layout) : 0),
     create: (env, layout, metadataPa) => new FreePageStack(env, layout, metadataPa, checked),
+    hostBytes: stackHostBytes,
   };
 }
 

@@ -19,7 +19,7 @@ import { explainWalk } from "../../machine/x86/explain.ts";
 import { Access, peekWalk } from "../../machine/x86/mmu.ts";
 import { decodePte, flagString, Pte, pfnOf, SDM_NAMES } from "../../machine/x86/pte.ts";
 import { formatVa, LEVEL_SPAN, parseAddress, vaToVpn, vpnLimit } from "../../machine/x86/vaddr.ts";
-import { KMAP_NAMES } from "../boot.ts";
+import { KMAP_NAMES } from "../../kernel/boot/index.ts";
 import { frameInfo, OWNERS, ownerTotals, stripItems } from "./ownership.ts";
 import { type BootRequest, bootSession, type Session, type SessionStore } from "./session.ts";
 

@@ -22,8 +22,8 @@
 import type { Change, MemoryMap } from "../../firmware/index.ts";
 import { e820TypeName, isUsable, memblockMemory } from "../../firmware/index.ts";
 import { IMAGE_BYTES } from "../../kernel/image.ts";
-import type { BootResult } from "../boot.ts";
-import { tableFrames } from "../boot-check.ts";
+import type { BootResult } from "../../kernel/boot/index.ts";
+import { tableFrames } from "../../kernel/boot/index.ts";
 
 export const OWNERS = [
   "free",

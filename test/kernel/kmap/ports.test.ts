@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { bootKernel } from "../../../src/lab/boot.ts";
+import { bootKernel } from "../../../src/kernel/boot/index.ts";
 import { bulkCopyFrame } from "../../../src/machine/phys-mem.ts";
 
 describe("kernel ports: copy_page through the kernel's mappings", () => {

@@ -5,17 +5,19 @@
  * is mapped with the rights of its sections. Each passed check is returned as a sentence; the first
  * failed one throws BOOT_CHECK.
  */
-import { fail, hex } from "../errors.ts";
-import type { Machine } from "../machine/machine.ts";
-import { checkTree, forEachEntry } from "../machine/x86/inspect.ts";
-import { peekWalk } from "../machine/x86/mmu.ts";
-import { Pte } from "../machine/x86/pte.ts";
-import { TlbPerm } from "../machine/x86/tlb.ts";
-import type { Levels } from "../machine/x86/vaddr.ts";
-import type { MemblockRange } from "../kernel/early/memblock.ts";
-import { SECTIONS } from "../kernel/image.ts";
-import { kernelLayout } from "../kernel/kmap/layout.ts";
-import type { FrameAllocator, FrameRange, PmmStats } from "../kernel/pmm/interface.ts";
+import { fail, hex } from "../../errors.ts";
+import type { Machine } from "../../machine/machine.ts";
+import { checkTree, forEachEntry } from "../../machine/x86/inspect.ts";
+import { peekWalk } from "../../machine/x86/mmu.ts";
+import { Pte } from "../../machine/x86/pte.ts";
+import { TlbPerm } from "../../machine/x86/tlb.ts";
+import type { Levels } from "../../machine/x86/vaddr.ts";
+import type { MemblockRange } from "../early/memblock.ts";
+import { SECTIONS } from "../image.ts";
+import { kernelLayout } from "../kmap/layout.ts";
+import { PmmAuditor } from "../pmm/check.ts";
+import type { FrameAllocator, FrameRange, PmmStats } from "../pmm/interface.ts";
+import type { BootResult } from "./boot.ts";
 
 export interface BootCheckInput {
   machine: Machine;
@@ -147,4 +149,21 @@ export function checkBoot(b: BootCheckInput): string[] {
     fail("BOOT_CHECK", `stale TLB entry used: ${stale[0].reason} at page ${hex(stale[0].vpn)}`);
   if (b.machine.cpu0.checkStale) passed.push("no stale TLB entry was ever used");
   return passed;
+}
+
+/**
+ * The PMM auditor (pmm/check.ts) on a booted kernel: memblock's records are the reserved ranges, the
+ * standing metadata is forbidden, and the page tables the PMM gave in step 6 are held by the kernel.
+ */
+export function bootAuditor(r: BootResult): PmmAuditor {
+  const metaPages = Math.ceil(r.metadataStandingBytes / 4096);
+  const a = new PmmAuditor({
+    alloc: r.pmmAllocator,
+    mem: r.machine.mem,
+    layout: r.pmmLayout,
+    metadata: { start: r.metaPa / 4096, end: r.metaPa / 4096 + metaPages, node: 0 },
+    reserved: r.owned.filter((o) => o.step < 6).map((o) => ({ start: o.start, end: o.end, node: 0 })),
+  });
+  for (const o of r.owned) if (o.step >= 6) for (let f = o.start; f < o.end; f++) a.holdAlready(f, 0);
+  return a;
 }

@@ -1,0 +1,16 @@
+/**
+ * The PMM as a `FrameSource`: where page tables come from once memblock has retired (the boot's final
+ * address space, process page tables, the heap's regions).
+ */
+import type { FrameSource } from "../../machine/x86/mapper.ts";
+import type { FrameAllocator } from "./interface.ts";
+
+export class PmmFrames implements FrameSource {
+  constructor(readonly pmm: FrameAllocator) {}
+  allocFrame(): number {
+    return this.pmm.alloc(0);
+  }
+  freeFrame(pfn: number): void {
+    this.pmm.free(pfn, 0);
+  }
+}
