@@ -97,7 +97,7 @@ export function startKernel(opts: KernelOptions = {}): KernelInternals {
   );
   const vmArena = new VaArena("vmalloc", kmem, mapper, pmm, layout.vmalloc, vmallocPages);
   const kpages = new KernelPages(kmem, mapper, pmm, heapArena, counters);
-  const pool = boot.strategy.name === "pool" ? new KernelPool(kmem, mapper, pmm, counters) : null;
+  const pool = boot.strategy.kernelPool ? new KernelPool(kmem, mapper, pmm, counters) : null;
   kpages.pool = pool;
 
   // 2. Per-CPU area and kernel data.
@@ -159,7 +159,7 @@ export function startKernel(opts: KernelOptions = {}): KernelInternals {
     shootdown,
     levels: boot.levels,
     counters,
-    recursiveSlot: boot.strategy.name === "recursive" ? layout.recursiveSlot : -1,
+    recursiveSlot: boot.recursiveSlots[0] ?? -1,
     broadcast: mode === "invlpgb",
   });
 

@@ -16,6 +16,7 @@
  *
  * The audit reads the tables with uncounted peeks: it is a tool, not kernel code.
  */
+import { makeStrategy } from "../kernel/kmap/strategies.ts";
 import { hex } from "../errors.ts";
 import type { Machine } from "../machine/machine.ts";
 import { forEachLeaf } from "../machine/x86/inspect.ts";
@@ -110,7 +111,7 @@ function readableFrames(intervals: [number, number][], ram: FrameRange[]): numbe
 }
 
 export function kaslrEstimate(kmap: string, levels: Levels, ram: FrameRange[]): KaslrEstimate {
-  if (kmap !== "direct" && kmap !== "hybrid") {
+  if (!makeStrategy(kmap).hasDirectMap) {
     return {
       region: "none",
       positions: 1,
