@@ -36,5 +36,3 @@ export function getDesign(name: string): PmmDesign {
     fail("UNKNOWN_DESIGN", `no PMM design '${name}' (designs: ${DESIGN_NAMES.join(", ")})`);
   return make();
 }
-import type { CompareOptions } from "../../lab/compare.ts";
-export type Throwaway = CompareOptions;
