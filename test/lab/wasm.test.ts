@@ -13,13 +13,21 @@ import { findClang, findRustc, includeDir } from "../../src/kernel/pmm/wasm/comp
 import { loadWasmDesign } from "../../src/kernel/pmm/wasm/index.ts";
 import { Rng } from "../../src/machine/rng.ts";
 import { pagelab } from "../cli/run.ts";
-import { IN_CI } from "../tools.ts";
+import { itWithTool } from "../tools.ts";
 
 const clang = findClang();
-const needClang = clang === null && !IN_CI ? it.skip : it;
+const needClang = itWithTool(
+  clang === null
+    ? "clang: not found (tried $PAGELAB_CLANG, clang, clang-19 .. clang-14; apt-get install -y clang lld)"
+    : "",
+);
 const FIX = "test/fixtures/pmm/c";
 const rustc = findRustc();
-const needRust = rustc === null && !IN_CI ? it.skip : it;
+const needRust = itWithTool(
+  rustc === null
+    ? "rustc: none with the wasm32-unknown-unknown standard library (tried $PAGELAB_RUSTC, rustc, /usr/bin/rustc; apt-get install -y rustc libstd-rust-dev-wasm32)"
+    : "",
+);
 
 /** The C design and its TypeScript twin, as the loader gives them (no worker: the unit under test). */
 function pair(c: string, ts: string): [PmmDesign, PmmDesign] {
