@@ -3,9 +3,9 @@
  * strip's aggregation, walks, tables, and clear errors for bad input.
  */
 import { beforeAll, describe, expect, it } from "vitest";
-import { handleApi } from "../../src/lab/serve/api.ts";
-import { OWNERS, paint } from "../../src/lab/serve/ownership.ts";
-import { SessionStore } from "../../src/lab/serve/session.ts";
+import { handleApi } from "../../src/serve/api.ts";
+import { OWNERS, paint } from "../../src/serve/ownership.ts";
+import { SessionStore } from "../../src/serve/session.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: replies are JSON read by tests
 type Json = any;

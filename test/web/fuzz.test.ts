@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { MAX_BODY, startServer } from "../../src/lab/serve/server.ts";
+import { MAX_BODY, startServer } from "../../src/serve/server.ts";
 import { call, raw } from "./http-helpers.ts";
 
 const ROUTES = [

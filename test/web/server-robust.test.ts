@@ -8,8 +8,8 @@ import { request, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { BootHost, EndReason } from "../../src/lab/serve/host.ts";
-import { startServer } from "../../src/lab/serve/server.ts";
+import type { BootHost, EndReason } from "../../src/serve/host.ts";
+import { startServer } from "../../src/serve/server.ts";
 import { call, raw } from "./http-helpers.ts";
 
 const health = async (port: number) => JSON.parse((await call(port, "/api/health")).body);

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KMAP_NAMES } from "../../src/kernel/boot/index.ts";
-import { startServer } from "../../src/lab/serve/server.ts";
+import { startServer } from "../../src/serve/server.ts";
 
 function get(
   port: number,

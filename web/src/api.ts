@@ -1,4 +1,4 @@
-/** The explorer's view of the server API (src/lab/serve/api.ts): types and fetch helpers. */
+/** The explorer's view of the server API (src/serve/api.ts): its types (src/serve/types.ts) and fetch helpers. */
 
 export const OWNER_LABELS: Record<string, string> = {
   free: "free",
@@ -24,107 +24,19 @@ export const OWNER_COLOURS: Record<string, string> = {
   hole: "#eceef1",
 };
 
-export interface Options {
-  presets: string[];
-  /** "auto" and every map format name (dmesg, sysfs, iomem, json...). */
-  formats?: string[];
-  pmms: string[];
-  kmaps: string[];
-  levels: number[];
-  owners: string[];
-}
+export type {
+  Options,
+  BootStep,
+  Summary,
+  StripItem,
+  FrameInfo,
+  WalkStep,
+  Walk,
+  TableEntry,
+  Table,
+} from "../../src/serve/types.ts";
 
-export interface BootStep {
-  step: number;
-  title: string;
-  log: string[];
-  allocated: { what: string; pa: string; bytes: number }[];
-  counters: Record<string, number>;
-}
-
-export interface Summary {
-  session: string;
-  map: string;
-  pmm: string;
-  kmap: string;
-  levels: number;
-  ramBytes: number;
-  usablePages: number;
-  freePagesAfterBoot: number;
-  metadataBytes: number;
-  pageTablePages: number;
-  kernelPhys: string;
-  cr3: string;
-  bootSteps: BootStep[];
-  counters: Record<string, number>;
-  checks: string[];
-  hostMs: number;
-  serverMs: { boot: number; ownership: number };
-  layout: Record<string, string | number>;
-  strip: { spanEnd: number; ramTop: number; owners: string[]; totals: Record<string, number>[] };
-  mapEntries: { start: number; end: number; type: string }[];
-}
-
-export interface StripItem {
-  s: number;
-  e: number;
-  parts: [number, number][];
-  note?: string;
-}
-
-export interface FrameInfo {
-  pfn: number;
-  pa: string;
-  owner: string;
-  note: string;
-  run: { start: number; end: number };
-  entry: { start: number; end: number; type: string } | null;
-  changes: { kind: string; message: string }[];
-  mappedAt: string[];
-}
-
-export interface WalkStep {
-  level: number;
-  entry: string;
-  index: number;
-  tablePa: string;
-  entryPa: string;
-  raw: string;
-  flags: string;
-  meaning: string;
-}
-
-export interface Walk {
-  va: string;
-  cr3: string;
-  levels: number;
-  steps: WalkStep[];
-  pa: string | null;
-  pageSize: string | null;
-  fault: { errorCode: number; bits: string[]; cr2: string } | null;
-}
-
-export interface TableEntry {
-  index: number;
-  raw: string;
-  flags: string;
-  present: boolean;
-  leaf: boolean;
-  size: string | null;
-  target: string | null;
-  recursive: boolean;
-  va: string;
-  bits: Record<string, boolean | number>;
-}
-
-export interface Table {
-  pa: string;
-  level: number;
-  name: string;
-  base: string;
-  present: number;
-  entries: TableEntry[];
-}
+import type { FrameInfo, Options, StripItem, Summary, Table, Walk } from "../../src/serve/types.ts";
 
 export class ApiError extends Error {
   constructor(

@@ -1,9 +1,9 @@
 /** `pagelab serve`: the web explorer on a loopback port (building the page first when needed). */
 import { type Command, Option } from "@commander-js/extra-typings";
 import { fail } from "../../errors.ts";
-import { ensureWebBuilt } from "../../lab/serve/build.ts";
-import { DEFAULT_BOOT_TIMEOUT_MS, DEFAULT_HOST_BUDGET } from "../../lab/serve/host.ts";
-import { startServer } from "../../lab/serve/server.ts";
+import { ensureWebBuilt } from "../../serve/build.ts";
+import { DEFAULT_BOOT_TIMEOUT_MS, DEFAULT_HOST_BUDGET } from "../../serve/host.ts";
+import { startServer } from "../../serve/server.ts";
 import { parseIntOption } from "../output.ts";
 import { parseBytes } from "./boot.ts";
 

@@ -19,11 +19,10 @@
  * The result is a sorted list of runs (start, end, owner, note) that the strip queries by range and
  * aggregates into buckets, so a map of millions of frames costs only as many runs as it has regions.
  */
-import type { Change, MemoryMap } from "../../firmware/index.ts";
-import { e820TypeName, isUsable, memblockMemory } from "../../firmware/index.ts";
-import { IMAGE_BYTES } from "../../kernel/image.ts";
-import type { BootResult } from "../../kernel/boot/index.ts";
-import { tableFrames } from "../../kernel/boot/index.ts";
+import type { Change, MemoryMap } from "../firmware/index.ts";
+import { e820TypeName, isUsable, memblockMemory } from "../firmware/index.ts";
+import type { BootResult } from "../kernel/boot/index.ts";
+import { tableFrames } from "../kernel/boot/index.ts";
 
 export const OWNERS = [
   "free",
@@ -105,14 +104,6 @@ export interface OwnershipModel {
   entries: { start: number; end: number; type: string }[];
 }
 
-function classify(what: string): Owner {
-  if (/page table/.test(what)) return "page-table";
-  if (/metadata/.test(what)) return "pmm-metadata";
-  if (/kernel image/.test(what)) return "kernel-image";
-  if (/^reserved/.test(what)) return "reserved";
-  return "allocated";
-}
-
 /** Linux's early edits carry their range only in the message ("[mem 0x0-0xfff]"): recover it. */
 function withRange(c: Change): Change {
   if (c.start !== undefined) return c;
@@ -180,27 +171,22 @@ export function buildOwnership(r: BootResult, map: MemoryMap): OwnershipModel {
       : `${e.type} (firmware map)`;
     base.push({ start: e.start, end: e.end, prio: PRIO.map, owner: O.reserved, note: note(why) });
   }
-  const kernelPfn = Number.parseInt(r.kernelPhys, 16) / 4096;
-  const image = { start: kernelPfn, end: kernelPfn + IMAGE_BYTES / 4096 };
-  const tables = tableFrames(r.machine, r.mapper.root, r.levels, r.recursiveSlots);
+  // The boot's typed ownership records: memblock's (steps 1-5) and the page tables the PMM gave.
+  const image = r.owned.find((o) => o.kind === "kernel-image") ?? { start: 0, end: 0 };
   const memblockAllocs: Layer[][] = r.bootSteps.map((s) =>
-    s.allocated.map((a) => {
-      const start = Math.floor(Number.parseInt(a.pa, 16) / 4096);
-      const owner = classify(a.what);
-      return {
-        start,
-        end: start + Math.ceil(a.bytes / 4096),
-        prio: owner === "page-table" ? PRIO.table : PRIO.memblock,
-        owner: O[owner],
-        note: note(`memblock (step ${s.step}): ${a.what}`),
-      };
-    }),
+    r.owned
+      .filter((o) => o.step === s.step && o.step < 6)
+      .map((o) => ({
+        start: o.start,
+        end: o.end,
+        prio: o.kind === "page-table" ? PRIO.table : PRIO.memblock,
+        owner: O[o.kind],
+        note: note(`memblock (step ${s.step}): ${o.why}`),
+      })),
   );
-  const fromMemblock = new Set<number>();
-  for (const l of memblockAllocs.flat())
-    if (l.owner === O["page-table"]) for (let f = l.start; f < l.end; f++) fromMemblock.add(f);
+  const tables = tableFrames(r.machine, r.mapper.root, r.levels, r.recursiveSlots);
   const inImage = tables.filter((t) => t >= image.start && t < image.end);
-  const fromPmm = tables.filter((t) => !fromMemblock.has(t) && (t < image.start || t >= image.end));
+  const fromPmm = r.owned.filter((o) => o.step >= 6 && o.kind === "page-table");
   const finalIdx = Math.max(
     0,
     r.bootSteps.findIndex((s) => s.title.startsWith("Final")),
@@ -242,8 +228,8 @@ export function buildOwnership(r: BootResult, map: MemoryMap): OwnershipModel {
       const n = note(`on the ${r.pmm} PMM's free lists`);
       for (const f of freeMerged) layers.push({ ...f, prio: PRIO.pmmFree, owner: O.free, note: n });
       const nt = note(`page table, allocated from the ${r.pmm} PMM after memblock retired`);
-      for (const t of mergeFrames(fromPmm))
-        layers.push({ ...t, prio: PRIO.table, owner: O["page-table"], note: nt });
+      for (const t of fromPmm)
+        layers.push({ start: t.start, end: t.end, prio: PRIO.table, owner: O["page-table"], note: nt });
       const nm = note(`${r.pmm} PMM metadata (transient, in frames it took for itself)`);
       for (const m of mergeFrames(metaFrames))
         layers.push({ ...m, prio: PRIO.meta, owner: O["pmm-metadata"], note: nm });

@@ -10,10 +10,10 @@
  */
 import { randomBytes } from "node:crypto";
 import { basename } from "node:path";
-import { fail, PagelabError } from "../../errors.ts";
-import { FORMATS, isPresetName, loadBytes, loadMap, type MemoryMap } from "../../firmware/index.ts";
-import type { Levels } from "../../machine/x86/vaddr.ts";
-import { type BootResult, bootKernel } from "../../kernel/boot/index.ts";
+import { fail, PagelabError } from "../errors.ts";
+import { FORMATS, isPresetName, loadBytes, loadMap, type MemoryMap } from "../firmware/index.ts";
+import type { Levels } from "../machine/x86/vaddr.ts";
+import { type BootResult, bootKernel } from "../kernel/boot/index.ts";
 import { buildOwnership, type OwnershipModel } from "./ownership.ts";
 
 export interface MapInput {

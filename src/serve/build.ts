@@ -7,9 +7,9 @@
 import { existsSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { fail } from "../../errors.ts";
+import { fail } from "../errors.ts";
 
-export const WEB_DIR = fileURLToPath(new URL("../../../web", import.meta.url));
+export const WEB_DIR = fileURLToPath(new URL("../../web", import.meta.url));
 export const DIST_DIR = join(WEB_DIR, "dist");
 
 function newestSource(dir: string): number {

@@ -11,16 +11,16 @@
  *   GET  /api/table  ?session&pa&level&base                          -> the 512 entries of one table, decoded
  */
 import * as v from "valibot";
-import { fail, hex, PagelabError } from "../../errors.ts";
-import { FORMATS, isPresetName, PRESETS } from "../../firmware/index.ts";
-import { IMAGE_BYTES } from "../../kernel/image.ts";
-import { DESIGN_NAMES } from "../../kernel/pmm/designs.ts";
-import { explainWalk } from "../../machine/x86/explain.ts";
-import { Access, peekWalk } from "../../machine/x86/mmu.ts";
-import { decodePte, flagString, Pte, pfnOf, SDM_NAMES } from "../../machine/x86/pte.ts";
-import { formatVa, LEVEL_SPAN, parseAddress, vaToVpn, vpnLimit } from "../../machine/x86/vaddr.ts";
-import { KMAP_NAMES } from "../../kernel/boot/index.ts";
+import { fail, hex, PagelabError } from "../errors.ts";
+import { FORMATS, isPresetName, PRESETS } from "../firmware/index.ts";
+import { DESIGN_NAMES } from "../kernel/pmm/designs.ts";
+import { explainWalk } from "../machine/x86/explain.ts";
+import { Access, peekWalk } from "../machine/x86/mmu.ts";
+import { decodePte, flagString, Pte, pfnOf, SDM_NAMES } from "../machine/x86/pte.ts";
+import { formatVa, LEVEL_SPAN, parseAddress, vaToVpn, vpnLimit } from "../machine/x86/vaddr.ts";
+import { KMAP_NAMES } from "../kernel/boot/index.ts";
 import { frameInfo, OWNERS, ownerTotals, stripItems } from "./ownership.ts";
+import type { FrameInfo, Options, StripItem, Summary, Table, TableEntry, Walk } from "./types.ts";
 import { type BootRequest, bootSession, type Session, type SessionStore } from "./session.ts";
 
 export interface ApiReply {
@@ -89,7 +89,7 @@ function stepIndex(s: Session, step: string | undefined): number {
   return i - 1;
 }
 
-export function summary(s: Session) {
+export function summary(s: Session): Summary {
   const r = s.result;
   const lay = r.layout;
   return {
@@ -122,14 +122,17 @@ export function summary(s: Session) {
     strip: {
       spanEnd: s.ownership.spanEnd,
       ramTop: s.ownership.ramTop,
-      owners: OWNERS,
+      owners: [...OWNERS],
       totals: s.ownership.steps.map((_, i) => ownerTotals(s.ownership, i)),
     },
     mapEntries: s.ownership.entries,
   };
 }
 
-function frames(store: SessionStore, q: URLSearchParams) {
+function frames(
+  store: SessionStore,
+  q: URLSearchParams,
+): { step: number; from: number; to: number; items: StripItem[] } {
   const p = parse(FramesQuery, Object.fromEntries(q));
   const s = store.get(p.session);
   const step = stepIndex(s, p.step);
@@ -148,8 +151,9 @@ function mappedAt(s: Session, pfn: number): string[] {
   const cpu = r.machine.cpu0;
   const candidates: number[] = [];
   if (pfn < vpnLimit(r.levels) / 2) candidates.push(r.layout.directMap + pfn);
-  const k = Number.parseInt(r.kernelPhys, 16) / 4096;
-  if (pfn >= k && pfn < k + IMAGE_BYTES / 4096) candidates.push(r.layout.kernelImage + (pfn - k));
+  const image = r.owned.find((o) => o.kind === "kernel-image");
+  if (image && pfn >= image.start && pfn < image.end)
+    candidates.push(r.layout.kernelImage + (pfn - image.start));
   const out: string[] = [];
   for (const vpn of candidates) {
     if (vpn >= vpnLimit(r.levels)) continue;
@@ -159,7 +163,7 @@ function mappedAt(s: Session, pfn: number): string[] {
   return out;
 }
 
-function frame(store: SessionStore, q: URLSearchParams) {
+function frame(store: SessionStore, q: URLSearchParams): FrameInfo {
   const p = parse(FrameQuery, Object.fromEntries(q));
   const s = store.get(p.session);
   const step = stepIndex(s, p.step);
@@ -168,7 +172,7 @@ function frame(store: SessionStore, q: URLSearchParams) {
   return { ...frameInfo(s.ownership, step, pfn), pa: hex(pfn * 4096), mappedAt: mappedAt(s, pfn) };
 }
 
-function walk(store: SessionStore, q: URLSearchParams) {
+function walk(store: SessionStore, q: URLSearchParams): Walk {
   const p = parse(WalkQuery, Object.fromEntries(q));
   const s = store.get(p.session);
   const va = parseAddress(p.va, "virtual address");
@@ -176,7 +180,7 @@ function walk(store: SessionStore, q: URLSearchParams) {
   return explainWalk(s.result.machine.cpu0, vpn, offset, Access.READ);
 }
 
-function table(store: SessionStore, q: URLSearchParams) {
+function table(store: SessionStore, q: URLSearchParams): Table {
   const p = parse(TableQuery, Object.fromEntries(q));
   const s = store.get(p.session);
   const r = s.result;
@@ -195,7 +199,7 @@ function table(store: SessionStore, q: URLSearchParams) {
       fail("BAD_REQUEST", `base ${p.base} is not aligned to what one level-${level} table spans`);
   }
   const table = pa / 4096;
-  const entries = [];
+  const entries: TableEntry[] = [];
   let present = 0;
   for (let i = 0; i < 512; i++) {
     const lo = cpu.mem.peek32(pa + i * 8);
@@ -241,14 +245,14 @@ function table(store: SessionStore, q: URLSearchParams) {
   };
 }
 
-export function options() {
+export function options(): Options {
   return {
     presets: [...PRESETS, "qemu:16G", "qemu:1G"],
     formats: ["auto", ...FORMATS],
     pmms: DESIGN_NAMES,
     kmaps: KMAP_NAMES,
     levels: [4, 5],
-    owners: OWNERS,
+    owners: [...OWNERS],
   };
 }
 
@@ -291,7 +295,7 @@ export function bootRequestOf(body: unknown): BootRequest {
   return { map, pmm: b.pmm, kmap: b.kmap, levels: b.levels };
 }
 
-function boot(store: SessionStore, body: unknown) {
+function boot(store: SessionStore, body: unknown): Summary {
   const s = bootSession(bootRequestOf(body));
   store.add(s);
   return summary(s);
