@@ -26,7 +26,10 @@ describe("floors", () => {
       ["kernel/pmm/x.ts", 'import { bootKernel } from "../../lab/compare.ts";\n'],
       ["machine/y.ts", 'export { z } from "../kernel/z.ts";\n'],
       ["firmware/w.ts", 'const m = await import("../cli/main.ts");\n'],
-      ["kernel/ok.ts", 'import { fail } from "../errors.ts";\nimport type { Machine } from "../machine/machine.ts";\n'],
+      [
+        "kernel/ok.ts",
+        'import { fail } from "../errors.ts";\nimport type { Machine } from "../machine/machine.ts";\n',
+      ],
       ["machine/side.ts", 'import { loadMap } from "../firmware/load.ts";\n'],
     ]);
     expect(floorViolations(files).map((v) => `${v.file}>${v.to}`)).toEqual([
@@ -38,7 +41,8 @@ describe("floors", () => {
   });
 
   it("reads multi-line imports and ignores packages", () => {
-    const src = 'import {\n  a,\n  b,\n} from "../lab/a.ts";\nimport { c } from "node:fs";\nimport "./side-effect.ts";\n';
+    const src =
+      'import {\n  a,\n  b,\n} from "../lab/a.ts";\nimport { c } from "node:fs";\nimport "./side-effect.ts";\n';
     expect(importsOf(src)).toEqual(["../lab/a.ts", "./side-effect.ts"]);
   });
 });
