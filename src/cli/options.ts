@@ -5,7 +5,7 @@
  * `--map`, `--levels`, `--cpus`, `--seed`, `--mem` or `--host-budget` builds it with the functions
  * below, so `boot`, `audit`, `pmm`, `pt`, `demo` and `compare` agree on what each accepts.
  */
-import { type Command, Option } from "@commander-js/extra-typings";
+import { type Command, Option, type OptionValues } from "@commander-js/extra-typings";
 import { fail } from "../errors.ts";
 import { DEFAULT_PRESET } from "../firmware/index.ts";
 import { DESIGN_NAMES } from "../kernel/pmm/designs.ts";
@@ -126,13 +126,21 @@ export const hostBudgetOption = (what: string) =>
   new Option("--host-budget <bytes>", what).argParser(bytesParser("--host-budget", 2 ** 20, 2 ** 50));
 
 /**
- * The options of `boot` and of every command that boots first (`audit`). Options a design ignores
- * are refused by `checkBootOptions` (src/lab/boot.ts) when given, with the reason.
+ * The options of `boot` and of every command that boots first (`audit`, `demo`, `pt translate`):
+ * the map (`--map`, `--format`) and the kernel's options. Options a design ignores are refused by
+ * `checkBootOptions` (src/kernel/boot/options.ts) when given, with the reason.
  */
-export function withBootOptions(cmd: Command) {
+export function withBootOptions<A extends unknown[], O extends OptionValues, G extends OptionValues>(
+  cmd: Command<A, O, G>,
+) {
+  return withKernelOptions(cmd.addOption(mapOption()).addOption(mapFormatOption()));
+}
+
+/** The kernel's boot options without the map's (`pt dump` names its map format `--map-format`). */
+export function withKernelOptions<A extends unknown[], O extends OptionValues, G extends OptionValues>(
+  cmd: Command<A, O, G>,
+) {
   return cmd
-    .addOption(mapOption())
-    .addOption(mapFormatOption())
     .option(
       "--pmm <design|file>",
       `physical memory manager: ${DESIGN_NAMES.join(", ")}, or ./your-allocator.ts`,
@@ -198,14 +206,20 @@ export function withBootOptions(cmd: Command) {
     .option("--check-stale", "compare every TLB hit with the page tables (slow; catches missing flushes)");
 }
 
-export type BootCliOptions = ReturnType<ReturnType<typeof withBootOptions>["opts"]>;
+export type BootCliOptions = ReturnType<ReturnType<typeof withBootOptions<[], {}, {}>>["opts"]>;
+/** The kernel's options as parsed (without the map's). */
+export type KernelCliOptions = Omit<BootCliOptions, "map" | "format">;
 
 /**
  * The boot options as `bootKernel` takes them: an option left at its default is left out, so that
  * `checkBootOptions` refuses only what the user asked for. `--seed` without `--kaslr` is refused here
  * (the seed chooses nothing else in a boot).
  */
-export function bootOptionsFrom(cmd: Command, o: BootCliOptions): Omit<BootOptions, "pmm"> {
+export function bootOptionsFrom(
+  cmd: Command<unknown[], OptionValues, OptionValues>,
+  o: KernelCliOptions & { map: string },
+  mapFormat: string | undefined,
+): Omit<BootOptions, "pmm"> {
   const given = (name: string) => cmd.getOptionValueSource(name) === "cli";
   if (given("seed") && !o.kaslr)
     fail(
@@ -214,7 +228,7 @@ export function bootOptionsFrom(cmd: Command, o: BootCliOptions): Omit<BootOptio
     );
   return {
     map: o.map,
-    mapFormat: o.format,
+    mapFormat,
     kmap: o.kmap,
     levels: o.levels,
     cpus: o.cpus,

@@ -1,63 +1,23 @@
 /**
- * `pagelab demo`: build a kernel address space on a firmware map and tell what each step did.
- *
- * The demo is the foundation's tour, not a kernel boot: page-table frames come from a bump allocator
- * over the map's usable RAM (the real early allocator and PMMs come with `pagelab boot`). It maps the
- * kernel image in the top 2 GiB (as -mcmodel=kernel needs), all usable RAM in a Linux-style direct map
- * with the largest pages alignment allows, and a small user program; loads CR3; then makes accesses that
- * hit and miss the TLB, fault, and unmap with a flush, reporting the counters of every step.
+ * `pagelab demo`: a guided tour of the address space of a booted kernel, with the counters of each
+ * step. The kernel is the one `pagelab boot` brings up with the same options (its PMM, its kernel
+ * mapping, its page tables); the tour then maps a small user program with frames from that PMM, flushes
+ * the TLB (CR4.PGE toggled, as a kernel does to drop global entries), and makes accesses that miss,
+ * hit, fault, and unmap with a flush.
  */
-import { fail, hex } from "../errors.ts";
-import { DEFAULT_PRESET, loadMap, usableFrameRanges } from "../firmware/index.ts";
-import type { FrameRange } from "../firmware/frames.ts";
+import { hex } from "../errors.ts";
+import { type BootOptions, type BootResult, bootKernel, tableFrames } from "../kernel/boot/index.ts";
+import { SECTIONS } from "../kernel/image.ts";
 import { Counters } from "../machine/counters.ts";
-import { Machine } from "../machine/machine.ts";
+import type { Machine } from "../machine/machine.ts";
 import type { Marker } from "../machine/x86/dump.ts";
-import { type FrameSource, Mapper } from "../machine/x86/mapper.ts";
+import type { Mapper } from "../machine/x86/mapper.ts";
 import { Access } from "../machine/x86/mmu.ts";
 import { PAGE_4K } from "../machine/x86/pte.ts";
-import { type Levels, vaToVpn } from "../machine/x86/vaddr.ts";
+import { formatVa, type Levels, vaToVpn } from "../machine/x86/vaddr.ts";
 
-export const DIRECT_MAP_BASE = { 4: 0xffff888000000000n, 5: 0xff11000000000000n } as const;
-export const KERNEL_BASE = 0xffffffff80000000n;
 export const USER_CODE = 0x400000n;
 export const USER_DATA = 0x600000n;
-/** Physical load address of the demo kernel image (16 MiB, as Linux's default CONFIG_PHYSICAL_START). */
-export const KERNEL_PHYS = 0x1000000;
-export const KERNEL_PAGES = 512; // 2 MiB
-
-/** Hands out usable frames top-down (above the kernel image), never takes any back. */
-export class BumpFrames implements FrameSource {
-  private ri: number;
-  private next: number;
-  used = 0;
-
-  constructor(
-    private readonly ranges: FrameRange[],
-    private readonly floor: number,
-  ) {
-    this.ri = ranges.length - 1;
-    this.next = this.ri >= 0 ? ranges[this.ri].end : 0;
-  }
-
-  allocFrame(): number {
-    while (this.ri >= 0) {
-      const r = this.ranges[this.ri];
-      const lo = Math.max(r.start, this.floor);
-      if (this.next > lo) {
-        this.used++;
-        return --this.next;
-      }
-      this.ri--;
-      if (this.ri >= 0) this.next = this.ranges[this.ri].end;
-    }
-    return -1;
-  }
-
-  freeFrame(): void {
-    // A bump allocator cannot take frames back; the demo never unmaps tables it needs.
-  }
-}
 
 export interface DemoStep {
   title: string;
@@ -75,39 +35,32 @@ export interface DemoResult {
   machine: Machine;
   mapper: Mapper;
   markers: Marker[];
+  boot: BootResult;
 }
 
-export interface DemoOptions {
-  map?: string;
-  /** Format of a map file; undefined: detected from its content. */
-  mapFormat?: string;
-  levels?: Levels;
+/** The regions of the booted kernel's layout, as ptdump's markers (ascending). */
+export function layoutMarkers(boot: BootResult): Marker[] {
+  const l = boot.layout;
+  const m: Marker[] = [
+    { vpn: l.vmalloc, name: "vmalloc() Area" },
+    { vpn: l.regions, name: "PMM Regions" },
+    { vpn: l.metadata, name: "PMM Metadata" },
+    { vpn: l.kernelImage, name: "High Kernel Mapping" },
+  ];
+  if (boot.strategy.hasDirectMap) m.push({ vpn: l.directMap, name: "Low Kernel Mapping" });
+  return m.sort((a, b) => a.vpn - b.vpn);
 }
 
-/** Build the demo address space; `steps` narrate it. */
-export function runDemo(opts: DemoOptions = {}): DemoResult {
-  const levels = opts.levels ?? 4;
-  const mapName = opts.map ?? DEFAULT_PRESET;
-  const map = loadMap(mapName, { format: opts.mapFormat });
-  // A direct map holds 2^46 bytes with 4 levels (64 TiB), 2^52 with 5: RAM above is left out, said so.
-  const reach = (levels === 5 ? 2 ** 52 : 2 ** 46) / 4096;
-  const all = usableFrameRanges(map);
-  const ranges = all.filter((r) => r.start < reach).map((r) => ({ ...r, end: Math.min(r.end, reach) }));
-  const dropped =
-    all.reduce((s, r) => s + (r.end - r.start), 0) - ranges.reduce((s, r) => s + (r.end - r.start), 0);
-  if (ranges.length === 0)
-    fail(
-      "NO_RAM",
-      `${mapName}: no usable RAM below ${hex(reach * 4096)}, the reach of a ${levels}-level direct map (try --levels 5)`,
-    );
-  const usableBytes = ranges.reduce((s, r) => s + (r.end - r.start) * 4096, 0);
-  const top = Math.max(...ranges.map((r) => r.end)) * 4096;
-  const machine = new Machine({
-    levels,
-    checkStale: true,
-    maxPhysAddrBits: Math.min(52, Math.max(46, Math.ceil(Math.log2(top)))),
-  });
+/** Boot with `opts` (as `pagelab boot` does), then the tour; `steps` narrate it. */
+export function runDemo(opts: BootOptions = {}): DemoResult {
+  return tour(bootKernel(opts));
+}
+
+/** The tour of a booted kernel (it maps, touches and unmaps user pages in its address space). */
+export function tour(boot: BootResult): DemoResult {
+  const { machine, mapper, layout, levels } = boot;
   const c = machine.counters;
+  const cpu = machine.cpu0;
   const steps: DemoStep[] = [];
   let before = c.snapshot();
   const step = (title: string, detail: string[]) => {
@@ -115,84 +68,52 @@ export function runDemo(opts: DemoOptions = {}): DemoResult {
     steps.push({ title, detail, counters: Counters.diff(before, now) });
     before = now;
   };
-  const kernelEndPfn = KERNEL_PHYS / 4096 + KERNEL_PAGES;
-  const frames = new BumpFrames(ranges, kernelEndPfn);
-  const mapper = new Mapper(machine.mem, frames, {
-    levels,
-    maxPhysAddrBits: machine.mem.maxPhysAddrBits,
-    counters: c,
+  steps.push({
+    title: `Kernel booted: ${boot.pmm} PMM, ${boot.kmap} kernel mapping, ${levels}-level paging`,
+    detail: [
+      `map ${boot.map}: ${boot.ram.length} RAM range(s), ${(boot.ramBytes / 2 ** 20).toFixed(1)} MiB; kernel image at ${boot.kernelPhys}, running at -2 GiB`,
+      `${boot.pageTablePages} page-table pages; CR3 = ${hex(cpu.cr3Pfn * 4096)}; ${boot.freePagesAfterBoot} frames free in the PMM`,
+      ...boot.bootSteps[0].log.filter((l) => /ignored/.test(l)),
+      `${boot.checks.length} after-boot checks passed (\`pagelab boot --log\` tells each of the 7 steps)`,
+    ],
+    counters: Object.fromEntries(Object.entries(boot.counters).filter(([, v]) => v !== 0)),
   });
-  step(`Root table (${levels === 5 ? "PML5" : "PML4"}) allocated`, [
-    `map ${mapName}: ${ranges.length} usable ranges, ${(usableBytes / 2 ** 20).toFixed(1)} MiB`,
-    ...(dropped > 0
-      ? [
-          `${dropped} frames of RAM above ${hex(reach * 4096)} left out: a ${levels}-level direct map cannot reach them (--levels 5 can)`,
-        ]
-      : []),
-    `root table at ${hex(mapper.root * 4096)} (page-table frames are taken top-down from usable RAM)`,
-  ]);
-
-  const kvpn = vaToVpn(KERNEL_BASE, levels).vpn;
-  const kpfn = KERNEL_PHYS / 4096;
-  const text = mapper.mapRange(kvpn, kpfn, KERNEL_PAGES / 2, { global: true });
-  const data = mapper.mapRange(kvpn + KERNEL_PAGES / 2, kpfn + KERNEL_PAGES / 2, KERNEL_PAGES / 2, {
-    write: true,
-    nx: true,
-    global: true,
-  });
-  step("Kernel image mapped at -2 GiB", [
-    `text ${hex(KERNEL_BASE)} -> ${hex(KERNEL_PHYS)}: ${text.leaves4k} x 4K, read-only, executable, global`,
-    `data ${hex(KERNEL_BASE + 0x100000n)}: ${data.leaves4k} x 4K, writable, no-execute, global`,
-    `page-table pages so far: ${mapper.tables}`,
-  ]);
-
-  const dbase = vaToVpn(DIRECT_MAP_BASE[levels], levels).vpn;
-  let l1g = 0;
-  let l2m = 0;
-  let l4k = 0;
-  for (const r of ranges) {
-    const res = mapper.mapRange(dbase + r.start, r.start, r.end - r.start, {
-      write: true,
-      nx: true,
-      global: true,
-    });
-    l1g += res.leaves1g;
-    l2m += res.leaves2m;
-    l4k += res.leaves4k;
-  }
-  step(`Direct map of all usable RAM at ${hex(DIRECT_MAP_BASE[levels])}`, [
-    `${l1g} x 1G + ${l2m} x 2M + ${l4k} x 4K leaves (largest pages where aligned; holes left unmapped)`,
-    `page-table pages so far: ${mapper.tables} (${mapper.tables * 4} KiB)`,
-  ]);
+  before = c.snapshot();
 
   const ucode = vaToVpn(USER_CODE, levels).vpn;
   const udata = vaToVpn(USER_DATA, levels).vpn;
-  const f1 = frames.allocFrame();
-  const f2 = frames.allocFrame();
+  const f1 = boot.pmmAllocator.alloc(0);
+  const f2 = boot.pmmAllocator.alloc(0);
+  const tablesBefore = mapper.tables;
   mapper.map(ucode, f1, PAGE_4K, { user: true }).ignore();
   mapper.map(udata, f2, PAGE_4K, { user: true, write: true, nx: true }).ignore();
-  step("User program mapped", [
+  step("User program mapped, its frames and page tables from the PMM", [
     `code ${hex(USER_CODE)} -> ${hex(f1 * 4096)} (user, read-only, executable)`,
     `data ${hex(USER_DATA)} -> ${hex(f2 * 4096)} (user, writable, no-execute)`,
+    `${mapper.tables - tablesBefore} new page tables for the user half, through the ${boot.kmap} mapping`,
   ]);
 
-  const cpu = machine.cpu0;
-  cpu.writeCr3(mapper.root);
-  step("CR3 loaded on CPU 0", [`CR3 = ${hex(mapper.root * 4096)}; TLB empty`]);
+  cpu.flushAllIncludingGlobal();
+  step("TLB flushed, global entries too (CR4.PGE toggled)", ["every translation must walk again"]);
 
-  cpu.translate(kvpn, Access.FETCH);
-  cpu.translate(kvpn + 300, Access.WRITE);
-  cpu.translate(dbase + 0x100, Access.READ);
-  step("First accesses: every one misses the TLB and walks", [
-    `fetch kernel text, write kernel data, read the direct map: ${c.walks} walks so far, ${levels} references each (fewer for large pages)`,
+  const text = layout.kernelImage;
+  const data = layout.kernelImage + SECTIONS[2].firstPage;
+  const third = boot.strategy.hasDirectMap ? layout.directMap + 0x100 : layout.metadata;
+  const thirdName = boot.strategy.hasDirectMap ? "read the direct map" : "read the PMM metadata";
+  cpu.translate(text, Access.FETCH);
+  cpu.translate(data, Access.WRITE);
+  cpu.translate(third, Access.READ);
+  const d = Counters.diff(before, c.snapshot());
+  step("First accesses: each misses the TLB and walks", [
+    `fetch kernel text, write kernel .data, ${thirdName} (${formatVa(third, levels)}): ${d.walks} walks reading ${d.walkReads} entries (${levels} levels; a large page ends a walk early)`,
   ]);
 
-  for (let i = 0; i < 1000; i++) cpu.translate(dbase + 0x100, Access.READ);
+  for (let i = 0; i < 1000; i++) cpu.translate(third, Access.READ);
   step("1000 more reads of the same page", [
-    "all served from the L1 dTLB: no walk, no memory reference for translation",
+    "all served from the TLB: no walk, no memory reference for translation",
   ]);
 
-  const pf = cpu.translate(kvpn + 300, Access.READ | Access.USER);
+  const pf = cpu.translate(data, Access.READ | Access.USER);
   step("User mode touches kernel data", [
     pf < 0 ? `#PF, error code ${hex(cpu.faultCode)} (P|U: present but supervisor-only)` : "no fault?!",
   ]);
@@ -208,20 +129,16 @@ export function runDemo(opts: DemoOptions = {}): DemoResult {
       : "still mapped?!",
   ]);
 
-  const markers: Marker[] = [
-    { vpn: dbase, name: "Low Kernel Mapping" },
-    { vpn: vaToVpn(0xffffc90000000000n, levels).vpn, name: "vmalloc() Area" },
-    { vpn: kvpn, name: "High Kernel Mapping" },
-  ];
   return {
-    map: mapName,
+    map: boot.map,
     levels,
-    usableBytes,
+    usableBytes: boot.ramBytes,
     steps,
-    pageTablePages: mapper.tables,
+    pageTablePages: new Set(tableFrames(machine, mapper.root, levels, boot.recursiveSlots)).size,
     counters: c.snapshot(),
     machine,
     mapper,
-    markers,
+    markers: layoutMarkers(boot),
+    boot,
   };
 }

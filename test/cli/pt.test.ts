@@ -7,8 +7,16 @@ describe("pagelab demo / pt (CLI)", () => {
     expect(r.status).toBe(0);
     const j = JSON.parse(r.stdout);
     expect(j.map).toBe("qemu:4G");
-    expect(j.steps.length).toBeGreaterThanOrEqual(8);
-    expect(j.pageTablePages).toBe(j.counters.ptPages);
+    expect(j.steps.length).toBe(7);
+    // The tour runs on the kernel `pagelab boot` brings up: its tables, plus the user half's.
+    const boot = JSON.parse(pagelab("boot", "--json").stdout);
+    expect(j.steps[0].counters).toEqual(
+      Object.fromEntries(Object.entries(boot.counters).filter(([, v]) => v !== 0)),
+    );
+    expect(j.steps[1].counters.ptPages).toBe(4);
+    // ... less the user table the last step's unmap freed.
+    expect(j.steps[6].counters.ptPagesFreed).toBe(1);
+    expect(j.pageTablePages).toBe(boot.pageTablePages + 4 - 1);
     expect(j.counters.tlbL1Hits).toBeGreaterThanOrEqual(1000);
     expect(j.counters.staleTlbHits).toBe(0);
   });
@@ -18,6 +26,24 @@ describe("pagelab demo / pt (CLI)", () => {
     const b = JSON.parse(pagelab("demo", "--json", "--levels", "5").stdout);
     expect(a.counters).toEqual(b.counters);
     expect(a.levels).toBe(5);
+  });
+
+  it("pt translate and pt dump walk the booted kernel of the boot options (#12)", () => {
+    // No direct map under recursive: the direct-map address faults; the recursive slot maps the root.
+    const r = JSON.parse(
+      pagelab("pt", "translate", "0xffff888000001000", "--kmap", "recursive", "--levels", "5", "--json")
+        .stdout,
+    );
+    expect(r.levels).toBe(5);
+    expect(r.pa).toBeNull();
+    expect(r.fault.bits).toContain("not present");
+    const boot = JSON.parse(pagelab("boot", "--kmap", "recursive", "--levels", "5", "--json").stdout);
+    const d = JSON.parse(pagelab("pt", "dump", "--kmap", "recursive", "--levels", "5", "--json").stdout);
+    expect(d.pageTablePages).toBe(boot.pageTablePages);
+    expect(d.levels).toBe(5);
+    expect(r.cr3).toBe(d.cr3);
+    // The default boot has a direct map: the same address is RAM.
+    expect(JSON.parse(pagelab("pt", "translate", "0xffff888000001000", "--json").stdout).pa).toBe("0x1000");
   });
 
   it("pt translate walks a direct-map address to a 1 GiB page", () => {
@@ -57,7 +83,9 @@ describe("pagelab demo / pt (CLI)", () => {
     const t = pagelab("pt", "dump", "--format", "tlb");
     expect(t.stdout).toMatch(/^ffff888040000000: 0000000040000000 XGP-----W$/m);
     const m = pagelab("pt", "dump", "--format", "mem");
-    expect(m.stdout).toMatch(/^ffffffff80000000-ffffffff80100000 0000000000100000 -r-$/m);
+    // The booted kernel's image: .text and .rodata read-only, .data and .bss writable.
+    expect(m.stdout).toMatch(/^ffffffff80000000-ffffffff80140000 0000000000140000 -r-$/m);
+    expect(m.stdout).toMatch(/^ffffffff80140000-ffffffff80200000 00000000000c0000 -rw$/m);
     const j = JSON.parse(pagelab("pt", "dump", "--json").stdout);
     expect(j.leaves.length).toBe(t.stdout.trim().split("\n").length);
   });

@@ -111,7 +111,7 @@ describe("exportPageTables", () => {
       const demo = runDemo({ levels, map: "qemu:3G" });
       const dir = tmp();
       const r = exportPageTables(demo.machine.mem, demo.mapper.root, levels, dir);
-      expect(r.tables.length).toBe(demo.mapper.tables);
+      expect(r.tables.length).toBe(demo.pageTablePages);
       const imp = importPageTables(dir);
       expect(infoTlb(imp.mem, imp.root, levels)).toBe(infoTlb(demo.machine.mem, demo.mapper.root, levels));
       const { vpn } = vaToVpn(0xffffffff80000000n, levels);

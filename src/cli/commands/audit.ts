@@ -43,7 +43,7 @@ Examples:
   pagelab audit --exec-direct-map     # fails: every direct-mapped page is W+X`,
     )
     .action(async (o, cmd) => {
-      const r = await bootFromOptions(cmd, o, o.json === true);
+      const r = await bootFromOptions(cmd, o, o.json === true, o.format);
       const a = auditAddressSpace({
         machine: r.machine,
         root: r.mapper.root,

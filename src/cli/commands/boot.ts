@@ -1,4 +1,4 @@
-import type { Command } from "@commander-js/extra-typings";
+import type { Command, OptionValues } from "@commander-js/extra-typings";
 import { fail } from "../../errors.ts";
 import { type BootResult, bootKernel, checkBootOptions } from "../../kernel/boot/index.ts";
 import { exportPageTables } from "../../lab/export.ts";
@@ -6,7 +6,13 @@ import { getDesign } from "../../kernel/pmm/designs.ts";
 import type { PmmDesign } from "../../kernel/pmm/interface.ts";
 import { isDesignPath, loadDesign } from "../../kernel/pmm/load.ts";
 import { BYO_VALIDATION, validateDesign } from "../../kernel/pmm/validate.ts";
-import { type BootCliOptions, bootOptionsFrom, bytesParser, MAX_PHYS, withBootOptions } from "../options.ts";
+import {
+  bootOptionsFrom,
+  bytesParser,
+  MAX_PHYS,
+  type KernelCliOptions,
+  withBootOptions,
+} from "../options.ts";
 import { printJson, colour as pc, table } from "../output.ts";
 
 export { withBootOptions };
@@ -114,8 +120,13 @@ function validateOrExit(design: PmmDesign, json: boolean): void {
 }
 
 /** Load (and, for a file, validate) the PMM design, then boot with the shared options. */
-export async function bootFromOptions(cmd: Command, o: BootCliOptions, json: boolean): Promise<BootResult> {
-  const opts = bootOptionsFrom(cmd, o);
+export async function bootFromOptions(
+  cmd: Command<unknown[], OptionValues, OptionValues>,
+  o: KernelCliOptions & { map: string },
+  json: boolean,
+  mapFormat: string | undefined,
+): Promise<BootResult> {
+  const opts = bootOptionsFrom(cmd, o, mapFormat);
   checkBootOptions(opts); // contradictions are refused before a design file is loaded or validated
   if (!isDesignPath(o.pmm)) {
     if (cmd.getOptionValueSource("validate") === "cli")
@@ -169,7 +180,7 @@ Examples:
     .action(async (o, cmd) => {
       if (o.json && o.log)
         fail("BAD_OPTION_COMBINATION", "--json already holds every line of every step: drop --log or --json");
-      const r = await bootFromOptions(cmd, o, o.json === true);
+      const r = await bootFromOptions(cmd, o, o.json === true, o.format);
       if (o.export !== undefined) exportPageTables(r.machine.mem, r.mapper.root, r.levels, o.export);
       if (o.json) printJson(bootJson(r));
       else {

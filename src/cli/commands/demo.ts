@@ -1,35 +1,34 @@
 import type { Command } from "@commander-js/extra-typings";
-import { runDemo } from "../../lab/demo.ts";
-import { mapFormatOption } from "../map-input.ts";
-import { levelsOption, mapOption } from "../options.ts";
+import { tour } from "../../lab/demo.ts";
+import { withBootOptions } from "../options.ts";
 import { printJson, colour as pc } from "../output.ts";
+import { bootFromOptions } from "./boot.ts";
 
 export function registerDemo(program: Command): void {
-  program
-    .command("demo")
-    .description(
-      "build a kernel address space on a firmware map, step by step, with the counters of each step",
-    )
-    .addOption(mapOption())
-    .addOption(mapFormatOption())
-    .addOption(levelsOption("paging levels: 4 (48-bit) or 5 (LA57, 57-bit)"))
+  withBootOptions(
+    program
+      .command("demo")
+      .description(
+        "a guided tour of a booted kernel's address space, step by step, with the counters of each step",
+      ),
+  )
     .option("--json", "print the steps and counters as JSON")
     .addHelpText(
       "after",
       `
 What it does:
-  1. allocates a root page table from the map's usable RAM;
-  2. maps a 2 MiB kernel image at 0xffffffff80000000 (text read-only+exec, data RW+NX, global);
-  3. maps all usable RAM in a direct map at 0xffff888000000000 with 1G/2M/4K pages;
-  4. maps a user program, loads CR3, and makes accesses that miss, hit, fault and unmap.
+  1. boots the kernel as \`pagelab boot\` does with the same options (PMM, kernel mapping, levels);
+  2. maps a user program at 0x400000 with frames and page tables from that kernel's PMM;
+  3. flushes the TLB, global entries too, and makes accesses that miss, hit, fault and unmap.
 
 Examples:
   pagelab demo
   pagelab demo --levels 5 --json
+  pagelab demo --kmap recursive --pmm bitmap
   pagelab demo --map sparse --levels 5   # RAM at 128 TiB: beyond a 4-level direct map (64 TiB)`,
     )
-    .action((o) => {
-      const r = runDemo({ map: o.map, mapFormat: o.format, levels: o.levels });
+    .action(async (o, cmd) => {
+      const r = tour(await bootFromOptions(cmd, o, o.json === true, o.format));
       if (o.json) {
         printJson({
           map: r.map,

@@ -1,6 +1,7 @@
 import { type Command, Option } from "@commander-js/extra-typings";
 import { fail } from "../../errors.ts";
-import { runDemo } from "../../lab/demo.ts";
+import { layoutMarkers } from "../../lab/demo.ts";
+import { tableFrames } from "../../kernel/boot/index.ts";
 import { infoMem, infoTlb, ptdump } from "../../machine/x86/dump.ts";
 import { explainWalk } from "../../machine/x86/explain.ts";
 import { forEachLeaf } from "../../machine/x86/inspect.ts";
@@ -8,34 +9,35 @@ import { Access } from "../../machine/x86/mmu.ts";
 import { flagString, pageShiftName } from "../../machine/x86/pte.ts";
 import { formatVa, parseVpn } from "../../machine/x86/vaddr.ts";
 import { mapFormatOption } from "../map-input.ts";
-import { levelsOption, mapOption } from "../options.ts";
+import { mapOption, withBootOptions, withKernelOptions } from "../options.ts";
 import { printJson, colour as pc } from "../output.ts";
+import { bootFromOptions } from "./boot.ts";
 
 const ACCESS: Record<string, number> = { read: Access.READ, write: Access.WRITE, fetch: Access.FETCH };
 
 export function registerPt(program: Command): void {
   const pt = program
     .command("pt")
-    .description("page tables: walk an address, dump the tables (on the demo address space)")
+    .description("page tables of a booted kernel: walk an address, dump the tables")
     .addHelpText(
       "after",
       `
-The tables are those built by \`pagelab demo\` (kernel at -2 GiB, direct map at 0xffff888000000000,
-user code at 0x400000). Addresses are canonical hex: 0xffff888000001000.`,
+The tables are those of the kernel \`pagelab boot\` brings up with the same options (--map, --pmm,
+--kmap, --levels, ...; default: the default boot). Addresses are canonical hex: 0xffff888000001000.`,
     );
 
-  pt.command("translate")
-    .description("walk the page tables for a virtual address, as the MMU does, and explain each entry")
-    .argument("<address>", "canonical virtual address, e.g. 0xffff888000001234")
+  withBootOptions(
+    pt
+      .command("translate")
+      .description("walk the page tables for a virtual address, as the MMU does, and explain each entry")
+      .argument("<address>", "canonical virtual address, e.g. 0xffff888000001234"),
+  )
     .addOption(
       new Option("--access <kind>", "kind of access")
         .choices(["read", "write", "fetch"] as const)
         .default("read" as const),
     )
     .option("--user", "make the access at CPL 3 (user mode)")
-    .addOption(mapOption("firmware map for the demo address space ('-': standard input)"))
-    .addOption(mapFormatOption())
-    .addOption(levelsOption())
     .option("--json", "print the walk as JSON")
     .addHelpText(
       "after",
@@ -45,13 +47,14 @@ Examples:
   pagelab pt translate 0xffff888000001234          # PA 0x1234: 4 KiB (the first 2 MiB, round the 1st MiB)
   pagelab pt translate 0xffffffff80000000 --access fetch
   pagelab pt translate 0xffffffff80100000 --user   # a #PF with error code P|U
+  pagelab pt translate 0xffff888000001000 --kmap recursive --levels 5   # no direct map: a #PF
   pagelab pt translate 0x0000800000000000          # not canonical: an error`,
     )
-    .action((address, o) => {
+    .action(async (address, o, cmd) => {
       const { vpn, offset } = parseVpn(address, o.levels);
-      const demo = runDemo({ map: o.map, mapFormat: o.format, levels: o.levels });
+      const boot = await bootFromOptions(cmd, o, o.json === true, o.format);
       const access = ACCESS[o.access] | (o.user ? Access.USER : 0);
-      const ex = explainWalk(demo.machine.cpu0, vpn, offset, access);
+      const ex = explainWalk(boot.machine.cpu0, vpn, offset, access);
       if (o.json) return printJson(ex);
       console.log(
         `${pc.bold("walk")} ${ex.va} (${o.access}${o.user ? ", user" : ", supervisor"}), CR3=${ex.cr3}, ${ex.levels}-level`,
@@ -71,16 +74,18 @@ Examples:
         );
     });
 
-  pt.command("dump")
-    .description("print the page tables as Linux's ptdump, QEMU's `info tlb` or `info mem`")
+  withKernelOptions(
+    pt
+      .command("dump")
+      .description("print the page tables as Linux's ptdump, QEMU's `info tlb` or `info mem`")
+      .addOption(mapOption())
+      .addOption(mapFormatOption("--map-format")),
+  )
     .addOption(
       new Option("--format <f>", "output format")
         .choices(["ptdump", "tlb", "mem"] as const)
         .default("ptdump" as const),
     )
-    .addOption(mapOption("firmware map for the demo address space ('-': standard input)"))
-    .addOption(mapFormatOption("--map-format"))
-    .addOption(levelsOption())
     .option("--json", "print every leaf mapping as JSON")
     .addHelpText(
       "after",
@@ -93,12 +98,13 @@ Formats:
 Examples:
   pagelab pt dump
   pagelab pt dump --format tlb | head
+  pagelab pt dump --kmap recursive --format mem
   pagelab pt dump --json | jq '.leaves | length'`,
     )
-    .action((o) => {
-      const demo = runDemo({ map: o.map, mapFormat: o.mapFormat, levels: o.levels });
-      const { mem } = demo.machine;
-      const root = demo.mapper.root;
+    .action(async (o, cmd) => {
+      const boot = await bootFromOptions(cmd, o, o.json === true, o.mapFormat);
+      const { mem } = boot.machine;
+      const root = boot.mapper.root;
       if (o.json) {
         const leaves: object[] = [];
         forEachLeaf(mem, root, o.levels, (l) => {
@@ -113,11 +119,11 @@ Examples:
         return printJson({
           cr3: `0x${(root * 4096).toString(16)}`,
           levels: o.levels,
-          pageTablePages: demo.mapper.tables,
+          pageTablePages: new Set(tableFrames(boot.machine, root, o.levels, boot.recursiveSlots)).size,
           leaves,
         });
       }
-      if (o.format === "ptdump") process.stdout.write(ptdump(mem, root, o.levels, demo.markers));
+      if (o.format === "ptdump") process.stdout.write(ptdump(mem, root, o.levels, layoutMarkers(boot)));
       else if (o.format === "tlb") process.stdout.write(infoTlb(mem, root, o.levels));
       else if (o.format === "mem") process.stdout.write(infoMem(mem, root, o.levels));
       else fail("BAD_OPTION", `unknown format ${o.format}`);
