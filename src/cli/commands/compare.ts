@@ -54,8 +54,8 @@ needs it for a direct map). A run whose simulation would back more host memory t
 is refused. When you name both its design (--pmm) and its map (--maps, or --sweep for the sweep),
 the refusal is a row with an error, listed in the report. Otherwise (a default list) such runs are
 left out before anything starts, and the output and report.md say which and why: the default
-leaves out freelist on qemu:4G and above (a next pointer in every frame backs the whole RAM) and
-most designs at sparse@5 (2 TiB of RAM).
+leaves out freelist at qemu:16G (a next pointer in every free frame: a 64-byte line of host memory
+each) and most designs at sparse@5 (2 TiB of RAM).
 
 Checked before any run starts, and before DIR is created: every name, every map and sweep entry
 (it must load and have RAM), the trace (a readable file with kmem events), every design file (it
