@@ -2,6 +2,7 @@
  * The floor check: no module under src/ imports from a floor above its own (floors.ts). It fails the
  * suite on the first upward import, naming the file, the specifier and the two floors.
  */
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { floorOf, floorViolations, importsOf, sourceFiles } from "./floors.ts";
@@ -44,5 +45,25 @@ describe("floors", () => {
     const src =
       'import {\n  a,\n  b,\n} from "../lab/a.ts";\nimport { c } from "node:fs";\nimport "./side-effect.ts";\n';
     expect(importsOf(src)).toEqual(["../lab/a.ts", "./side-effect.ts"]);
+  });
+});
+
+describe("runtime dependencies", () => {
+  it("every package src/ imports is a dependency, so `npm ci --omit=dev && npx pagelab boot` works", () => {
+    const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8"));
+    const deps = new Set(Object.keys(pkg.dependencies));
+    // Loaded only to build the explorer page from source (`serve` on a checkout without web/dist).
+    const buildOnly = new Set(["vite"]);
+    const missing: string[] = [];
+    for (const [file, text] of sourceFiles(SRC)) {
+      for (const spec of importsOf(text, true)) {
+        if (spec.startsWith(".") || spec.startsWith("node:")) continue;
+        const name = spec.startsWith("@") ? spec.split("/").slice(0, 2).join("/") : spec.split("/")[0];
+        if (name === "pagelab" || buildOnly.has(name)) continue;
+        if (!deps.has(name)) missing.push(`${file} imports ${spec}`);
+      }
+    }
+    expect(missing).toEqual([]);
+    expect(deps.has("fast-check")).toBe(true); // validates a --pmm file before booting it
   });
 });

@@ -36,14 +36,14 @@ export function floorOf(pathInSrc: string): string | null {
   return null;
 }
 
-/** Relative specifiers a module imports: static imports, re-exports and dynamic import("..."). */
-export function importsOf(source: string): string[] {
+/** Specifiers a module imports (relative ones only unless `all`): imports, re-exports, import("..."). */
+export function importsOf(source: string, all = false): string[] {
   const out: string[] = [];
   const re =
     /(?:^|[\s;])(?:import|export)\s[^"'`;]*?from\s*["']([^"']+)["']|import\s*\(\s*["']([^"']+)["']\s*\)|^import\s+["']([^"']+)["']/gm;
   for (let m = re.exec(source); m !== null; m = re.exec(source)) {
     const spec = m[1] ?? m[2] ?? m[3];
-    if (spec.startsWith(".")) out.push(spec);
+    if (all || spec.startsWith(".")) out.push(spec);
   }
   return out;
 }
