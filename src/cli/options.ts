@@ -206,6 +206,7 @@ export function withKernelOptions<A extends unknown[], O extends OptionValues, G
     .option("--check-stale", "compare every TLB hit with the page tables (slow; catches missing flushes)");
 }
 
+// biome-ignore lint/complexity/noBannedTypes: commander's own default for "no options yet"
 export type BootCliOptions = ReturnType<ReturnType<typeof withBootOptions<[], {}, {}>>["opts"]>;
 /** The kernel's options as parsed (without the map's). */
 export type KernelCliOptions = Omit<BootCliOptions, "map" | "format">;

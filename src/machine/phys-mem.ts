@@ -43,11 +43,17 @@ export interface PhysPort {
   copyFrame?(from: number, to: number): void;
 }
 
-/** Read a little-endian u64 below 2^53 as a number (for software data: frame numbers, pointers). */
+/**
+ * Read a little-endian u64 below 2^53 as a number (for software data: frame numbers, pointers); all
+ * ones (a list terminator, written by `write64(-1)`) reads as -1.
+ */
 export function read64(port: PhysPort, pa: number): number {
   const lo = port.read32(pa);
   const hi = port.read32(pa + 4);
-  if (hi > 0x1fffff) fail("VALUE_TOO_LARGE", `u64 at ${hex(pa)} is not below 2^53 (high word ${hex(hi)})`);
+  if (hi > 0x1fffff) {
+    if (hi === 0xffffffff && lo === 0xffffffff) return -1;
+    fail("VALUE_TOO_LARGE", `u64 at ${hex(pa)} is not below 2^53 (high word ${hex(hi)})`);
+  }
   return hi * 0x100000000 + lo;
 }
 
@@ -322,7 +328,6 @@ export class PhysMem implements PhysPort {
     const inGiB = pa % GIB;
     const idx = inGiB >>> 21;
     let slot = d[idx];
-    const chunkBase = pa - (inGiB & 0x1fffff);
     if (typeof slot === "number") {
       if (!write) return this.found(pa, PAGE_SIZE, this.uniformPage(slot), 0, false);
       const dense = new Uint32Array(CHUNK_WORDS).fill(slot);

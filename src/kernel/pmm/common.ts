@@ -27,7 +27,6 @@ export const ORDER_1G = 18;
 /** "No link" in u32 list fields. */
 export const NIL = 0xffffffff;
 export const PAGE = 4096;
-const TWO32 = 4294967296;
 
 /** Round bytes up to whole 4 KiB pages (metadata is placed in frames). */
 export function pageRound(bytes: number): number {
@@ -68,24 +67,6 @@ export function layoutFrames(layout: PmmLayout): number {
 /** What a stack of frame numbers backs on the host: 8 bytes a free frame (a design's `hostBytes`). */
 export function stackHostBytes(layout: PmmLayout): HostBytes {
   return { bytes: layoutFrames(layout) * 8, why: "its stack holds 8 bytes per free frame" };
-}
-
-/** Read a u64 frame number; all ones (the list terminator) reads as -1. */
-export function rd64(port: PhysPort, pa: number): number {
-  const lo = port.read32(pa);
-  const hi = port.read32(pa + 4);
-  return hi === NIL ? -1 : hi * TWO32 + lo;
-}
-
-/** Write a u64 frame number, -1 as all ones. */
-export function wr64(port: PhysPort, pa: number, v: number): void {
-  if (v < 0) {
-    port.write32(pa, NIL);
-    port.write32(pa + 4, NIL);
-  } else {
-    port.write32(pa, v >>> 0);
-    port.write32(pa + 4, (v / TWO32) >>> 0);
-  }
 }
 
 export function popcount32(x: number): number {

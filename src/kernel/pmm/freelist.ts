@@ -12,6 +12,7 @@
  * (maxOrder 0), a linear walk for constraints, the frame's cache line on every operation, and (like
  * the stacks) bad-free detection only through the optional 1-bit-per-frame allocation bitmap (`checked`).
  */
+import { read64, write64 } from "../../machine/phys-mem.ts";
 import { DEFAULT_DENSE_BUDGET } from "../../machine/phys-mem.ts";
 import { layoutFrames, PAGE as PAGE_BYTES } from "./common.ts";
 import type { PhysPort } from "../../machine/phys-mem.ts";
@@ -27,9 +28,7 @@ import {
   invariant,
   isHard,
   RegionTable,
-  rd64,
   statsFromFree,
-  wr64,
 } from "./common.ts";
 import type {
   AllocConstraints,
@@ -131,10 +130,10 @@ export class FreeList implements FrameAllocator {
   private allocConstrained(c: AllocConstraints): number {
     let prev = -1;
     for (let p = this.head; p >= 0; ) {
-      const next = rd64(this.port, p * 4096);
+      const next = read64(this.port, p * 4096);
       if (fits(p, 0, c, this.colours)) {
         if (prev < 0) this.head = next;
-        else wr64(this.port, prev * 4096, next);
+        else write64(this.port, prev * 4096, next);
         this.nfree--;
         if (this.amap !== null) this.amap.set(p);
         return p;
@@ -171,7 +170,7 @@ export class FreeList implements FrameAllocator {
 
   forEachFree(fn: (pfn: number, count: number) => void): void {
     let n = 0;
-    for (let p = this.head; p >= 0 && n <= this.nfree; p = rd64(this.port, p * 4096), n++) fn(p, 1);
+    for (let p = this.head; p >= 0 && n <= this.nfree; p = read64(this.port, p * 4096), n++) fn(p, 1);
   }
 
   forEachMetaFrame(_fn: (pfn: number) => void): void {}

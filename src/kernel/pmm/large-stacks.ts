@@ -57,6 +57,7 @@
  * large-page bench one 2 MiB-stack page inside a GiB kept that GiB from re-forming. The 4 KiB stack's
  * own pages do not pin anything (they count as free in their block and a pass drops them).
  */
+import { read64, write64 } from "../../machine/phys-mem.ts";
 import type { PhysPort } from "../../machine/phys-mem.ts";
 import {
   AllocMap,
@@ -73,9 +74,7 @@ import {
   PAGE,
   pageRound,
   RegionTable,
-  rd64,
   statsFromFree,
-  wr64,
 } from "./common.ts";
 import type {
   AllocConstraints,
@@ -162,7 +161,7 @@ export class TaggedStack {
   }
 
   addPage(pfn: number): void {
-    wr64(this.port, pfn * PAGE, this.head);
+    write64(this.port, pfn * PAGE, this.head);
     this.head = pfn;
     this.top = 0;
     this.pages++;
@@ -171,14 +170,14 @@ export class TaggedStack {
   /** Unlink the (empty) top page and return its frame. */
   removePage(): number {
     const h = this.head;
-    this.head = rd64(this.port, h * PAGE);
+    this.head = read64(this.port, h * PAGE);
     this.top = this.head < 0 ? 0 : PER_PAGE;
     this.pages--;
     return h;
   }
 
   next(page: number): number {
-    return rd64(this.port, page * PAGE);
+    return read64(this.port, page * PAGE);
   }
 
   pushEntry(pfn: number): void {

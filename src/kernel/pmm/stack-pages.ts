@@ -17,6 +17,7 @@
  * Guarantees: O(1) order-0 alloc and free. Costs: no contiguity (maxOrder 0); constraints need a linear
  * search; bad-free detection needs the optional allocation bitmap (`checked`, default true, 1 bit/frame).
  */
+import { read64, write64 } from "../../machine/phys-mem.ts";
 import { stackHostBytes } from "./common.ts";
 import type { PhysPort } from "../../machine/phys-mem.ts";
 import {
@@ -31,9 +32,7 @@ import {
   invariant,
   isHard,
   RegionTable,
-  rd64,
   statsFromFree,
-  wr64,
 } from "./common.ts";
 import type {
   AllocConstraints,
@@ -106,7 +105,7 @@ export class StackPages implements FrameAllocator {
   /** Give one frame back; exported for compositions (colour stacks) that own the checking. */
   push(pfn: number): void {
     if (this.head < 0 || this.top === PER_STACK_PAGE) {
-      wr64(this.port, pfn * 4096, this.head); // the freed frame becomes the new top page
+      write64(this.port, pfn * 4096, this.head); // the freed frame becomes the new top page
       this.head = pfn;
       this.top = 0;
       this.pages++;
@@ -124,7 +123,7 @@ export class StackPages implements FrameAllocator {
     const h = this.head;
     if (h < 0) return -1;
     if (this.top === 0) {
-      this.head = rd64(this.port, h * 4096); // hand out the empty stack page itself
+      this.head = read64(this.port, h * 4096); // hand out the empty stack page itself
       this.top = this.head < 0 ? 0 : PER_STACK_PAGE;
       this.pages--;
       return h;
@@ -159,15 +158,15 @@ export class StackPages implements FrameAllocator {
     while (page >= 0) {
       for (let i = n - 1; i >= 0; i--) {
         const pa = page * 4096 + 8 + i * 8;
-        const pfn = rd64(this.port, pa);
+        const pfn = read64(this.port, pa);
         if (!fits(pfn, 0, c, this.colours)) continue;
         // Fill the hole with the top entry, or with the empty top page itself.
         const filler = this.pop();
-        if (filler !== pfn) wr64(this.port, pa, filler);
+        if (filler !== pfn) write64(this.port, pa, filler);
         return pfn;
       }
       // A full stack page below the top is metadata: it is not a candidate (it cannot be unlinked cheaply).
-      page = rd64(this.port, page * 4096);
+      page = read64(this.port, page * 4096);
       n = PER_STACK_PAGE;
     }
     return -1;
@@ -209,14 +208,14 @@ export class StackPages implements FrameAllocator {
     let page = this.head;
     let n = this.top;
     while (page >= 0) {
-      for (let i = 0; i < n; i++) fn(rd64(this.port, page * 4096 + 8 + i * 8), 1);
-      page = rd64(this.port, page * 4096);
+      for (let i = 0; i < n; i++) fn(read64(this.port, page * 4096 + 8 + i * 8), 1);
+      page = read64(this.port, page * 4096);
       n = PER_STACK_PAGE;
     }
   }
 
   forEachMetaFrame(fn: (pfn: number) => void): void {
-    for (let page = this.head; page >= 0; page = rd64(this.port, page * 4096)) fn(page);
+    for (let page = this.head; page >= 0; page = read64(this.port, page * 4096)) fn(page);
   }
 
   get freeCount(): number {

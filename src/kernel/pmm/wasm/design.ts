@@ -4,7 +4,7 @@
  * Each allocator is its own module instance. Its imports are bound to the `PhysPort` of the kernel that
  * created it, so every metadata access the C code makes is a 32-bit load or store through the kernel's
  * mappings, translated and counted like a TypeScript design's (a u64 is two 32-bit references, low word
- * first, as `rd64`/`wr64` do). Linear memory holds only the allocator's globals and stack (64 KiB cap).
+ * first, as `read64`/`write64` do). Linear memory holds only the allocator's globals and stack (64 KiB cap).
  *
  * Safety nets, each naming the exported function and the call:
  *   - a trap (unreachable, out-of-bounds linear memory access, division by zero, stack overflow) becomes
