@@ -7,12 +7,15 @@ import { isUsable } from "./e820-types.ts";
 import { sanitize } from "./sanitize.ts";
 import { type MemoryMap, type NodeRange, PAGE_SHIFT } from "./types.ts";
 
-/** A run of whole usable frames: pfns `start` .. `end - 1` on NUMA node `node`. */
+/**
+ * A run of whole frames: pfns `start` .. `end - 1`, on NUMA node `node` (0 when left out). The one
+ * definition: the PMM interface and the kernel use it too.
+ */
 export interface FrameRange {
   start: number;
   /** Exclusive frame number. */
   end: number;
-  node: number;
+  node?: number;
 }
 
 /** Highest frame number + 1 that can be RAM (MAXPHYADDR 52). Usable entries above it are clipped. */

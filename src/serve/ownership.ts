@@ -146,13 +146,8 @@ export function buildOwnership(r: BootResult, map: MemoryMap): OwnershipModel {
   const entries = map.entries
     .filter((e) => e.end >= e.start)
     .map((e) => ({ ...pageRange(e.start, e.end), type: e820TypeName(e.type), usable: isUsable(e.type) }));
-  const reach = Math.floor(r.strategy.physLimit(r.levels) / 4096);
-  const ram = mb.ranges
-    .map((x) => ({
-      start: Number((x.start + 4095n) / 4096n),
-      end: Math.min(reach, Number((x.end + 1n) / 4096n)),
-    }))
-    .filter((x) => x.end > x.start);
+  // The RAM the boot used (memblock.memory in frames, cut at what the mapping reaches): one rounding.
+  const ram = r.ram;
   const ramTop = Math.max(1, ...ram.map((x) => x.end));
   const spanEnd = Math.max(ramTop, ...entries.map((e) => e.end));
 

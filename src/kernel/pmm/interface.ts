@@ -23,15 +23,12 @@
  *   - `PmmStats.perRegion` (free frames per usable region);
  *   - `GrowableRegion.pageFrame(i)` (the frame backing page i, for checkers).
  */
+import type { FrameRange } from "../../firmware/frames.ts";
 import type { Counters } from "../../machine/counters.ts";
 import type { PhysPort } from "../../machine/phys-mem.ts";
 
-/** A usable range of frames [start, end) (end exclusive), with its NUMA node. */
-export interface FrameRange {
-  start: number;
-  end: number;
-  node?: number;
-}
+/** A usable range of frames [start, end) (end exclusive), with its NUMA node (firmware/frames.ts). */
+export type { FrameRange } from "../../firmware/frames.ts";
 
 /** What a design is told about the machine at creation: the usable RAM, as frame ranges. */
 export interface PmmLayout {

@@ -10,7 +10,10 @@
  *  - `infoMem`: QEMU's `info mem`: ranges of equal user/write rights ANDed over the levels,
  *      ffff888000000000-ffff888100000000 0000000100000000 -rw
  *
- * All three read the tables with uncounted peeks.
+ * All three read the tables with uncounted peeks. A table pointer at or above 2^MAXPHYADDR is not
+ * followed (nothing can be read there; the MMU faults on it with RSVD): `infoTlb` lists no leaves under
+ * it and `infoMem` no range, as QEMU's monitor does, and `ptdump` shows its span as a hole at its level,
+ * as Linux's page walker does for a bad entry. The rest of the tree is listed. `checkTree` reports it.
  */
 import type { PhysMem } from "../phys-mem.ts";
 import { forEachEntry, forEachLeaf } from "./inspect.ts";
@@ -111,6 +114,10 @@ export function ptdump(mem: PhysMem, root: number, levels: Levels, markers: Mark
     start = vpn;
   };
   forEachEntry(mem, root, levels, (e) => {
+    if (e.badTable) {
+      note(e.vpn, e.level, 0, 0, 0);
+      return undefined;
+    }
     const present = (e.lo & Pte.P) !== 0;
     if (present && !e.leaf) return true;
     note(e.vpn, e.level, e.lo, e.hi, present ? e.perm & (TlbPerm.RW | TlbPerm.US | TlbPerm.XD) : 0);
@@ -168,6 +175,7 @@ export function infoMem(mem: PhysMem, root: number, levels: Levels): string {
     start = prot !== 0 ? rawEnd : -1n;
     last = prot;
   };
+  const limit = mem.limit;
   const walk = (table: number, level: number, vpnBase: number, acc: number): void => {
     const span = 2 ** ((level - 1) * 9);
     for (let i = 0; i < 512; i++) {
@@ -179,8 +187,14 @@ export function infoMem(mem: PhysMem, root: number, levels: Levels): string {
         continue;
       }
       const prot = lo & acc & (Pte.US | Pte.RW | Pte.P);
-      if (level === 1 || ((level === 2 || level === 3) && (lo & Pte.PS) !== 0)) print(raw, prot);
-      else walk(pfnOf(lo, mem.peek32(pa + 4)), level - 1, vpnBase + i * span, prot);
+      if (level === 1 || ((level === 2 || level === 3) && (lo & Pte.PS) !== 0)) {
+        print(raw, prot);
+        continue;
+      }
+      const next = pfnOf(lo, mem.peek32(pa + 4));
+      // A table beyond MAXPHYADDR holds no entries: a hole, as in QEMU.
+      if (next * 4096 >= limit) print(raw, 0);
+      else walk(next, level - 1, vpnBase + i * span, prot);
     }
   };
   walk(root, levels, 0, Pte.US | Pte.RW | Pte.P);

@@ -5,6 +5,7 @@
  */
 import { hex } from "../../errors.ts";
 import type { Cpu } from "./cpu.ts";
+import { reservedEntry } from "./mmu.ts";
 import { type DecodedPte, decodePte, flagString, Pte, pfnOf, SDM_NAMES } from "./pte.ts";
 import { tableIndex, vpnToVa } from "./vaddr.ts";
 
@@ -58,8 +59,11 @@ export function explainWalk(cpu: Cpu, vpn: number, offset: number, access: numbe
     const d = decodePte(lo, hi, level);
     const { raw, ...decoded } = d;
     const leaf = level === 1 || ((level === 2 || level === 3) && (lo & Pte.PS) !== 0);
+    const present = (lo & Pte.P) !== 0;
+    const reserved = present && reservedEntry(cpu, level, lo, hi);
     let meaning: string;
-    if ((lo & Pte.P) === 0) meaning = "not present: the walk stops with a page fault";
+    if (!present) meaning = "not present: the walk stops with a page fault";
+    else if (reserved) meaning = "reserved bits set: the walk stops with a page fault (RSVD)";
     else if (leaf)
       meaning = `maps a ${level === 1 ? "4 KiB" : level === 2 ? "2 MiB" : "1 GiB"} page at ${hex(d.pfn * 4096)}`;
     else meaning = `points to the next table at ${hex(pfnOf(lo, hi) * 4096)}`;
@@ -74,7 +78,7 @@ export function explainWalk(cpu: Cpu, vpn: number, offset: number, access: numbe
       decoded,
       meaning,
     });
-    if ((lo & Pte.P) === 0 || leaf) break;
+    if (!present || reserved || leaf) break;
     table = pfnOf(lo, hi);
   }
   const pfn = cpu.translate(vpn, access);

@@ -4,7 +4,9 @@
  *
  * The walk is blind, like hardware and like QEMU's `info tlb`: an entry is followed wherever it points,
  * so a recursive slot shows the tables themselves as pages. Depth is bounded by the paging levels, so
- * every walk ends.
+ * every walk ends. The one exception is a table address at or above 2^MAXPHYADDR: there is nothing to
+ * read there (the MMU faults on such an entry with RSVD, QEMU's monitor reads no entries from it), so
+ * the entry is visited with `badTable` set and its subtree is empty; the rest of the tree is walked.
  */
 import { hex } from "../../errors.ts";
 import type { PhysMem } from "../phys-mem.ts";
@@ -36,11 +38,18 @@ export interface EntryVisit {
   perm: number;
   /** True when this entry is a leaf (level 1, or PS at level 2/3). */
   leaf: boolean;
+  /**
+   * True for a present non-leaf entry whose table address is at or above 2^MAXPHYADDR: it is not
+   * followed (no subtree is visited). `checkTree` reports such an entry (reserved bits set, or a frame
+   * beyond MAXPHYADDR).
+   */
+  badTable: boolean;
 }
 
 /**
  * Visit every entry (present or not) of every table reachable from `root`, in address order. Returning
- * false from the callback for a present non-leaf entry skips its subtree.
+ * false from the callback for a present non-leaf entry skips its subtree. A table beyond MAXPHYADDR is
+ * never read (see `badTable`).
  */
 export function forEachEntry(
   mem: PhysMem,
@@ -48,6 +57,7 @@ export function forEachEntry(
   levels: Levels,
   cb: (e: EntryVisit) => boolean | undefined,
 ): void {
+  const limit = mem.limit;
   const visit = (table: number, level: number, vpnBase: number, perm: number): void => {
     const span = 2 ** ((level - 1) * 9);
     for (let i = 0; i < 512; i++) {
@@ -61,8 +71,10 @@ export function forEachEntry(
       if (hi >>> 31 === 1) p |= TlbPerm.XD;
       const present = (lo & Pte.P) !== 0;
       const leaf = present && (level === 1 || ((level === 2 || level === 3) && (lo & Pte.PS) !== 0));
-      const descend = cb({ vpn, level, lo, hi, entryPa: pa, perm: p, leaf });
-      if (present && !leaf && descend !== false) visit(pfnOf(lo, hi), level - 1, vpn, p);
+      const next = pfnOf(lo, hi);
+      const badTable = present && !leaf && next * 4096 >= limit;
+      const descend = cb({ vpn, level, lo, hi, entryPa: pa, perm: p, leaf, badTable });
+      if (present && !leaf && !badTable && descend !== false) visit(next, level - 1, vpn, p);
     }
   };
   visit(root, levels, 0, TlbPerm.RW | TlbPerm.US);
@@ -111,7 +123,8 @@ export interface CheckOptions {
  * The page-table invariant checker. Returns the violations found (empty when the tree is sound):
  * reserved bits set, PS in a PML4E/PML5E, a table reachable twice or from inside itself (except the
  * declared recursive slots), a table or page beyond MAXPHYADDR, and a table count that differs from
- * what the owner believes.
+ * what the owner believes. A table beyond MAXPHYADDR (of `opts` or of the machine) is reported, never
+ * read: the rest of the tree is still checked.
  */
 export function checkTree(
   mem: PhysMem,
@@ -121,7 +134,7 @@ export function checkTree(
 ): { violations: string[]; stats: TreeStats } {
   const violations: string[] = [];
   const rsvdHi = reservedHiMask(opts.maxPhysAddrBits, opts.nxe ?? true);
-  const limitPfn = 2 ** (opts.maxPhysAddrBits - 12);
+  const limitPfn = 2 ** (Math.min(opts.maxPhysAddrBits, mem.maxPhysAddrBits) - 12);
   const seen = new Set<number>([root]);
   const recursive = new Set(opts.recursiveSlots ?? []);
   const stats: TreeStats = {
@@ -146,7 +159,8 @@ export function checkTree(
         continue;
       }
       const pfn = pfnOf(lo, hi);
-      if (pfn >= limitPfn) violations.push(`${where}: frame ${hex(pfn)} beyond MAXPHYADDR`);
+      const beyond = pfn >= limitPfn;
+      if (beyond) violations.push(`${where}: frame ${hex(pfn)} beyond MAXPHYADDR`);
       if (level === 1 || ps) {
         const shift = (level - 1) * 9;
         if (shift === 0) stats.leaves4k++;
@@ -155,6 +169,7 @@ export function checkTree(
         stats.mappedBytes += 4096 * 2 ** shift;
         continue;
       }
+      if (beyond) continue; // no table to read there
       if (level === levels && recursive.has(i) && pfn === root) continue;
       if (seen.has(pfn)) {
         violations.push(`${where}: table ${hex(pfn * 4096)} is reachable twice (shared or cyclic)`);

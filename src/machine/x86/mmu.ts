@@ -124,6 +124,7 @@ export function walk(cpu: Cpu, vpn: number, access: number): number {
     c.walkReads++;
     if ((lo & Pte.P) === 0) return pageFault(cpu, vpn, access, 0);
     const ps = (level === 2 || level === 3) && (lo & Pte.PS) !== 0;
+    // The test of `reservedEntry`, inlined for the hot path (as in peekWalk): keep them in step.
     if (
       (hi & rsvdHi) !== 0 ||
       (lo & reservedLoMask(level, ps)) !== 0 ||
@@ -193,8 +194,24 @@ export interface PeekResult {
 }
 
 /**
+ * True when a present entry at `level` (1..5) has a bit set that this CPU reserves, so that a walk
+ * through it faults with P|RSVD (SDM 4.5, 4.7): address bits at or above MAXPHYADDR, XD without
+ * EFER.NXE, PS in a PML4E/PML5E, bits 20..13 / 29..13 of a 2 MiB / 1 GiB leaf, and PS in a PDPTE
+ * without CPUID.80000001H:EDX.Page1GB. `walk` and `peekWalk` inline the same test.
+ */
+export function reservedEntry(cpu: Cpu, level: number, lo: number, hi: number): boolean {
+  const ps = (level === 2 || level === 3) && (lo & Pte.PS) !== 0;
+  return (
+    (hi & cpu.reservedHi) !== 0 ||
+    (lo & reservedLoMask(level, ps)) !== 0 ||
+    (level === 3 && ps && !cpu.pdpe1gb)
+  );
+}
+
+/**
  * Translate without touching A/D bits or counters, as a debugger or checker would. Returns null where
- * the hardware would fault for a non-present or reserved entry.
+ * the hardware would fault for a non-present or reserved entry (the same reserved bits as `walk`,
+ * CPUID Page1GB included).
  */
 export function peekWalk(cpu: Cpu, vpn: number, root = cpu.cr3Pfn): PeekResult | null {
   let table = root;
@@ -205,7 +222,12 @@ export function peekWalk(cpu: Cpu, vpn: number, root = cpu.cr3Pfn): PeekResult |
     const hi = cpu.mem.peek32(pa + 4);
     if ((lo & Pte.P) === 0) return null;
     const ps = (level === 2 || level === 3) && (lo & Pte.PS) !== 0;
-    if ((hi & cpu.reservedHi) !== 0 || (lo & reservedLoMask(level, ps)) !== 0) return null;
+    if (
+      (hi & cpu.reservedHi) !== 0 ||
+      (lo & reservedLoMask(level, ps)) !== 0 ||
+      (level === 3 && ps && !cpu.pdpe1gb)
+    )
+      return null;
     if ((lo & Pte.RW) === 0) perm &= ~TlbPerm.RW;
     if ((lo & Pte.US) === 0) perm &= ~TlbPerm.US;
     if (hi >>> 31 === 1) perm |= TlbPerm.XD;
