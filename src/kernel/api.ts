@@ -1,6 +1,6 @@
 /**
  * The kernel's public API (types and constants; `startKernel` is in kernel.ts, which re-exports all
- * of this). The running kernel: a booted machine (src/lab/boot.ts) with SMP wired in - per-CPU TLB state and
+ * of this). The running kernel: a booted machine (src/kernel/boot/) with SMP wired in - per-CPU TLB state and
  * address-space switching, TLB shootdowns by IPI or broadcast, a kernel heap (slab kmalloc, vmalloc)
  * and user address spaces (processes). Everything the kernel keeps lives in simulated RAM, reached
  * through the kernel's own mappings; the JS objects below hold only a few scalar registers.

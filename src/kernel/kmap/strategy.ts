@@ -1,7 +1,7 @@
 /**
  * A kernel-mapping strategy answers one question: how does the kernel reach physical memory - its page
  * tables, its PMM's metadata, the free frames themselves - through its own mappings? The boot sequence
- * (src/lab/boot.ts) calls the strategy at three points:
+ * (src/kernel/boot/) calls the strategy at three points:
  *
  *   1. `prepare`: on the boot page tables, make page-table editing possible for the rest of boot
  *      (build the direct map, install the recursive slot, or nothing beyond the fixmap windows);
