@@ -13,6 +13,8 @@ import type {
   FrameAllocator,
   FrameRange,
   HostBytes,
+  PmmDesign,
+  PmmEnv,
   PmmLayout,
   PmmStats,
   RegionStat,
@@ -55,6 +57,33 @@ export function fits(pfn: number, order: number, c: AllocConstraints | undefined
   if (c.maxAddr !== undefined && (pfn + 2 ** order) * PAGE > c.maxAddr) return false;
   if (c.colour !== undefined && pfn % colours !== c.colour) return false;
   return true;
+}
+
+/** Options of the order-0 designs (stack, stack-pages, freelist). */
+export interface CheckedOptions {
+  /** Keep the allocation map (1 bit/frame) that catches double and foreign frees (default true). */
+  checked?: boolean;
+}
+
+/**
+ * The design record of an order-0 design whose allocation map (`AllocMap`, its only standing metadata)
+ * catches double and foreign frees when `checked`; `NAME-unchecked` is the variant without it.
+ */
+export function checkedDesign(
+  name: string,
+  opts: CheckedOptions,
+  summary: string,
+  make: (env: PmmEnv, layout: PmmLayout, metadataPa: number, checked: boolean) => FrameAllocator,
+  hostBytes: (layout: PmmLayout) => HostBytes,
+): PmmDesign {
+  const checked = opts.checked ?? true;
+  return {
+    name: checked ? name : `${name}-unchecked`,
+    summary,
+    metadataBytes: (layout) => (checked ? AllocMap.bytes(layout) : 0),
+    create: (env, layout, metadataPa) => make(env, layout, metadataPa, checked),
+    hostBytes,
+  };
 }
 
 /** Frames of usable RAM in a layout. */

@@ -14,7 +14,7 @@
  */
 import { read64, write64 } from "../../machine/phys-mem.ts";
 import { DEFAULT_DENSE_BUDGET } from "../../machine/phys-mem.ts";
-import { layoutFrames, PAGE as PAGE_BYTES } from "./common.ts";
+import { type CheckedOptions, checkedDesign, layoutFrames, PAGE as PAGE_BYTES } from "./common.ts";
 import type { PhysPort } from "../../machine/phys-mem.ts";
 import {
   AllocMap,
@@ -43,26 +43,22 @@ import type {
 const checkFreeArgs = checkFreeArgs_;
 const fits = fits_;
 
-export interface FreeListOptions {
-  checked?: boolean;
-}
+export type FreeListOptions = CheckedOptions;
 
 export function freeListDesign(opts: FreeListOptions = {}): PmmDesign {
-  const checked = opts.checked ?? true;
-  return {
-    name: checked ? "freelist" : "freelist-unchecked",
-    summary:
-      "xv6-style intrusive free list: the next pointer lives in each free frame, so every alloc and free " +
+  return checkedDesign(
+    "freelist",
+    opts,
+    "xv6-style intrusive free list: the next pointer lives in each free frame, so every alloc and free " +
       "touches (and needs a mapping of) the frame itself.",
-    metadataBytes: (layout) => (checked ? AllocMap.bytes(layout) : 0),
-    create: (env, layout, metadataPa) => new FreeList(env, layout, metadataPa, checked),
+    (env, layout, metadataPa, checked) => new FreeList(env, layout, metadataPa, checked),
     // Simulated RAM backs a 64-byte line per touched frame (plus its index), after the dense chunks
     // of DEFAULT_DENSE_BUDGET (src/machine/phys-mem.ts): about 240 host bytes per free frame.
-    hostBytes: (layout) => ({
+    (layout) => ({
       bytes: Math.min(layoutFrames(layout) * PAGE_BYTES, DEFAULT_DENSE_BUDGET) + layoutFrames(layout) * 240,
       why: "it writes a next pointer into every free frame: a 64-byte line of host memory each",
     }),
-  };
+  );
 }
 
 export class FreeList implements FrameAllocator {
@@ -99,14 +95,7 @@ export class FreeList implements FrameAllocator {
 
   private push(pfn: number): void {
     const pa = pfn * 4096;
-    const h = this.head;
-    if (h < 0) {
-      this.port.write32(pa, 0xffffffff);
-      this.port.write32(pa + 4, 0xffffffff);
-    } else {
-      this.port.write32(pa, h >>> 0);
-      this.port.write32(pa + 4, (h / 4294967296) >>> 0);
-    }
+    write64(this.port, pa, this.head); // -1 (empty) as all ones: the list's end
     this.head = pfn;
     this.nfree++;
   }

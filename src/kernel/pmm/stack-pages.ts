@@ -18,7 +18,7 @@
  * search; bad-free detection needs the optional allocation bitmap (`checked`, default true, 1 bit/frame).
  */
 import { read64, write64 } from "../../machine/phys-mem.ts";
-import { stackHostBytes } from "./common.ts";
+import { type CheckedOptions, checkedDesign, stackHostBytes } from "./common.ts";
 import type { PhysPort } from "../../machine/phys-mem.ts";
 import {
   AllocMap,
@@ -50,22 +50,17 @@ const fits = fits_;
 /** Frame numbers per stack page (the first u64 is the link). */
 export const PER_STACK_PAGE = 511;
 
-export interface StackPagesOptions {
-  /** Keep the allocation bitmap that catches double and foreign frees (default true). */
-  checked?: boolean;
-}
+export type StackPagesOptions = CheckedOptions;
 
 export function stackPagesDesign(opts: StackPagesOptions = {}): PmmDesign {
-  const checked = opts.checked ?? true;
-  return {
-    name: checked ? "stack-pages" : "stack-pages-unchecked",
-    summary:
-      "Linked stack pages of 511 free frame numbers each, the pages being free frames themselves: O(1), " +
+  return checkedDesign(
+    "stack-pages",
+    opts,
+    "Linked stack pages of 511 free frame numbers each, the pages being free frames themselves: O(1), " +
       "zero standing overhead, no contiguity.",
-    metadataBytes: (layout) => (checked ? AllocMap.bytes(layout) : 0),
-    create: (env, layout, metadataPa) => new StackPages(env, layout, metadataPa, checked),
-    hostBytes: stackHostBytes,
-  };
+    (env, layout, metadataPa, checked) => new StackPages(env, layout, metadataPa, checked),
+    stackHostBytes,
+  );
 }
 
 export class StackPages implements FrameAllocator {

@@ -17,7 +17,7 @@
  * (standing metadata, 32 KiB per GiB) catches double and foreign frees; `checked: false` is the bare
  * kernel version (0 standing bytes), used by the benchmark.
  */
-import { stackHostBytes } from "./common.ts";
+import { type CheckedOptions, checkedDesign, stackHostBytes } from "./common.ts";
 import type { PhysPort } from "../../machine/phys-mem.ts";
 import {
   AllocMap,
@@ -49,22 +49,17 @@ const fits = fits_;
 
 const PER_PAGE = 512;
 
-export interface StackOptions {
-  /** Keep the allocation bitmap that catches double and foreign frees (default true). */
-  checked?: boolean;
-}
+export type StackOptions = CheckedOptions;
 
 export function stackDesign(opts: StackOptions = {}): PmmDesign {
-  const checked = opts.checked ?? true;
-  return {
-    name: checked ? "stack" : "stack-unchecked",
-    summary:
-      "Free-page stack in a growable virtual region, extended with the very frame being freed: O(1), " +
+  return checkedDesign(
+    "stack",
+    opts,
+    "Free-page stack in a growable virtual region, extended with the very frame being freed: O(1), " +
       "no contiguity, costs nothing beyond free memory (plus 1 bit/frame to catch bad frees).",
-    metadataBytes: (layout) => (checked ? AllocMap.bytes(layout) : 0),
-    create: (env, layout, metadataPa) => new FreePageStack(env, layout, metadataPa, checked),
-    hostBytes: stackHostBytes,
-  };
+    (env, layout, metadataPa, checked) => new FreePageStack(env, layout, metadataPa, checked),
+    stackHostBytes,
+  );
 }
 
 export class FreePageStack implements FrameAllocator {
