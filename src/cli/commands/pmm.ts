@@ -4,11 +4,11 @@
  * fragmentation after churn), plus `/proc/buddyinfo` lines for the buddies.
  */
 import { type Command, Option } from "@commander-js/extra-typings";
+import { usableFrameRanges } from "../../firmware/frames.ts";
 import { bootAuditor, bootKernel, bootRam, checkHostBudget } from "../../kernel/boot/index.ts";
 import { KMAP_NAMES, makeStrategy } from "../../kernel/kmap/strategies.ts";
 import { DESIGN_NAMES, DESIGNS, getDesign } from "../../kernel/pmm/designs.ts";
 import type { PmmDesign } from "../../kernel/pmm/interface.ts";
-import { layoutFromMap } from "../../kernel/pmm/layout.ts";
 import { isDesignPath, loadDesign } from "../../kernel/pmm/load.ts";
 import { measureAllocator, type PmmMeasures } from "../../kernel/pmm/measure.ts";
 import { BYO_VALIDATION, validateDesign } from "../../kernel/pmm/validate.ts";
@@ -128,7 +128,7 @@ export function registerPmm(program: Command): void {
       const firstRam = bootRam(o.map, makeStrategy(o.kmap), o.levels, o.mem, { mapFormat: o.format });
       const layout = { usable: firstRam.ram, cpus: o.cpus, colours: o.colours };
       for (const n of names) checkHostBudget(file ?? getDesign(n), layout, o.hostBudget);
-      const full = layoutFromMap(firstRam.map, { cpus: o.cpus, colours: o.colours }).full;
+      const full = { usable: usableFrameRanges(firstRam.map), cpus: o.cpus, colours: o.colours };
       const results: (PmmMeasures & { fullMapMetadataBytes: number })[] = [];
       for (const n of names) {
         const d = file ?? getDesign(n);

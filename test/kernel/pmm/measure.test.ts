@@ -3,8 +3,9 @@ import { describe, expect, it } from "vitest";
 import { getPreset } from "../../../src/firmware/presets.ts";
 import { buddyDesign } from "../../../src/kernel/pmm/buddy.ts";
 import { DESIGN_NAMES, getDesign } from "../../../src/kernel/pmm/designs.ts";
-import { layoutFromMap } from "../../../src/kernel/pmm/layout.ts";
-import { measure, unusableIndex } from "../../../src/kernel/pmm/measure.ts";
+import { bootKernel } from "../../../src/kernel/boot/index.ts";
+import { usableFrameRanges } from "../../../src/firmware/frames.ts";
+import { measure, measureAllocator, unusableIndex } from "../../../src/kernel/pmm/measure.ts";
 import { SimRegion } from "../../../src/kernel/pmm/sim-region.ts";
 import { PhysMem } from "../../../src/machine/phys-mem.ts";
 
@@ -50,20 +51,25 @@ describe("measures", () => {
     expect(s.transientBytesBoot).toBeGreaterThan(0);
   });
 
-  it("runs every design on a real preset layout (mem=64M)", () => {
-    const ml = layoutFromMap(getPreset("qemu:4G"), { memLimit: 64 * 2 ** 20, cpus: 2, colours: 4 });
-    expect(ml.clipped).toBe(true);
-    expect(ml.reserved[0]).toEqual({ start: 0, end: 1, node: 0 });
+  it("measures every design on the kernel a boot brings up (qemu:4G, mem=64M)", () => {
     for (const n of DESIGN_NAMES) {
-      const m = measure(getDesign(n), ml.layout, { reserved: ml.reserved, churnSteps: 2000 });
-      expect(m.managedBytes).toBeGreaterThan(40 * 2 ** 20); // 64 MiB less the 16 MiB kernel image
+      const boot = bootKernel({ map: "qemu:4G", pmm: n, mem: 64 * 2 ** 20, cpus: 2, colours: 4 });
+      const free = boot.freePagesAfterBoot;
+      const m = measureAllocator(getDesign(n), boot.pmmAllocator, boot.machine.counters, {
+        churnSteps: 2000,
+      });
+      expect(m.freeFramesAfterBoot).toBe(free);
+      // 64 MiB less the first MiB, the 2 MiB image and the boot's own allocations.
+      expect(m.managedBytes).toBeGreaterThan(56 * 2 ** 20);
+      expect(m.managedBytes).toBeLessThan(63 * 2 ** 20);
+      expect(m.refsPerAlloc).toBeGreaterThan(0);
     }
   });
 
   it("sizes bitmaps by region on the sparse preset (2 TiB at 128 TiB), not by span", () => {
-    const ml = layoutFromMap(getPreset("sparse"));
-    const frames = ml.full.usable.reduce((s, r) => s + r.end - r.start, 0);
-    expect(getDesign("bitmap").metadataBytes(ml.full)).toBeLessThan((frames * 3.1) / 8);
+    const usable = usableFrameRanges(getPreset("sparse"));
+    const frames = usable.reduce((s, r) => s + r.end - r.start, 0);
+    expect(getDesign("bitmap").metadataBytes({ usable })).toBeLessThan((frames * 3.1) / 8);
   });
 });
 
