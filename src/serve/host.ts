@@ -101,30 +101,44 @@ export class BootHost extends EventEmitter {
    * cancels the boot (the client went away), or null when the boot was refused at once.
    */
   boot(client: string, req: BootRequest, answer: (r: ApiReply) => void): (() => void) | null {
-    for (const r of this.running)
-      if (r.client === client) {
-        answer(
-          err(
-            409,
-            "BOOT_RUNNING",
-            `a boot from this client is already running (${r.what}, ${seconds(Math.round((performance.now() - r.t0) / 100) * 100)} so far): wait for its answer, or close its request to cancel it`,
-          ),
-        );
-        return null;
-      }
-    if (this.running.size >= this.maxBoots) {
-      answer(
-        err(
-          429,
-          "BUSY",
-          `${this.running.size} boots are running (the server runs at most ${this.maxBoots} at once): try again when one ends`,
-        ),
-      );
+    const refused = this.refusal(client);
+    if (refused) {
+      answer(refused);
       return null;
     }
     const worker = this.takeWorker();
     const m = req.map;
     const what = `${m.preset ?? (m.name ? `upload ${m.name}` : "pasted map")}, ${req.pmm}`;
+    const run = this.startRun(client, worker, what, answer);
+    if (!this.sampler) this.sampler = setInterval(() => this.sample(), 100);
+    this.watch(run);
+    worker.postMessage({ type: "boot", req: { ...req, hostBudget: this.hostBudget } });
+    return () => this.end(run, "client-gone", err(499, "CANCELLED", "the client closed its request"));
+  }
+
+  /** Why a boot from `client` is refused at once (409: one already runs for it; 429: too many run), or null. */
+  private refusal(client: string): ApiReply | null {
+    for (const r of this.running)
+      if (r.client === client)
+        return err(
+          409,
+          "BOOT_RUNNING",
+          `a boot from this client is already running (${r.what}, ${seconds(Math.round((performance.now() - r.t0) / 100) * 100)} so far): wait for its answer, or close its request to cancel it`,
+        );
+    if (this.running.size >= this.maxBoots)
+      return err(
+        429,
+        "BUSY",
+        `${this.running.size} boots are running (the server runs at most ${this.maxBoots} at once): try again when one ends`,
+      );
+    return null;
+  }
+
+  /**
+   * Record a running boot, with its time budget. Its `finish` answers once: it stops the timer, forgets
+   * the boot (and the memory sampler, when no boot runs any more), then calls `answer`.
+   */
+  private startRun(client: string, worker: Worker, what: string, answer: (r: ApiReply) => void): Running {
     let done = false;
     const run: Running = {
       client,
@@ -158,7 +172,12 @@ export class BootHost extends EventEmitter {
         ),
       this.bootTimeoutMs,
     );
-    if (!this.sampler) this.sampler = setInterval(() => this.sample(), 100);
+    return run;
+  }
+
+  /** Finish a running boot from its worker's answer, error (out of memory or other) or exit. */
+  private watch(run: Running): void {
+    const { worker, what } = run;
     worker.on("message", (msg: WorkerMessage) => {
       if (msg.type === "booted") {
         this.keep(msg.session, worker);
@@ -183,8 +202,6 @@ export class BootHost extends EventEmitter {
     worker.on("exit", () =>
       run.finish(err(500, "WORKER_DIED", `the boot (${what}) ended without an answer`)),
     );
-    worker.postMessage({ type: "boot", req: { ...req, hostBudget: this.hostBudget } });
-    return () => this.end(run, "client-gone", err(499, "CANCELLED", "the client closed its request"));
   }
 
   /** Forward a session query (frames, frame, walk, table) to the session's worker. */
