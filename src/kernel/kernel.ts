@@ -13,9 +13,15 @@
  * The API (types, pointer encoding, options) is documented in api.ts and re-exported here.
  */
 import { fail } from "../errors.ts";
-import { bootKernel } from "./boot/index.ts";
+import { type BootResult, bootKernel } from "./boot/index.ts";
 import { checkTree } from "../machine/x86/inspect.ts";
-import { DEFAULT_COSTS, type Kernel, type KernelOptions } from "./api.ts";
+import {
+  DEFAULT_COSTS,
+  type HeapOptions,
+  type Kernel,
+  type KernelOptions,
+  type ShootdownOptions,
+} from "./api.ts";
 import { Heap } from "./heap/kmalloc.ts";
 import { KernelMem, KernelPages, KHEAP_OFFSET, VaArena } from "./heap/kmem.ts";
 import { KernelPool } from "./heap/pool.ts";
@@ -64,14 +70,25 @@ function fls(n: number): number {
 export function startKernel(opts: KernelOptions = {}): KernelInternals {
   const ncpus = opts.cpus ?? 4;
   const boot = bootKernel({ ...opts, cpus: ncpus });
-  const machine = boot.machine;
-  const cur = boot.current;
-  const counters = machine.counters;
-  const pmm = boot.pmmAllocator;
-  const mapper = boot.mapper;
-  const layout = boot.layout;
   const sdo = opts.shootdown ?? {};
   const ho = opts.heap ?? {};
+  const policy = shootdownPolicy(sdo);
+  const arenas = createArenas(boot, ho); // 1. arenas
+  const areas = allocKernelAreas(arenas.kpages, ncpus); // 2. per-CPU area and kernel data
+  const smp = startShootdown(boot, arenas, areas, sdo, policy); // 3. PCIDs, TLB state, shootdowns
+  const heap = startHeap(boot, arenas, areas, smp.shootdown, ho, ncpus); // 4. heap and processes
+  const processes = startProcesses(boot, arenas.kmem, heap, smp, policy.mode);
+  return assembleKernel(boot, ncpus, arenas, smp, heap, processes);
+}
+
+/** The shootdown protocol chosen by the options (validated; thrown as BAD_OPTION). */
+interface ShootdownPolicy {
+  mode: "ipi" | "invlpgb";
+  requests: "percpu" | "alloc";
+  ceiling: number;
+}
+
+function shootdownPolicy(sdo: ShootdownOptions): ShootdownPolicy {
   const mode = sdo.mode ?? "ipi";
   if (mode !== "ipi" && mode !== "invlpgb")
     fail("BAD_OPTION", `shootdown mode must be ipi or invlpgb (got ${mode})`);
@@ -81,10 +98,23 @@ export function startKernel(opts: KernelOptions = {}): KernelInternals {
   const ceiling = sdo.ceiling ?? 33;
   if (!Number.isInteger(ceiling) || ceiling < 0)
     fail("BAD_OPTION", `flush ceiling must be a whole number (got ${ceiling})`);
+  return { mode, requests, ceiling };
+}
 
-  // 1. Arenas.
+/** Phase 1's products: the kernel's view of memory, the two arenas, page allocation and the pool. */
+interface Arenas {
+  kmem: KernelMem;
+  vmArena: VaArena;
+  kpages: KernelPages;
+  pool: KernelPool | null;
+}
+
+/** 1. The kernel heap region and the vmalloc arena (and the kernel pool, if the kmap has one). */
+function createArenas(boot: BootResult, ho: HeapOptions): Arenas {
+  const { mapper, layout, machine } = boot;
+  const pmm = boot.pmmAllocator;
   const direct = boot.strategy.directMapCoverage();
-  const kmem = new KernelMem(cur, layout, direct);
+  const kmem = new KernelMem(boot.current, layout, direct);
   const kheapPages = pagesOption(ho.kheapBytes, GIB, "kheapBytes");
   const vmallocPages = pagesOption(ho.vmallocBytes, GIB, "vmallocBytes");
   const heapArena = new VaArena(
@@ -96,17 +126,43 @@ export function startKernel(opts: KernelOptions = {}): KernelInternals {
     kheapPages,
   );
   const vmArena = new VaArena("vmalloc", kmem, mapper, pmm, layout.vmalloc, vmallocPages);
-  const kpages = new KernelPages(kmem, mapper, pmm, heapArena, counters);
-  const pool = boot.strategy.kernelPool ? new KernelPool(kmem, mapper, pmm, counters) : null;
+  const kpages = new KernelPages(kmem, mapper, pmm, heapArena, machine.counters);
+  const pool = boot.strategy.kernelPool ? new KernelPool(kmem, mapper, pmm, machine.counters) : null;
   kpages.pool = pool;
+  return { kmem, vmArena, kpages, pool };
+}
 
-  // 2. Per-CPU area and kernel data.
+/** Phase 2's pages: the per-CPU area and the kernel data page. */
+interface KernelAreas {
+  percpu: number;
+  kdata: number;
+}
+
+/** 2. The per-CPU area (a power of two of pages) and the kernel data page. */
+function allocKernelAreas(kpages: KernelPages, ncpus: number): KernelAreas {
   const pcpuPages = 2 ** Math.ceil(Math.log2(Math.ceil((ncpus * PCPU_BYTES) / 4096)));
   const percpu = kpages.alloc(pcpuPages, true);
   const kdata = kpages.alloc(1, true);
   if (percpu === 0 || kdata === 0) fail("OUT_OF_MEMORY", "no pages for the per-CPU area and kernel data");
+  return { percpu, kdata };
+}
 
-  // 3. PCIDs, TLB state, shootdowns.
+/** Phase 3's products. */
+interface Smp {
+  tlbState: TlbState;
+  shootdown: Shootdown;
+}
+
+/** 3. PCIDs and the TLB state, then the shootdown, installed as the flusher of every kernel region. */
+function startShootdown(
+  boot: BootResult,
+  { kmem, kpages, pool }: Arenas,
+  { percpu, kdata }: KernelAreas,
+  sdo: ShootdownOptions,
+  { mode, requests, ceiling }: ShootdownPolicy,
+): Smp {
+  const { machine, current: cur, mapper } = boot;
+  const counters = machine.counters;
   const tlbState = new TlbState(
     kmem,
     cur,
@@ -134,11 +190,30 @@ export function startKernel(opts: KernelOptions = {}): KernelInternals {
   kpages.flusher = shootdown;
   if (pool !== null) pool.flusher = shootdown;
   for (const r of boot.regions) r.flusher = (f) => shootdown.flushKernelAtomic(f);
+  return { tlbState, shootdown };
+}
 
-  // 4. Heap and processes.
+/** 4a. The heap (owner table, slab caches, vmalloc); the alloc request policy takes records from it. */
+function startHeap(
+  boot: BootResult,
+  { kmem, kpages, vmArena }: Arenas,
+  { kdata }: KernelAreas,
+  shootdown: Shootdown,
+  ho: HeapOptions,
+  ncpus: number,
+): Heap {
   if (SIZE_CLASSES.length * 64 > 2048) fail("KERNEL_BUG", "cache descriptors overflow the kernel data page");
   const heap = new Heap(
-    { kmem, kpages, mapper, pmm, vmArena, counters, flusher: () => shootdown, descs: kdata },
+    {
+      kmem,
+      kpages,
+      mapper: boot.mapper,
+      pmm: boot.pmmAllocator,
+      vmArena,
+      counters: boot.machine.counters,
+      flusher: () => shootdown,
+      descs: kdata,
+    },
     {
       redZones: ho.redZones ?? true,
       minPartial: ho.minPartial ?? 2,
@@ -147,23 +222,46 @@ export function startKernel(opts: KernelOptions = {}): KernelInternals {
     },
   );
   shootdown.allocator = heap;
-  const processes = new ProcessManager({
-    cur,
-    cpus: machine.cpus,
+  return heap;
+}
+
+/** 4b. The process manager. */
+function startProcesses(
+  boot: BootResult,
+  kmem: KernelMem,
+  heap: Heap,
+  { tlbState, shootdown }: Smp,
+  mode: ShootdownPolicy["mode"],
+): ProcessManager {
+  return new ProcessManager({
+    cur: boot.current,
+    cpus: boot.machine.cpus,
     kmem,
     heap,
-    pmm,
+    pmm: boot.pmmAllocator,
     port: boot.pmmPort,
-    kernelMapper: mapper,
+    kernelMapper: boot.mapper,
     state: tlbState,
     shootdown,
     levels: boot.levels,
-    counters,
+    counters: boot.machine.counters,
     recursiveSlot: boot.recursiveSlots[0] ?? -1,
     broadcast: mode === "invlpgb",
   });
+}
 
-  const kernel: KernelInternals = {
+/** The running kernel: its parts, and the calls that span them (pmmAlloc, reclaim, run, check). */
+function assembleKernel(
+  boot: BootResult,
+  ncpus: number,
+  { kmem, kpages, pool }: Arenas,
+  { tlbState, shootdown }: Smp,
+  heap: Heap,
+  processes: ProcessManager,
+): KernelInternals {
+  const { machine, current: cur, mapper } = boot;
+  const pmm = boot.pmmAllocator;
+  return {
     boot,
     machine,
     current: cur,
@@ -173,7 +271,7 @@ export function startKernel(opts: KernelOptions = {}): KernelInternals {
     shootdown,
     heap,
     processes,
-    counters,
+    counters: machine.counters,
     tlbState,
     kmem,
     kpages,
@@ -189,30 +287,38 @@ export function startKernel(opts: KernelOptions = {}): KernelInternals {
         fail("BAD_CPU", `CPU ${cpu} does not exist (0..${ncpus - 1})`);
       return cur.run(cpu, fn);
     },
-    check: () => {
-      const snap = { ...counters.snapshot() };
-      heap.check();
-      pool?.check();
-      processes.check();
-      pmm.check();
-      if (mapper.pending !== 0) fail("KERNEL_INVARIANT", `${mapper.pending} kernel flush tokens outstanding`);
-      const tree = checkTree(machine.mem, mapper.root, boot.levels, {
-        maxPhysAddrBits: machine.mem.maxPhysAddrBits,
-        recursiveSlots: boot.recursiveSlots,
-      });
-      if (tree.violations.length > 0) fail("KERNEL_INVARIANT", `kernel page tables: ${tree.violations[0]}`);
-      const stale = machine.staleReports();
-      if (stale.length > 0) {
-        const s = stale[0];
-        fail(
-          "STALE_TLB",
-          `CPU ${s.cpu} used a stale TLB entry for page 0x${s.vpn.toString(16)} (PCID ${s.pcid}): ${s.reason}`,
-          { report: s },
-        );
-      }
-      // The checkers are observers: restore whatever their reads counted (pmm.check reads through the port).
-      Object.assign(counters, snap);
-    },
+    check: () => checkKernel(boot, heap, pool, processes),
   };
-  return kernel;
+}
+
+/**
+ * Kernel.check: every part's invariant checker, the kernel page tables, and no stale TLB entry used.
+ * The checkers are observers: the counters their reads moved are restored.
+ */
+function checkKernel(boot: BootResult, heap: Heap, pool: KernelPool | null, processes: ProcessManager): void {
+  const { machine, mapper } = boot;
+  const pmm = boot.pmmAllocator;
+  const counters = machine.counters;
+  const snap = { ...counters.snapshot() };
+  heap.check();
+  pool?.check();
+  processes.check();
+  pmm.check();
+  if (mapper.pending !== 0) fail("KERNEL_INVARIANT", `${mapper.pending} kernel flush tokens outstanding`);
+  const tree = checkTree(machine.mem, mapper.root, boot.levels, {
+    maxPhysAddrBits: machine.mem.maxPhysAddrBits,
+    recursiveSlots: boot.recursiveSlots,
+  });
+  if (tree.violations.length > 0) fail("KERNEL_INVARIANT", `kernel page tables: ${tree.violations[0]}`);
+  const stale = machine.staleReports();
+  if (stale.length > 0) {
+    const s = stale[0];
+    fail(
+      "STALE_TLB",
+      `CPU ${s.cpu} used a stale TLB entry for page 0x${s.vpn.toString(16)} (PCID ${s.pcid}): ${s.reason}`,
+      { report: s },
+    );
+  }
+  // The checkers are observers: restore whatever their reads counted (pmm.check reads through the port).
+  Object.assign(counters, snap);
 }
