@@ -16,7 +16,10 @@
  *
  * The audit reads the tables with uncounted peeks: it is a tool, not kernel code.
  */
+import type { BootResult } from "../kernel/boot/index.ts";
+import { SECTIONS } from "../kernel/image.ts";
 import { makeStrategy } from "../kernel/kmap/strategies.ts";
+import type { OwnedRange, OwnerKind } from "../kernel/owner.ts";
 import { hex } from "../errors.ts";
 import type { Machine } from "../machine/machine.ts";
 import { forEachLeaf } from "../machine/x86/inspect.ts";
@@ -48,7 +51,16 @@ export interface AuditResult {
   userKernel: AuditRange[];
   executableData: AuditRange[];
   nonRamInDirectMap: AuditRange[];
-  ramReadable: { bytes: number; ramBytes: number; fraction: number };
+  ramReadable: {
+    bytes: number;
+    ramBytes: number;
+    fraction: number;
+    /**
+     * The readable RAM by owner (the boot's ownership records): how much of it is page tables, PMM
+     * metadata, the kernel image, memblock's other reservations, and the rest (free or allocated).
+     */
+    byOwner: Record<OwnerKind | "other", number>;
+  };
   kaslr: KaslrEstimate;
 }
 
@@ -63,6 +75,23 @@ export interface AuditInput {
   textPages: number;
   /** Recursive slots: their self-mapping is reported separately, not as data. */
   recursiveSlots: number[];
+  /** Who owns the frames the PMM was not given (BootResult.owned). */
+  owned: OwnedRange[];
+}
+
+/** The audit of a booted kernel's current address space. */
+export function auditBoot(b: BootResult): AuditResult {
+  return auditAddressSpace({
+    machine: b.machine,
+    root: b.mapper.root,
+    levels: b.levels,
+    layout: b.layout,
+    kmap: b.kmap,
+    ram: b.ram,
+    textPages: SECTIONS[0].pages,
+    recursiveSlots: b.recursiveSlots,
+    owned: b.owned,
+  });
 }
 
 /** Collects VPN runs, merging adjacent leaves. */
@@ -88,26 +117,40 @@ function inRam(ram: FrameRange[], pfn: number): boolean {
   return false;
 }
 
-/** Union of mapped frame intervals intersected with RAM, in frames. */
-function readableFrames(intervals: [number, number][], ram: FrameRange[]): number {
+/** The union of frame intervals, sorted and disjoint. */
+function union(intervals: [number, number][]): [number, number][] {
   intervals.sort((a, b) => a[0] - b[0]);
-  let total = 0;
-  let cs = -1;
-  let ce = -1;
-  const flush = () => {
-    if (cs < 0) return;
-    for (const r of ram) total += Math.max(0, Math.min(ce, r.end) - Math.max(cs, r.start));
-  };
+  const out: [number, number][] = [];
   for (const [s, e] of intervals) {
-    if (s <= ce) ce = Math.max(ce, e);
-    else {
-      flush();
-      cs = s;
-      ce = e;
-    }
+    const last = out[out.length - 1];
+    if (last && s <= last[1]) last[1] = Math.max(last[1], e);
+    else out.push([s, e]);
   }
-  flush();
+  return out;
+}
+
+/** Frames of `ranges` inside the disjoint intervals `mapped`. */
+function overlap(mapped: [number, number][], ranges: readonly { start: number; end: number }[]): number {
+  let total = 0;
+  for (const [s, e] of mapped)
+    for (const r of ranges) total += Math.max(0, Math.min(e, r.end) - Math.max(s, r.start));
   return total;
+}
+
+/** Readable RAM frames by owner kind (the rest, free or allocated, as "other"). */
+function readableByOwner(mapped: [number, number][], ram: FrameRange[], owned: OwnedRange[]) {
+  const by = { "kernel-image": 0, "page-table": 0, "pmm-metadata": 0, reserved: 0, allocated: 0, other: 0 };
+  let ownedTotal = 0;
+  for (const o of owned) {
+    const inRamPart = ram
+      .map((r) => ({ start: Math.max(r.start, o.start), end: Math.min(r.end, o.end) }))
+      .filter((r) => r.end > r.start);
+    const n = overlap(mapped, inRamPart);
+    by[o.kind] += n * 4096;
+    ownedTotal += n;
+  }
+  by.other = (overlap(mapped, ram) - ownedTotal) * 4096;
+  return by;
 }
 
 export function kaslrEstimate(kmap: string, levels: Levels, ram: FrameRange[]): KaslrEstimate {
@@ -164,7 +207,8 @@ export function auditAddressSpace(a: AuditInput): AuditResult {
     if (l.vpn >= dm && l.vpn < dmEnd && !inRam(a.ram, l.base)) nonRam.add(l.vpn, pages, l.base);
   });
   const ramFrames = a.ram.reduce((s, r) => s + r.end - r.start, 0);
-  const readable = readableFrames(mapped, a.ram);
+  const merged = union(mapped);
+  const readable = overlap(merged, a.ram);
   return {
     kmap: a.kmap,
     levels: a.levels,
@@ -177,6 +221,7 @@ export function auditAddressSpace(a: AuditInput): AuditResult {
       bytes: readable * 4096,
       ramBytes: ramFrames * 4096,
       fraction: ramFrames === 0 ? 0 : readable / ramFrames,
+      byOwner: readableByOwner(merged, a.ram, a.owned),
     },
     kaslr: kaslrEstimate(a.kmap, a.levels, a.ram),
   };

@@ -32,14 +32,13 @@ import { Worker } from "node:worker_threads";
 import { fail, PagelabError } from "../errors.ts";
 import { DEFAULT_PRESET } from "../firmware/index.ts";
 import { startKernel } from "../kernel/kernel.ts";
-import { SECTIONS } from "../kernel/image.ts";
 import { DESIGN_NAMES, DESIGNS, getDesign } from "../kernel/pmm/designs.ts";
 import type { PmmDesign } from "../kernel/pmm/interface.ts";
 import { isDesignPath, loadDesign } from "../kernel/pmm/load.ts";
 import { BYO_VALIDATION, checkedDesign, validateDesign } from "../kernel/pmm/validate.ts";
 import { Rng } from "../machine/rng.ts";
 import type { Levels } from "../machine/x86/vaddr.ts";
-import { auditAddressSpace } from "./audit.ts";
+import { auditBoot } from "./audit.ts";
 import {
   type BootResult,
   bootRam,
@@ -609,16 +608,7 @@ export function runOne(s: RunSpec, design?: PmmDesign): ResultRow {
 
 /** The audit of the booted address space, summed into bytes (read with uncounted peeks). */
 function rowAudit(b: BootResult): RowAudit {
-  const a = auditAddressSpace({
-    machine: b.machine,
-    root: b.mapper.root,
-    levels: b.levels,
-    layout: b.layout,
-    kmap: b.kmap,
-    ram: b.ram,
-    textPages: SECTIONS[0].pages,
-    recursiveSlots: b.recursiveSlots,
-  });
+  const a = auditBoot(b);
   const sum = (l: { bytes: number }[]) => l.reduce((t, r) => t + r.bytes, 0);
   return {
     ok: a.ok,

@@ -1,21 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { auditAddressSpace, kaslrEstimate } from "../../src/lab/audit.ts";
+import { auditBoot, kaslrEstimate } from "../../src/lab/audit.ts";
 import { type BootOptions, bootKernel } from "../../src/kernel/boot/index.ts";
-import { SECTIONS } from "../../src/kernel/image.ts";
 import { pagelab } from "../cli/run.ts";
 
 function audit(opts: BootOptions) {
   const r = bootKernel({ map: "qemu:4G", pmm: "bitmap", ...opts });
-  return auditAddressSpace({
-    machine: r.machine,
-    root: r.mapper.root,
-    levels: r.levels,
-    layout: r.layout,
-    kmap: r.kmap,
-    ram: r.ram,
-    textPages: SECTIONS[0].pages,
-    recursiveSlots: r.recursiveSlots,
-  });
+  return auditBoot(r);
 }
 
 describe("pagelab audit", () => {
@@ -34,6 +24,25 @@ describe("pagelab audit", () => {
     const rec = audit({ kmap: "recursive", pmm: "buddy" });
     expect(rec.ok).toBe(true); // the recursive slot is RW but NX
     expect(rec.ramReadable.bytes).toBeGreaterThanOrEqual(16 * 2 ** 20); // the buddy's page records
+  });
+
+  it("says whose RAM is readable, from the boot's ownership records", () => {
+    const sum = (o: Record<string, number>) => Object.values(o).reduce((a, b) => a + b, 0);
+    const boot = bootKernel({ map: "qemu:4G", pmm: "bitmap", kmap: "quickmap" });
+    const q = auditBoot(boot);
+    expect(sum(q.ramReadable.byOwner)).toBe(q.ramReadable.bytes);
+    // quickmap: the image and the PMM's metadata stay mapped, and whatever the windows show now.
+    expect(q.ramReadable.byOwner["kernel-image"]).toBe(2 * 2 ** 20);
+    const meta = Math.ceil(boot.metadataStandingBytes / 4096) * 4096;
+    expect(q.ramReadable.byOwner["pmm-metadata"]).toBe(meta);
+    expect(q.ramReadable.byOwner.other).toBeLessThanOrEqual(2 * 4096);
+    const d = audit({ kmap: "direct" });
+    expect(sum(d.ramReadable.byOwner)).toBe(d.ramReadable.bytes);
+    expect(d.ramReadable.byOwner["page-table"]).toBeGreaterThan(0);
+    // The first MiB, where it is RAM (below the 0xa0000 hole).
+    expect(d.ramReadable.byOwner.reserved).toBeGreaterThan(600 * 1024);
+    expect(d.ramReadable.byOwner.reserved).toBeLessThan(640 * 1024);
+    expect(d.ramReadable.byOwner.other).toBeGreaterThan(4 * 2 ** 30 - 64 * 2 ** 20);
   });
 
   it("finds W+X in a direct map without NX, and MMIO mapped with --map-holes", () => {

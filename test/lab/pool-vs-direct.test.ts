@@ -1,7 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { auditAddressSpace } from "../../src/lab/audit.ts";
+import { auditBoot } from "../../src/lab/audit.ts";
 import { bootKernel } from "../../src/kernel/boot/index.ts";
-import { SECTIONS } from "../../src/kernel/image.ts";
 import { formatPoolVsDirect, measurePoolVsDirect } from "../../src/lab/pool-vs-direct.ts";
 
 describe("pool vs direct: the fragmentation workload (issue 8)", () => {
@@ -32,16 +31,7 @@ describe("pool vs direct: the fragmentation workload (issue 8)", () => {
 describe("pagelab audit --kmap pool", () => {
   it("audits a pool kernel like quickmap: no direct map, nothing W+X, little RAM readable", () => {
     const r = bootKernel({ map: "qemu:1G", pmm: "bitmap", kmap: "pool" });
-    const a = auditAddressSpace({
-      machine: r.machine,
-      root: r.mapper.root,
-      levels: r.levels,
-      layout: r.layout,
-      kmap: r.kmap,
-      ram: r.ram,
-      textPages: SECTIONS[0].pages,
-      recursiveSlots: r.recursiveSlots,
-    });
+    const a = auditBoot(r);
     expect(a.ok).toBe(true);
     expect(a.wx).toEqual([]);
     expect(a.executableData).toEqual([]);

@@ -1,6 +1,5 @@
 import type { Command } from "@commander-js/extra-typings";
-import { type AuditRange, auditAddressSpace } from "../../lab/audit.ts";
-import { SECTIONS } from "../../kernel/image.ts";
+import { type AuditRange, auditBoot } from "../../lab/audit.ts";
 import { printJson, colour as pc } from "../output.ts";
 import { bootFromOptions, withBootOptions } from "./boot.ts";
 
@@ -44,16 +43,7 @@ Examples:
     )
     .action(async (o, cmd) => {
       const r = await bootFromOptions(cmd, o, o.json === true, o.format);
-      const a = auditAddressSpace({
-        machine: r.machine,
-        root: r.mapper.root,
-        levels: r.levels,
-        layout: r.layout,
-        kmap: r.kmap,
-        ram: r.ram,
-        textPages: SECTIONS[0].pages,
-        recursiveSlots: r.recursiveSlots,
-      });
+      const a = auditBoot(r);
       if (o.json) printJson(a);
       else {
         console.log(
@@ -67,6 +57,10 @@ Examples:
         console.log(
           `RAM readable through kernel mappings: ${(rr.bytes / 2 ** 20).toFixed(1)} MiB of ${(rr.ramBytes / 2 ** 20).toFixed(1)} MiB (${(rr.fraction * 100).toFixed(2)}%)`,
         );
+        const owners = Object.entries(rr.byOwner)
+          .filter(([, b]) => b > 0)
+          .map(([k, b]) => `${k} ${b >= 2 ** 20 ? `${(b / 2 ** 20).toFixed(1)} MiB` : `${b / 1024} KiB`}`);
+        console.log(`  of which: ${owners.join(", ")}`);
         console.log(
           `direct-map KASLR: ${a.kaslr.entropyBits} bits (${a.kaslr.positions} positions); ${a.kaslr.note}`,
         );
