@@ -1,5 +1,5 @@
 /**
- * `startKernel`: boot (src/lab/boot.ts) with N CPUs (default 4), then bring up what the running kernel
+ * `startKernel`: boot (src/kernel/boot/) with N CPUs (default 4), then bring up what the running kernel
  * needs, in this order:
  *
  *   1. the kernel heap region and vmalloc arenas (their bitmaps mapped in their own first pages; their
