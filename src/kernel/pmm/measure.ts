@@ -105,85 +105,16 @@ export function measureAllocator(
 ): PmmMeasures {
   const rng = new Rng(opts.seed ?? 42);
   const boot = a.stats();
-  let transientPeak = boot.transientBytes;
-
-  // References per order-0 alloc and free, from the boot state.
-  const batch = Math.min(1000, Math.floor(boot.freeFrames / 2));
-  const got: number[] = [];
-  let r0 = c.memReads + c.memWrites;
-  for (let i = 0; i < batch; i++) got.push(a.alloc(0));
-  const refsAlloc = (c.memReads + c.memWrites - r0) / Math.max(batch, 1);
-  r0 = c.memReads + c.memWrites;
-  for (let i = batch - 1; i >= 0; i--) a.free(got[i], 0);
-  const refsFree = (c.memReads + c.memWrites - r0) / Math.max(batch, 1);
+  const refs = refsPerOp(a, c, boot.freeFrames);
   const largestBoot = largestOrder(a);
-
-  // Churn.
-  const maxSmall = Math.min(3, a.maxOrder ?? MAX_ORDER);
-  const pickOrder = () => {
-    if (maxSmall === 0) return 0;
-    const x = rng.below(15);
-    return Math.min(maxSmall, x < 8 ? 0 : x < 12 ? 1 : x < 14 ? 2 : 3);
-  };
-  const heldPfn: number[] = [];
-  const heldOrd: number[] = [];
-  let heldFrames = 0;
-  const target = Math.floor(boot.freeFrames * (opts.fill ?? 0.7));
-  const movable: AllocConstraints = { mobility: "movable" };
-  const take = (k: number): boolean => {
-    const p = rng.below(4) === 0 ? a.alloc(k) : a.alloc(k, movable);
-    if (p < 0) return false;
-    heldPfn.push(p);
-    heldOrd.push(k);
-    heldFrames += 2 ** k;
-    return true;
-  };
-  const drop = (i: number) => {
-    a.free(heldPfn[i], heldOrd[i]);
-    heldFrames -= 2 ** heldOrd[i];
-    heldPfn[i] = heldPfn[heldPfn.length - 1];
-    heldOrd[i] = heldOrd[heldOrd.length - 1];
-    heldPfn.pop();
-    heldOrd.pop();
-  };
-  // A design may refuse some orders outright (large-stacks serves 0, 9 and 18 only): a refused order
-  // falls back to a single frame, and the fill stops only when even that fails.
-  while (heldFrames < target) {
-    const k = pickOrder();
-    if (!take(k) && (k === 0 || !take(0))) break;
-  }
-  transientPeak = Math.max(transientPeak, a.stats().transientBytes);
-  const steps = opts.churnSteps ?? 50_000;
-  for (let s = 0; s < steps; s++) {
-    if (heldPfn.length > 0 && (heldFrames >= target || rng.below(2) === 0)) drop(rng.below(heldPfn.length));
-    else take(pickOrder());
-  }
-  for (let i = heldPfn.length - 1; i >= 0; i--) if (rng.below(2) === 0) drop(i);
+  const filledTransient = churn(a, rng, boot.freeFrames, opts);
   const churned = a.stats();
-  transientPeak = Math.max(transientPeak, churned.transientBytes);
+  const transientPeak = Math.max(boot.transientBytes, filledTransient, churned.transientBytes);
   const unusable: number[] = [];
   for (let j = 0; j <= MAX_ORDER; j++) unusable.push(unusableIndex(churned.freeByOrder, j));
   const buddyinfo = a.buddyinfo?.() ?? [];
   const largestChurn = largestOrder(a);
-
-  const highOrder: HighOrderRate[] = [];
-  for (const k of opts.highOrders ?? [4, 9]) {
-    const attempts = Math.min(64, Math.floor(churned.freeFrames / 2 ** k));
-    const probe: number[] = [];
-    if (k <= (a.maxOrder ?? MAX_ORDER)) {
-      for (let i = 0; i < attempts; i++) {
-        const p = a.alloc(k);
-        if (p >= 0) probe.push(p);
-      }
-    }
-    for (const p of probe) a.free(p, k);
-    highOrder.push({
-      order: k,
-      attempts,
-      successes: probe.length,
-      rate: attempts === 0 ? 0 : probe.length / attempts,
-    });
-  }
+  const highOrder = (opts.highOrders ?? [4, 9]).map((k) => highOrderRate(a, k, churned.freeFrames));
 
   const managedBytes = boot.managedFrames * 4096;
   return {
@@ -198,13 +129,112 @@ export function measureAllocator(
     metadataPercent: managedBytes === 0 ? 0 : (100 * boot.metadataBytes) / managedBytes,
     transientBytesBoot: boot.transientBytes,
     transientBytesPeak: transientPeak,
-    refsPerAlloc: refsAlloc,
-    refsPerFree: refsFree,
+    refsPerAlloc: refs.alloc,
+    refsPerFree: refs.free,
     largestOrderBoot: largestBoot,
     largestOrderChurn: largestChurn,
     largestFreeRunChurn: churned.largestFreeRun,
     unusableIndex: unusable,
     highOrder,
     buddyinfo,
+  };
+}
+
+/**
+ * References (reads + writes counted on `c`) per order-0 alloc and per order-0 free: a batch of up to
+ * 1000 allocations from the state right after boot, then their frees in reverse order.
+ */
+function refsPerOp(a: FrameAllocator, c: Counters, freeFrames: number): { alloc: number; free: number } {
+  const batch = Math.min(1000, Math.floor(freeFrames / 2));
+  const got: number[] = [];
+  let r0 = c.memReads + c.memWrites;
+  for (let i = 0; i < batch; i++) got.push(a.alloc(0));
+  const alloc = (c.memReads + c.memWrites - r0) / Math.max(batch, 1);
+  r0 = c.memReads + c.memWrites;
+  for (let i = batch - 1; i >= 0; i--) a.free(got[i], 0);
+  const free = (c.memReads + c.memWrites - r0) / Math.max(batch, 1);
+  return { alloc, free };
+}
+
+/** Churn's state: the allocator, the RNG, and the blocks held (parallel pfn and order arrays, total frames). */
+interface Held {
+  a: FrameAllocator;
+  rng: Rng;
+  movable: AllocConstraints;
+  pfn: number[];
+  ord: number[];
+  frames: number;
+}
+
+/** Allocate a block of order k (1 in 4 unmovable, else movable) and hold it; false if refused. */
+function take(h: Held, k: number): boolean {
+  const p = h.rng.below(4) === 0 ? h.a.alloc(k) : h.a.alloc(k, h.movable);
+  if (p < 0) return false;
+  h.pfn.push(p);
+  h.ord.push(k);
+  h.frames += 2 ** k;
+  return true;
+}
+
+/** Free held block i (the last one takes its place). */
+function drop(h: Held, i: number): void {
+  h.a.free(h.pfn[i], h.ord[i]);
+  h.frames -= 2 ** h.ord[i];
+  h.pfn[i] = h.pfn[h.pfn.length - 1];
+  h.ord[i] = h.ord[h.ord.length - 1];
+  h.pfn.pop();
+  h.ord.pop();
+}
+
+/** An order 0..maxSmall, weighted 8:4:2:1 (orders above maxSmall fold into it). */
+function pickOrder(rng: Rng, maxSmall: number): number {
+  if (maxSmall === 0) return 0;
+  const x = rng.below(15);
+  return Math.min(maxSmall, x < 8 ? 0 : x < 12 ? 1 : x < 14 ? 2 : 3);
+}
+
+/**
+ * Churn (see the header): fill, random steps around the fill level, free a random half of what is
+ * held. Returns the transient metadata bytes seen when full.
+ */
+function churn(a: FrameAllocator, rng: Rng, freeFrames: number, opts: MeasureOptions): number {
+  const maxSmall = Math.min(3, a.maxOrder ?? MAX_ORDER);
+  const h: Held = { a, rng, movable: { mobility: "movable" }, pfn: [], ord: [], frames: 0 };
+  const target = Math.floor(freeFrames * (opts.fill ?? 0.7));
+  // A design may refuse some orders outright (large-stacks serves 0, 9 and 18 only): a refused order
+  // falls back to a single frame, and the fill stops only when even that fails.
+  while (h.frames < target) {
+    const k = pickOrder(rng, maxSmall);
+    if (!take(h, k) && (k === 0 || !take(h, 0))) break;
+  }
+  const filledTransient = a.stats().transientBytes;
+  const steps = opts.churnSteps ?? 50_000;
+  for (let s = 0; s < steps; s++) {
+    if (h.pfn.length > 0 && (h.frames >= target || rng.below(2) === 0)) drop(h, rng.below(h.pfn.length));
+    else take(h, pickOrder(rng, maxSmall));
+  }
+  for (let i = h.pfn.length - 1; i >= 0; i--) if (rng.below(2) === 0) drop(h, i);
+  return filledTransient;
+}
+
+/**
+ * High-order success rate: min(64, free frames / 2^k) requests of order k, every success kept until
+ * the probe ends (then freed); no request at all for an order above the design's maximum.
+ */
+function highOrderRate(a: FrameAllocator, k: number, freeFrames: number): HighOrderRate {
+  const attempts = Math.min(64, Math.floor(freeFrames / 2 ** k));
+  const probe: number[] = [];
+  if (k <= (a.maxOrder ?? MAX_ORDER)) {
+    for (let i = 0; i < attempts; i++) {
+      const p = a.alloc(k);
+      if (p >= 0) probe.push(p);
+    }
+  }
+  for (const p of probe) a.free(p, k);
+  return {
+    order: k,
+    attempts,
+    successes: probe.length,
+    rate: attempts === 0 ? 0 : probe.length / attempts,
   };
 }
