@@ -131,7 +131,8 @@ function mergeFrames(frames: number[]): { start: number; end: number }[] {
   return out;
 }
 
-export function buildOwnership(r: BootResult, map: MemoryMap): OwnershipModel {
+/** A table of notes: note(s) is the index of s, added on first use (runs refer to notes by index). */
+function noteTable(): { notes: string[]; note: (s: string) => number } {
   const notes: string[] = [];
   const noteIndex = new Map<string, number>();
   const note = (s: string): number => {
@@ -142,15 +143,14 @@ export function buildOwnership(r: BootResult, map: MemoryMap): OwnershipModel {
     }
     return i;
   };
-  const mb = memblockMemory(map);
-  const entries = map.entries
-    .filter((e) => e.end >= e.start)
-    .map((e) => ({ ...pageRange(e.start, e.end), type: e820TypeName(e.type), usable: isUsable(e.type) }));
-  // The RAM the boot used (memblock.memory in frames, cut at what the mapping reaches): one rounding.
-  const ram = r.ram;
-  const ramTop = Math.max(1, ...ram.map((x) => x.end));
-  const spanEnd = Math.max(ramTop, ...entries.map((e) => e.end));
+  return { notes, note };
+}
 
+type Frames = { start: number; end: number };
+type Entry = Frames & { type: string; usable: boolean };
+
+/** The lowest layers, the same at every step: holes, and the map's entries memblock.memory left out. */
+function baseLayers(r: BootResult, entries: Entry[], spanEnd: number, note: (s: string) => number): Layer[] {
   const base: Layer[] = [
     {
       start: 0,
@@ -166,9 +166,12 @@ export function buildOwnership(r: BootResult, map: MemoryMap): OwnershipModel {
       : `${e.type} (firmware map)`;
     base.push({ start: e.start, end: e.end, prio: PRIO.map, owner: O.reserved, note: note(why) });
   }
-  // The boot's typed ownership records: memblock's (steps 1-5) and the page tables the PMM gave.
-  const image = r.owned.find((o) => o.kind === "kernel-image") ?? { start: 0, end: 0 };
-  const memblockAllocs: Layer[][] = r.bootSteps.map((s) =>
+  return base;
+}
+
+/** Each boot step's memblock reservations and allocations (steps 1-5), by their recorded purpose. */
+function memblockLayers(r: BootResult, note: (s: string) => number): Layer[][] {
+  return r.bootSteps.map((s) =>
     r.owned
       .filter((o) => o.step === s.step && o.step < 6)
       .map((o) => ({
@@ -179,6 +182,112 @@ export function buildOwnership(r: BootResult, map: MemoryMap): OwnershipModel {
         note: note(`memblock (step ${s.step}): ${o.why}`),
       })),
   );
+}
+
+/** The PMM's free list (forEachFree) as sorted runs, overlapping or touching ones merged. */
+function pmmFreeRuns(r: BootResult): Frames[] {
+  const freeRuns: Frames[] = [];
+  r.pmmAllocator.forEachFree?.((pfn, count) => freeRuns.push({ start: pfn, end: pfn + count }));
+  freeRuns.sort((a, b) => a.start - b.start);
+  const freeMerged: Frames[] = [];
+  for (const f of freeRuns) {
+    const last = freeMerged[freeMerged.length - 1];
+    if (last && last.end >= f.start) last.end = Math.max(last.end, f.end);
+    else freeMerged.push({ ...f });
+  }
+  return freeMerged;
+}
+
+/** What the layers of every step are painted from (computed once per boot). */
+interface Sources {
+  r: BootResult;
+  note: (s: string) => number;
+  base: Layer[];
+  memblockAllocs: Layer[][];
+  image: Frames;
+  /** Page-table frames in the kernel image's .bss. */
+  inImage: number[];
+  /** Page tables the PMM gave (step 6 on). */
+  fromPmm: Frames[];
+  /** The index of the final step. */
+  finalIdx: number;
+  freeMerged: Frames[];
+  metaFrames: number[];
+}
+
+/** memblock.memory's RAM at step i: free, in the PMM, or (at the final step) allocated. */
+function ramLayers(src: Sources, i: number, layers: Layer[]): void {
+  const { r, note, finalIdx } = src;
+  const final = i >= finalIdx;
+  for (const x of r.ram) {
+    layers.push({
+      start: x.start,
+      end: x.end,
+      prio: PRIO.ram,
+      owner: final ? O.allocated : O.free,
+      note: final
+        ? note(`allocated from the ${r.pmm} PMM`)
+        : note(
+            i >= finalIdx - 1
+              ? `in the ${r.pmm} PMM (memblock handed it over)`
+              : "RAM in memblock.memory, not reserved",
+          ),
+    });
+  }
+}
+
+/** The final state's own layers: the PMM's free list, the page tables it gave, and its metadata. */
+function finalLayers(src: Sources, layers: Layer[]): void {
+  const { r, note } = src;
+  const n = note(`on the ${r.pmm} PMM's free lists`);
+  for (const f of src.freeMerged) layers.push({ ...f, prio: PRIO.pmmFree, owner: O.free, note: n });
+  const nt = note(`page table, allocated from the ${r.pmm} PMM after memblock retired`);
+  for (const t of src.fromPmm)
+    layers.push({ start: t.start, end: t.end, prio: PRIO.table, owner: O["page-table"], note: nt });
+  const nm = note(`${r.pmm} PMM metadata (transient, in frames it took for itself)`);
+  for (const m of mergeFrames(src.metaFrames))
+    layers.push({ ...m, prio: PRIO.meta, owner: O["pmm-metadata"], note: nm });
+}
+
+/** From step 2: the kernel image and the boot page tables in its .bss. */
+function imageLayers(src: Sources, layers: Layer[]): void {
+  const { r, note } = src;
+  layers.push({
+    ...src.image,
+    prio: PRIO.image,
+    owner: O["kernel-image"],
+    note: note(`kernel image at ${r.kernelPhys} (.text .rodata .data .bss), mapped at 0xffffffff80000000`),
+  });
+  const nb = note("page table in the kernel image's .bss (boot tables, kernel half of the final tree)");
+  for (const t of mergeFrames(src.inImage))
+    layers.push({ ...t, prio: PRIO.table, owner: O["page-table"], note: nb });
+}
+
+/** Every layer of step i (index 0 = after step 1), lowest first. */
+function stepLayers(src: Sources, i: number): Layer[] {
+  const layers = [...src.base];
+  ramLayers(src, i, layers);
+  if (i >= src.finalIdx) finalLayers(src, layers);
+  for (let s = 0; s <= i; s++) layers.push(...src.memblockAllocs[s]);
+  if (i >= 1) imageLayers(src, layers);
+  return layers;
+}
+
+export function buildOwnership(r: BootResult, map: MemoryMap): OwnershipModel {
+  const { notes, note } = noteTable();
+  const mb = memblockMemory(map);
+  const entries = map.entries
+    .filter((e) => e.end >= e.start)
+    .map((e) => ({ ...pageRange(e.start, e.end), type: e820TypeName(e.type), usable: isUsable(e.type) }));
+  // The RAM the boot used (memblock.memory in frames, cut at what the mapping reaches): one rounding.
+  const ram = r.ram;
+  const ramTop = Math.max(1, ...ram.map((x) => x.end));
+  const spanEnd = Math.max(ramTop, ...entries.map((e) => e.end));
+
+  const base = baseLayers(r, entries, spanEnd, note);
+  // The boot's typed ownership records: memblock's (steps 1-5) and the page tables the PMM gave.
+  const image = r.owned.find((o) => o.kind === "kernel-image") ?? { start: 0, end: 0 };
+  const memblockAllocs = memblockLayers(r, note);
   const tables = tableFrames(r.machine, r.mapper.root, r.levels, r.recursiveSlots);
   const inImage = tables.filter((t) => t >= image.start && t < image.end);
   const fromPmm = r.owned.filter((o) => o.step >= 6 && o.kind === "page-table");
@@ -188,63 +297,24 @@ export function buildOwnership(r: BootResult, map: MemoryMap): OwnershipModel {
   );
 
   // The final state's own layers.
-  const freeRuns: { start: number; end: number }[] = [];
-  r.pmmAllocator.forEachFree?.((pfn, count) => freeRuns.push({ start: pfn, end: pfn + count }));
-  freeRuns.sort((a, b) => a.start - b.start);
-  const freeMerged: { start: number; end: number }[] = [];
-  for (const f of freeRuns) {
-    const last = freeMerged[freeMerged.length - 1];
-    if (last && last.end >= f.start) last.end = Math.max(last.end, f.end);
-    else freeMerged.push({ ...f });
-  }
+  const freeMerged = pmmFreeRuns(r);
   const metaFrames: number[] = [];
   r.pmmAllocator.forEachMetaFrame?.((pfn) => metaFrames.push(pfn));
 
+  const src: Sources = {
+    r,
+    note,
+    base,
+    memblockAllocs,
+    image,
+    inImage,
+    fromPmm,
+    finalIdx,
+    freeMerged,
+    metaFrames,
+  };
   const steps: Run[][] = [];
-  for (let i = 0; i < r.bootSteps.length; i++) {
-    const final = i >= finalIdx;
-    const layers = [...base];
-    for (const x of ram) {
-      layers.push({
-        start: x.start,
-        end: x.end,
-        prio: PRIO.ram,
-        owner: final ? O.allocated : O.free,
-        note: final
-          ? note(`allocated from the ${r.pmm} PMM`)
-          : note(
-              i >= finalIdx - 1
-                ? `in the ${r.pmm} PMM (memblock handed it over)`
-                : "RAM in memblock.memory, not reserved",
-            ),
-      });
-    }
-    if (final) {
-      const n = note(`on the ${r.pmm} PMM's free lists`);
-      for (const f of freeMerged) layers.push({ ...f, prio: PRIO.pmmFree, owner: O.free, note: n });
-      const nt = note(`page table, allocated from the ${r.pmm} PMM after memblock retired`);
-      for (const t of fromPmm)
-        layers.push({ start: t.start, end: t.end, prio: PRIO.table, owner: O["page-table"], note: nt });
-      const nm = note(`${r.pmm} PMM metadata (transient, in frames it took for itself)`);
-      for (const m of mergeFrames(metaFrames))
-        layers.push({ ...m, prio: PRIO.meta, owner: O["pmm-metadata"], note: nm });
-    }
-    for (let s = 0; s <= i; s++) layers.push(...memblockAllocs[s]);
-    if (i >= 1) {
-      layers.push({
-        ...image,
-        prio: PRIO.image,
-        owner: O["kernel-image"],
-        note: note(
-          `kernel image at ${r.kernelPhys} (.text .rodata .data .bss), mapped at 0xffffffff80000000`,
-        ),
-      });
-      const nb = note("page table in the kernel image's .bss (boot tables, kernel half of the final tree)");
-      for (const t of mergeFrames(inImage))
-        layers.push({ ...t, prio: PRIO.table, owner: O["page-table"], note: nb });
-    }
-    steps.push(paint(layers, spanEnd));
-  }
+  for (let i = 0; i < r.bootSteps.length; i++) steps.push(paint(stepLayers(src, i), spanEnd));
   const changes = [...map.changes, ...mb.changes].map(withRange);
   return {
     spanEnd,
