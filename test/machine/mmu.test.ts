@@ -1,4 +1,8 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { Machine } from "../../src/machine/machine.ts";
+import type { PhysMem } from "../../src/machine/phys-mem.ts";
+import { explainWalk } from "../../src/machine/x86/explain.ts";
 import { Access, PfErr, peekWalk } from "../../src/machine/x86/mmu.ts";
 import { PAGE_1G, PAGE_2M, PAGE_4K, Pte } from "../../src/machine/x86/pte.ts";
 import { tableIndex, vaToVpn } from "../../src/machine/x86/vaddr.ts";
@@ -183,5 +187,105 @@ describe("MMU walk: page faults and error codes (SDM 4.7)", () => {
     m.mem.poke32(pml4e, m.mem.peek32(pml4e) & ~Pte.RW);
     expect(cpu.translate(KVA, Access.WRITE)).toBe(-1);
     expect(cpu.faultCode).toBe(PfErr.P | PfErr.W);
+  });
+});
+
+/** Write raw 64-bit entries into RAM. */
+function poke64(mem: PhysMem, entries: [pa: number, raw: bigint][]): void {
+  for (const [pa, raw] of entries) {
+    mem.write32(pa, Number(raw & 0xffffffffn));
+    mem.write32(pa + 4, Number(raw >> 32n));
+  }
+}
+
+describe("peekWalk agrees with the MMU", () => {
+  // PML4[0] -> PDPT at 0x101000, whose entry 1 has PS=1: a 1 GiB page at 0x40000000.
+  const oneGig = (pdpe1gb: boolean) => {
+    const m = new Machine({ maxPhysAddrBits: 40, pdpe1gb });
+    poke64(m.mem, [
+      [0x100000, 0x101003n],
+      [0x101008, 0x40000083n],
+    ]);
+    m.cpu0.writeCr3(0x100);
+    return m.cpu0;
+  };
+
+  it("a PS=1 PDPTE without CPUID Page1GB: no translation from peekWalk, RSVD from translate", () => {
+    const cpu = oneGig(false);
+    expect(peekWalk(cpu, 0x40005)).toBeNull();
+    expect(cpu.translate(0x40005, Access.READ)).toBe(-1);
+    expect(cpu.faultCode).toBe(PfErr.P | PfErr.RSVD);
+  });
+
+  it("the same PDPTE with Page1GB maps the 1 GiB page for both", () => {
+    const cpu = oneGig(true);
+    expect(peekWalk(cpu, 0x40005)?.pfn).toBe(0x40005);
+    expect(peekWalk(cpu, 0x40005)?.shift).toBe(PAGE_1G);
+    expect(cpu.translate(0x40005, Access.READ)).toBe(0x40005);
+  });
+
+  it("explainWalk stops at an entry with reserved bits, as the MMU does, instead of reading beyond RAM", () => {
+    const m = new Machine({ maxPhysAddrBits: 40 });
+    poke64(m.mem, [[0x100000, 0x0000010000101003n]]); // PML4[0]: address field at 2^40 + 0x101000
+    m.cpu0.writeCr3(0x100);
+    const e = explainWalk(m.cpu0, 0x5, 0, Access.READ);
+    expect(e.steps).toHaveLength(1);
+    expect(e.steps[0].meaning).toMatch(/^reserved bits set/);
+    expect(e.fault?.errorCode).toBe(PfErr.P | PfErr.RSVD);
+    const g = explainWalk(oneGig(false), 0x40005, 0, Access.READ);
+    expect(g.steps.map((s) => s.entry)).toEqual(["PML4E", "PDPTE"]);
+    expect(g.steps[1].meaning).toMatch(/^reserved bits set/);
+    expect(g.fault?.errorCode).toBe(PfErr.P | PfErr.RSVD);
+  });
+
+  it("property: peekWalk and translate agree on random small trees, with and without Page1GB", () => {
+    // Six tables at frames 0x100..0x105 (root 0x100), entries 0..3 of each filled at random: pointers
+    // to the tables (cycles included), frames aligned for large pages or not, below or beyond
+    // MAXPHYADDR (40 bits), random flag bits (PS anywhere, XD with or without NXE).
+    const TABLES = 6;
+    const entry = fc.record({
+      present: fc.nat(9).map((n) => n !== 0),
+      pfn: fc.oneof(
+        fc.integer({ min: 0x100, max: 0x100 + TABLES - 1 }),
+        fc.nat(2 ** 10 - 1).map((n) => n * 2 ** 18), // 1 GiB-aligned
+        fc.nat(2 ** 19 - 1).map((n) => n * 2 ** 9), // 2 MiB-aligned
+        fc.nat(2 ** 28 - 1),
+        fc.integer({ min: 2 ** 28, max: 2 ** 40 - 1 }), // beyond MAXPHYADDR: reserved bits
+      ),
+      flags: fc.integer({ min: 0, max: 0x1ff }),
+      ps: fc.boolean(),
+      xd: fc.boolean(),
+    });
+    const idx = fc.integer({ min: 0, max: 3 });
+    fc.assert(
+      fc.property(
+        fc.array(entry, { minLength: TABLES * 4, maxLength: TABLES * 4 }),
+        fc.array(fc.tuple(idx, idx, idx, idx), { minLength: 1, maxLength: 24 }),
+        fc.boolean(),
+        fc.boolean(),
+        (entries, paths, pdpe1gb, nxe) => {
+          const m = new Machine({ maxPhysAddrBits: 40, pdpe1gb, nxe, checkStale: true });
+          entries.forEach((e, k) => {
+            let lo = (e.pfn % 2 ** 20) * 4096 + (e.flags & ~(Pte.P | Pte.PS));
+            if (e.present) lo += Pte.P;
+            if (e.ps) lo += Pte.PS;
+            const hi = Math.floor(e.pfn / 2 ** 20) + (e.xd ? 2 ** 31 : 0);
+            const pa = (0x100 + (k >> 2)) * 4096 + (k & 3) * 8;
+            m.mem.write32(pa, lo >>> 0);
+            m.mem.write32(pa + 4, hi >>> 0);
+          });
+          const cpu = m.cpu0;
+          cpu.writeCr3(0x100);
+          for (const [i4, i3, i2, i1] of paths) {
+            const vpn = i4 * 2 ** 27 + i3 * 2 ** 18 + i2 * 2 ** 9 + i1;
+            const peek = peekWalk(cpu, vpn);
+            const pfn = cpu.translate(vpn, Access.READ);
+            expect(peek === null ? -1 : peek.pfn).toBe(pfn);
+          }
+          expect(m.staleReports()).toEqual([]);
+        },
+      ),
+      { numRuns: 400 },
+    );
   });
 });
