@@ -105,17 +105,24 @@ function entryPa(m: Machine, root: number, levels: Levels, va: bigint, level: nu
   return walkPath(m, root, levels, va)[levels - level];
 }
 
-export function buildProbeSpace(levels: Levels): ProbeSpace {
-  const machine = new Machine({ levels, maxPhysAddrBits: 46 });
-  const mem = machine.mem;
-  const mapper = new Mapper(mem, new Frames(), { levels, maxPhysAddrBits: 46, counters: machine.counters });
-  const v = (va: bigint) => vaToVpn(va, levels).vpn;
+type Vpn = (va: bigint) => number;
+/** A test leaf: the label and address the cases use, and its leaf size. */
+type Target = { label: string; va: bigint; shift: PageShift };
+/** A special slot: `reads` when only reads are probed. */
+type Special = { label: string; va: bigint; shift: number; reads?: boolean };
+type AddCase = (label: string, va: bigint, kind: ProbeKind, ctl: number, shift: number) => void;
+
+/** The probe's own mappings: 16 MiB identity in 2 MiB leaves, the user page and the user stack. */
+function mapProbeOwn(mapper: Mapper, v: Vpn): void {
   for (let i = 0; i < 8; i++)
     mapper.map(v(BigInt(i) * 0x200000n), i * 512, PAGE_2M, { write: true }).ignore();
   mapper.map(v(USER_RIP_VA), PROBE_USER_PAGE_PA / 4096, PAGE_4K, { user: true }).ignore();
   mapper.map(v(USER_STACK_VA), PROBE_USER_STACK_PA / 4096, PAGE_4K, { user: true, write: true }).ignore();
-  const pad = PROBE_PAD_PA / 4096;
-  const targets: { label: string; va: bigint; shift: PageShift }[] = [];
+}
+
+/** The test leaves: 4 KiB, 2 MiB and 1 GiB, one of each per protection, all leading to the RET pad. */
+function mapTestLeaves(mapper: Mapper, v: Vpn, pad: number): Target[] {
+  const targets: Target[] = [];
   PROTS.forEach((p, i) => {
     const i4k = 0xffff800000000000n + BigInt(i) * 0x1000n;
     const i2m = 0xffff800040000000n + BigInt(i) * 0x200000n;
@@ -127,71 +134,81 @@ export function buildProbeSpace(levels: Levels): ProbeSpace {
     targets.push({ label: `2M ${p.name}`, va: i2m, shift: PAGE_2M });
     targets.push({ label: `1G ${p.name}`, va: i1g + BigInt(PROBE_PAD_PA), shift: PAGE_1G });
   });
+  return targets;
+}
+
+/** The address of root-level slot n of the high half. */
+function slot(n: number): bigint {
+  return 0xffff800000000000n + BigInt(n) * (1n << 39n);
+}
+
+/**
+ * Upper-level rights and reserved bits, one root-level slot each: each maps a leaf, then edits one
+ * entry on its path (a read-only PDE, a supervisor PDPTE, XD or PS in a PML4E, bit 13 of a 2 MiB leaf,
+ * address bit 51 of a PTE).
+ */
+function mapEditedSlots(machine: Machine, mapper: Mapper, levels: Levels, v: Vpn, pad: number): Special[] {
+  const mem = machine.mem;
   const root = mapper.root;
   const lo = (pa: number) => mem.peek32(pa);
   const setLo = (pa: number, x: number) => mem.poke32(pa, x >>> 0);
-  // Upper-level rights and reserved bits, one root-level slot each.
-  const special: { label: string; va: bigint; shift: number; reads?: boolean }[] = [];
-  const slot = (n: number) => 0xffff800000000000n + BigInt(n) * (1n << 39n);
+  const special: Special[] = [];
+  /** Map slot n's leaf, then return the PA of its path's entry at `level`. */
+  const mapSlot = (n: number, shift: PageShift, prot: Prot, level: number): [bigint, number] => {
+    const va = slot(n);
+    mapper.map(v(va), pad, shift, prot).ignore();
+    return [va, entryPa(machine, root, levels, va, level)];
+  };
   {
-    const va = slot(2);
-    mapper.map(v(va), pad, PAGE_4K, { user: true, write: true }).ignore();
-    const pde = entryPa(machine, root, levels, va, 2);
+    const [va, pde] = mapSlot(2, PAGE_4K, { user: true, write: true }, 2);
     setLo(pde, lo(pde) & ~Pte.RW);
     special.push({ label: "4K U-RW-X under a read-only PDE", va, shift: 0 });
   }
   {
-    const va = slot(3);
-    mapper.map(v(va), pad, PAGE_4K, { user: true, write: true }).ignore();
-    const pdpte = entryPa(machine, root, levels, va, 3);
+    const [va, pdpte] = mapSlot(3, PAGE_4K, { user: true, write: true }, 3);
     setLo(pdpte, lo(pdpte) & ~Pte.US);
     special.push({ label: "4K U-RW-X under a supervisor PDPTE", va, shift: 0 });
   }
   {
-    const va = slot(4);
-    mapper.map(v(va), pad, PAGE_4K, { write: true }).ignore();
-    const pml4e = entryPa(machine, root, levels, va, 4);
+    const [va, pml4e] = mapSlot(4, PAGE_4K, { write: true }, 4);
     mem.poke32(pml4e + 4, (mem.peek32(pml4e + 4) | 0x80000000) >>> 0);
     special.push({ label: "4K S-RW-X under a PML4E with XD", va, shift: 0 });
   }
   {
-    const va = slot(5);
-    mapper.map(v(va), pad, PAGE_4K, { write: true }).ignore();
-    const pml4e = entryPa(machine, root, levels, va, 4);
+    const [va, pml4e] = mapSlot(5, PAGE_4K, { write: true }, 4);
     setLo(pml4e, lo(pml4e) | Pte.PS);
     special.push({ label: "4K S-RW-X under a PML4E with PS (reserved)", va, shift: 0 });
   }
   {
-    const va = slot(6);
-    mapper.map(v(va), pad, PAGE_2M, { write: true }).ignore();
-    const pde = entryPa(machine, root, levels, va, 2);
+    const [va, pde] = mapSlot(6, PAGE_2M, { write: true }, 2);
     setLo(pde, lo(pde) | (1 << 13));
     special.push({ label: "2M S-RW-X with bit 13 set (reserved)", va, shift: 9 });
   }
   {
-    const va = slot(7);
-    mapper.map(v(va), pad, PAGE_4K, { write: true }).ignore();
-    const pte = entryPa(machine, root, levels, va, 1);
+    const [va, pte] = mapSlot(7, PAGE_4K, { write: true }, 1);
     mem.poke32(pte + 4, (mem.peek32(pte + 4) | (1 << 19)) >>> 0); // address bit 51
     special.push({ label: "4K S-RW-X with address bit 51 (reserved)", va, shift: 0, reads: true });
   }
-  {
-    // A recursive slot (supervisor, RW, NX): the root seen as a 4 KiB page at slot repeated at every
-    // level. Accesses touch the root's own unused entry RECURSIVE_SCRATCH (a write stores 0xC3 there).
-    const rootSlot = root * 4096 + RECURSIVE_SLOT * 8;
-    mem.poke32(rootSlot + 4, 0x80000000);
-    mem.poke32(rootSlot, ((root * 4096) | Pte.P | Pte.RW) >>> 0);
-    let va = 0n;
-    for (let i = 0; i < levels; i++) va = (va << 9n) | BigInt(RECURSIVE_SLOT);
-    va = vpnToVa(Number(va), levels, RECURSIVE_SCRATCH * 8);
-    special.push({ label: "recursive slot: the root as a page", va, shift: 0 });
-  }
-  special.push({ label: "not present PTE", va: 0xffff800000000000n + 0x1ff000n, shift: -1 });
-  special.push({ label: "not present PML4E", va: slot(8), shift: -1 });
+  return special;
+}
 
-  const cases: CaseSpec[] = [];
-  const add = (label: string, va: bigint, kind: ProbeKind, ctl: number, shift: number) =>
-    cases.push({ id: cases.length, label, va, kind, ctl, shift, path: walkPath(machine, root, levels, va) });
+/**
+ * A recursive slot (supervisor, RW, NX): the root seen as a 4 KiB page at slot repeated at every
+ * level. Accesses touch the root's own unused entry RECURSIVE_SCRATCH (a write stores 0xC3 there).
+ * Returns the address that reaches it.
+ */
+function mapRecursiveSlot(machine: Machine, root: number, levels: Levels): bigint {
+  const mem = machine.mem;
+  const rootSlot = root * 4096 + RECURSIVE_SLOT * 8;
+  mem.poke32(rootSlot + 4, 0x80000000);
+  mem.poke32(rootSlot, ((root * 4096) | Pte.P | Pte.RW) >>> 0);
+  let va = 0n;
+  for (let i = 0; i < levels; i++) va = (va << 9n) | BigInt(RECURSIVE_SLOT);
+  return vpnToVa(Number(va), levels, RECURSIVE_SCRATCH * 8);
+}
+
+/** Every test leaf x {read, write, fetch} x {CPL0, CPL3} x every control set. */
+function addLeafCases(add: AddCase, targets: Target[]): void {
   for (const t of targets) {
     for (const kind of KINDS) {
       for (const cpl of [0, 3]) {
@@ -207,6 +224,10 @@ export function buildProbeSpace(levels: Levels): ProbeSpace {
       }
     }
   }
+}
+
+/** Every special slot x its kinds x {CPL0, CPL3} x {base, WP=0, NXE=0}. */
+function addSpecialCases(add: AddCase, special: Special[]): void {
   for (const s of special) {
     for (const kind of s.reads ? (["read"] as ProbeKind[]) : KINDS) {
       for (const cpl of [0, 3]) {
@@ -222,6 +243,10 @@ export function buildProbeSpace(levels: Levels): ProbeSpace {
       }
     }
   }
+}
+
+/** Locked RMWs on the 4 KiB S-RW, S-RO, U-RW and U-RO leaves and on a non-present PTE. */
+function addLockCases(add: AddCase, targets: Target[]): void {
   const base = CONTROL_SETS[0].ctl;
   const lockTargets = [targets[0], targets[3], targets[9], targets[12]]; // 4K S-RW, S-RO, U-RW, U-RO
   for (const t of lockTargets) {
@@ -237,5 +262,35 @@ export function buildProbeSpace(levels: Levels): ProbeSpace {
       -1,
     );
   }
+}
+
+export function buildProbeSpace(levels: Levels): ProbeSpace {
+  const machine = new Machine({ levels, maxPhysAddrBits: 46 });
+  const mapper = new Mapper(machine.mem, new Frames(), {
+    levels,
+    maxPhysAddrBits: 46,
+    counters: machine.counters,
+  });
+  const v = (va: bigint) => vaToVpn(va, levels).vpn;
+  mapProbeOwn(mapper, v);
+  const pad = PROBE_PAD_PA / 4096;
+  const targets = mapTestLeaves(mapper, v, pad);
+  const root = mapper.root;
+  const special = mapEditedSlots(machine, mapper, levels, v, pad);
+  special.push({
+    label: "recursive slot: the root as a page",
+    va: mapRecursiveSlot(machine, root, levels),
+    shift: 0,
+  });
+  special.push({ label: "not present PTE", va: 0xffff800000000000n + 0x1ff000n, shift: -1 });
+  special.push({ label: "not present PML4E", va: slot(8), shift: -1 });
+
+  const cases: CaseSpec[] = [];
+  const add: AddCase = (label, va, kind, ctl, shift) => {
+    cases.push({ id: cases.length, label, va, kind, ctl, shift, path: walkPath(machine, root, levels, va) });
+  };
+  addLeafCases(add, targets);
+  addSpecialCases(add, special);
+  addLockCases(add, targets);
   return { machine, mapper, levels, cases };
 }
