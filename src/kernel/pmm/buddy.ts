@@ -698,112 +698,158 @@ export class Buddy implements FrameAllocator {
     return parts.join("\n");
   }
 
+  /**
+   * The invariants: the free lists and per-CPU lists agree with their counts and their records, no two
+   * free buddies are left uncoalesced, the records' states agree with the lists, no two blocks overlap,
+   * free + allocated frames = managed, and every pageblock has a valid migrate type.
+   */
   check(): void {
-    const port = this.port;
     const name = this.name;
-    const iv: number[] = [];
+    const iv: number[] = []; // every block seen, as (first pfn, frames) pairs
+    const lists = this.checkFreeLists(iv);
+    const pcp = this.checkPcpLists(iv);
+    const free = lists.free + pcp.free;
+    if (free !== this.nfree) invariant(name, `lists hold ${free} free frames, register says ${this.nfree}`);
+    const recs = this.checkRecords(iv);
+    if (recs.heads !== lists.listed)
+      invariant(name, `${recs.heads} records say BUDDY, ${lists.listed} are on free lists`);
+    if (recs.pcpHeads !== pcp.listed)
+      invariant(name, `${recs.pcpHeads} records say PCP, ${pcp.listed} are on pcp lists`);
+    checkNoOverlap(name, iv);
+    if (free + recs.allocated !== this.managed)
+      invariant(name, `free ${free} + allocated ${recs.allocated} != managed ${this.managed}`);
+    this.checkPageblocks();
+  }
+
+  /** Every free list (each migrate type and order), adding its blocks to iv: blocks listed, frames. */
+  private checkFreeLists(iv: number[]): { listed: number; free: number } {
     let listed = 0;
     let free = 0;
     for (let mt = 0; mt < this.g.nmt; mt++) {
       for (let o = 0; o <= MAX_ORDER; o++) {
-        const nr = this.nrFree(mt, o);
+        const n = this.checkFreeList(mt, o, iv);
+        listed += n;
+        free += n * (1 << o);
+      }
+    }
+    return { listed, free };
+  }
+
+  /** One free list: as long as nr_free, doubly linked, each block a BUDDY head of order o. Its length. */
+  private checkFreeList(mt: number, o: number, iv: number[]): number {
+    const port = this.port;
+    const nr = this.nrFree(mt, o);
+    let n = 0;
+    let prev = NIL;
+    for (let idx = port.read32(this.faPa + (mt * NR_ORDERS + o) * 8); idx !== NIL; ) {
+      if (++n > nr)
+        invariant(this.name, `free list (mt ${mt}, order ${o}) is longer than nr_free ${nr} (or loops)`);
+      const r = this.rec(idx);
+      const w = port.read32(r);
+      if (w !== (Rec.BUDDY | (o << Rec.ORDER_SHIFT) | (mt << Rec.MT_SHIFT))) {
+        invariant(this.name, `record ${idx} on list (mt ${mt}, order ${o}) has word 0x${w.toString(16)}`);
+      }
+      if (port.read32(r + 8) !== prev) invariant(this.name, `record ${idx}: prev link broken`);
+      const pfn = this.regions.pfnOf(idx);
+      this.checkFreeBlock(pfn, o);
+      iv.push(pfn, 1 << o);
+      prev = idx;
+      idx = port.read32(r + 4);
+    }
+    if (n !== nr)
+      invariant(this.name, `free list (mt ${mt}, order ${o}) holds ${n} blocks, nr_free says ${nr}`);
+    return n;
+  }
+
+  /** A free block of order o: aligned, inside its region, and its buddy (if inside too) not free at o. */
+  private checkFreeBlock(pfn: number, o: number): void {
+    const name = this.name;
+    const reg = this.regions.indexOf(pfn);
+    if (pfn % (1 << o) !== 0) invariant(name, `free block 0x${pfn.toString(16)} misaligned for order ${o}`);
+    if (pfn + (1 << o) > this.regions.end[reg])
+      invariant(name, `free block 0x${pfn.toString(16)} leaves its region`);
+    if (o >= MAX_ORDER) return;
+    const b = pfn % (1 << (o + 1)) === 0 ? pfn + (1 << o) : pfn - (1 << o);
+    const inside = b >= this.regions.start[reg] && b + (1 << o) <= this.regions.end[reg];
+    const bi = this.regions.base[reg] + b - this.regions.start[reg];
+    if (inside && (this.port.read32(this.rec(bi)) & 0xffff) === (Rec.BUDDY | (o << Rec.ORDER_SHIFT))) {
+      invariant(name, `buddies 0x${pfn.toString(16)} and 0x${b.toString(16)} are both free at order ${o}`);
+    }
+  }
+
+  /** Every per-CPU list: as long as its count, each block a PCP head of its order and CPU. */
+  private checkPcpLists(iv: number[]): { listed: number; free: number } {
+    const port = this.port;
+    const name = this.name;
+    let listed = 0;
+    let free = 0;
+    if (!this.pcp) return { listed, free };
+    for (let list = 0; list < this.g.cpus * this.g.nmt; list++) {
+      const cpu = Math.floor(list / this.g.nmt);
+      for (let k = 0; k < PCP_ORDERS; k++) {
+        const pa = this.pcpPa + (list * PCP_ORDERS + k) * 8;
+        const count = port.read32(pa + 4);
         let n = 0;
-        let prev = NIL;
-        for (let idx = port.read32(this.faPa + (mt * NR_ORDERS + o) * 8); idx !== NIL; ) {
-          if (++n > nr)
-            invariant(name, `free list (mt ${mt}, order ${o}) is longer than nr_free ${nr} (or loops)`);
-          const r = this.rec(idx);
-          const w = port.read32(r);
-          if (w !== (Rec.BUDDY | (o << Rec.ORDER_SHIFT) | (mt << Rec.MT_SHIFT))) {
-            invariant(name, `record ${idx} on list (mt ${mt}, order ${o}) has word 0x${w.toString(16)}`);
-          }
-          if (port.read32(r + 8) !== prev) invariant(name, `record ${idx}: prev link broken`);
-          const pfn = this.regions.pfnOf(idx);
-          const reg = this.regions.indexOf(pfn);
-          if (pfn % (1 << o) !== 0)
-            invariant(name, `free block 0x${pfn.toString(16)} misaligned for order ${o}`);
-          if (pfn + (1 << o) > this.regions.end[reg])
-            invariant(name, `free block 0x${pfn.toString(16)} leaves its region`);
-          if (o < MAX_ORDER) {
-            const b = pfn % (1 << (o + 1)) === 0 ? pfn + (1 << o) : pfn - (1 << o);
-            const inside = b >= this.regions.start[reg] && b + (1 << o) <= this.regions.end[reg];
-            const bi = this.regions.base[reg] + b - this.regions.start[reg];
-            if (inside && (port.read32(this.rec(bi)) & 0xffff) === (Rec.BUDDY | (o << Rec.ORDER_SHIFT))) {
-              invariant(
-                name,
-                `buddies 0x${pfn.toString(16)} and 0x${b.toString(16)} are both free at order ${o}`,
-              );
-            }
-          }
-          iv.push(pfn, 1 << o);
-          free += 1 << o;
-          prev = idx;
-          idx = port.read32(r + 4);
+        for (let idx = port.read32(pa); idx !== NIL; idx = port.read32(this.rec(idx) + 4)) {
+          if (++n > count)
+            invariant(name, `pcp list (cpu ${cpu}, order ${k}) longer than its count ${count}`);
+          const w = port.read32(this.rec(idx));
+          if (w !== (Rec.PCP | (k << Rec.ORDER_SHIFT) | (cpu << Rec.CPU_SHIFT)))
+            invariant(name, `pcp record ${idx} has word 0x${w.toString(16)}`);
+          iv.push(this.regions.pfnOf(idx), 1 << k);
+          free += 1 << k;
         }
-        if (n !== nr)
-          invariant(name, `free list (mt ${mt}, order ${o}) holds ${n} blocks, nr_free says ${nr}`);
+        if (n !== count) invariant(name, `pcp list (cpu ${cpu}, order ${k}) holds ${n}, count says ${count}`);
         listed += n;
       }
     }
-    let pcpListed = 0;
-    if (this.pcp) {
-      for (let list = 0; list < this.g.cpus * this.g.nmt; list++) {
-        const cpu = Math.floor(list / this.g.nmt);
-        for (let k = 0; k < PCP_ORDERS; k++) {
-          const pa = this.pcpPa + (list * PCP_ORDERS + k) * 8;
-          const count = port.read32(pa + 4);
-          let n = 0;
-          for (let idx = port.read32(pa); idx !== NIL; idx = port.read32(this.rec(idx) + 4)) {
-            if (++n > count)
-              invariant(name, `pcp list (cpu ${cpu}, order ${k}) longer than its count ${count}`);
-            const w = port.read32(this.rec(idx));
-            if (w !== (Rec.PCP | (k << Rec.ORDER_SHIFT) | (cpu << Rec.CPU_SHIFT)))
-              invariant(name, `pcp record ${idx} has word 0x${w.toString(16)}`);
-            iv.push(this.regions.pfnOf(idx), 1 << k);
-            free += 1 << k;
-          }
-          if (n !== count)
-            invariant(name, `pcp list (cpu ${cpu}, order ${k}) holds ${n}, count says ${count}`);
-          pcpListed += n;
-        }
-      }
-    }
-    if (free !== this.nfree) invariant(name, `lists hold ${free} free frames, register says ${this.nfree}`);
+    return { listed, free };
+  }
+
+  /**
+   * Every record, in frame order: a known state; allocated heads aligned and inside their region (added
+   * to iv). Counts of BUDDY and PCP heads, and allocated frames.
+   */
+  private checkRecords(iv: number[]): { heads: number; pcpHeads: number; allocated: number } {
     let heads = 0;
     let pcpHeads = 0;
     let allocated = 0;
     for (let r = 0; r < this.regions.count; r++) {
       for (let p = this.regions.start[r]; p < this.regions.end[r]; p++) {
-        const w = port.read32(this.rec(this.regions.base[r] + p - this.regions.start[r]));
+        const w = this.port.read32(this.rec(this.regions.base[r] + p - this.regions.start[r]));
         const st = w & Rec.STATE_MASK;
         const o = (w >>> Rec.ORDER_SHIFT) & 0xff;
         if (st === Rec.BUDDY) heads++;
         else if (st === Rec.PCP) pcpHeads++;
         else if (st === Rec.ALLOC) {
           if (p % (1 << o) !== 0 || p + (1 << o) > this.regions.end[r])
-            invariant(name, `allocated block 0x${p.toString(16)} (order ${o}) misplaced`);
+            invariant(this.name, `allocated block 0x${p.toString(16)} (order ${o}) misplaced`);
           iv.push(p, 1 << o);
           allocated += 1 << o;
-        } else if (st !== Rec.NONE) invariant(name, `record of 0x${p.toString(16)} has state ${st}`);
+        } else if (st !== Rec.NONE) invariant(this.name, `record of 0x${p.toString(16)} has state ${st}`);
       }
     }
-    if (heads !== listed) invariant(name, `${heads} records say BUDDY, ${listed} are on free lists`);
-    if (pcpHeads !== pcpListed) invariant(name, `${pcpHeads} records say PCP, ${pcpListed} are on pcp lists`);
-    const order = Array.from({ length: iv.length / 2 }, (_, i) => i).sort((a, b) => iv[2 * a] - iv[2 * b]);
-    for (let i = 1; i < order.length; i++) {
-      const a = order[i - 1];
-      const b = order[i];
-      if (iv[2 * b] < iv[2 * a] + iv[2 * a + 1])
-        invariant(name, `blocks at 0x${iv[2 * a].toString(16)} and 0x${iv[2 * b].toString(16)} overlap`);
+    return { heads, pcpHeads, allocated };
+  }
+
+  /** With migrate types: every pageblock's type is one of the three. */
+  private checkPageblocks(): void {
+    if (!this.migrate) return;
+    for (let i = 0; i < this.g.pbBytes / 4; i++) {
+      if (this.port.read32(this.pbPa + i * 4) > Mt.RECLAIMABLE)
+        invariant(this.name, `pageblock ${i} has a bad migrate type`);
     }
-    if (free + allocated !== this.managed)
-      invariant(name, `free ${free} + allocated ${allocated} != managed ${this.managed}`);
-    if (this.migrate) {
-      for (let i = 0; i < this.g.pbBytes / 4; i++) {
-        if (port.read32(this.pbPa + i * 4) > Mt.RECLAIMABLE)
-          invariant(name, `pageblock ${i} has a bad migrate type`);
-      }
-    }
+  }
+}
+
+/** No two of the blocks (iv: (first pfn, frames) pairs) overlap. */
+function checkNoOverlap(name: string, iv: number[]): void {
+  const order = Array.from({ length: iv.length / 2 }, (_, i) => i).sort((a, b) => iv[2 * a] - iv[2 * b]);
+  for (let i = 1; i < order.length; i++) {
+    const a = order[i - 1];
+    const b = order[i];
+    if (iv[2 * b] < iv[2 * a] + iv[2 * a + 1])
+      invariant(name, `blocks at 0x${iv[2 * a].toString(16)} and 0x${iv[2 * b].toString(16)} overlap`);
   }
 }
 
