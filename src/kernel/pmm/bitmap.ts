@@ -55,6 +55,15 @@ const fits = fits_;
 const ALL = 0xffffffff;
 const REGION_ALIGN = 1024;
 
+/** Bitmap.check's running totals, and the allocated block it is following (head -1: none). */
+interface CheckTally {
+  free: number;
+  managed: number;
+  allocated: number;
+  head: number;
+  len: number;
+}
+
 function ctz(x: number): number {
   return 31 - Math.clz32(x & -x);
 }
@@ -438,105 +447,121 @@ export class BitmapAllocator implements FrameAllocator {
    * one by one and examined bit by bit only where a block starts or ends inside them.
    */
   check(): void {
-    const port = this.port;
-    let free = 0;
-    let managed = 0;
-    let allocated = 0;
-    for (let r = 0; r < this.regions.count; r++) {
-      const base = this.regions.start[r];
-      const groups = (this.regions.end[r] - base) / 1024;
-      const usedPa = this.usedPa[r];
-      const headPa = this.headPa[r];
-      const mgdPa = this.mgdPa[r];
-      let head = -1;
-      let len = 0;
-      const close = () => {
-        if (head < 0) return;
-        if ((len & (len - 1)) !== 0 || head % len !== 0)
-          invariant(this.name, `allocated block 0x${head.toString(16)} has ${len} frames`);
-        allocated += len;
-        head = -1;
-      };
-      for (let q = 0; q < groups; q++) {
-        const any = port.read32(this.anyPa[r] + q * 4);
-        const full = port.read32(this.fullPa[r] + q * 4);
-        const at = q * 128;
-        if (
-          any === ALL &&
-          full === ALL &&
-          bulkIsFilled(port, usedPa + at, 128, 0) &&
-          bulkIsFilled(port, headPa + at, 128, 0) &&
-          bulkIsFilled(port, mgdPa + at, 128, 0xff)
-        ) {
-          close();
-          free += 1024;
-          managed += 1024;
-          continue;
-        }
-        if (
-          any === 0 &&
-          full === 0 &&
-          bulkIsFilled(port, usedPa + at, 128, 0xff) &&
-          bulkIsFilled(port, headPa + at, 128, 0)
-        ) {
-          if (bulkIsFilled(port, mgdPa + at, 128, 0)) {
-            close();
-            continue;
-          }
-          if (head >= 0 && bulkIsFilled(port, mgdPa + at, 128, 0xff)) {
-            len += 1024;
-            managed += 1024;
-            continue;
-          }
-        }
-        for (let j = 0; j < 32; j++) {
-          const w = q * 32 + j;
-          const u = port.read32(usedPa + w * 4);
-          const h = port.read32(headPa + w * 4);
-          const g = port.read32(mgdPa + w * 4);
-          if ((~g & ~u) >>> 0 !== 0)
-            invariant(this.name, `region ${r} word ${w}: unmanaged frames marked free`);
-          if ((h & ~(u & g)) >>> 0 !== 0)
-            invariant(this.name, `region ${r} word ${w}: head bit on a free or unmanaged frame`);
-          free += popcount32(~u >>> 0);
-          managed += popcount32(g);
-          if (((any >>> j) & 1) !== (u !== ALL ? 1 : 0))
-            invariant(this.name, `summary any[] wrong for region ${r} word ${w}`);
-          if (((full >>> j) & 1) !== (u === 0 ? 1 : 0))
-            invariant(this.name, `summary full[] wrong for region ${r} word ${w}`);
-          const tails = (u & g) >>> 0;
-          if (h === 0 && tails === 0) {
-            close();
-            continue;
-          }
-          if (h === 0 && tails === ALL && head >= 0) {
-            len += 32;
-            continue;
-          }
-          for (let b = 0; b < 32; b++) {
-            const p = base + w * 32 + b;
-            const isHead = ((h >>> b) & 1) === 1;
-            const isTail = !isHead && ((u >>> b) & 1) === 1 && ((g >>> b) & 1) === 1;
-            if (isHead) {
-              close();
-              head = p;
-              len = 1;
-            } else if (isTail) {
-              if (head < 0)
-                invariant(this.name, `frame 0x${p.toString(16)} is allocated but no block head precedes it`);
-              len++;
-            } else close();
-          }
-        }
-      }
-      close();
+    const t: CheckTally = { free: 0, managed: 0, allocated: 0, head: -1, len: 0 };
+    for (let r = 0; r < this.regions.count; r++) this.checkRegion(r, t);
+    if (t.free !== this.nfree)
+      invariant(this.name, `bitmaps show ${t.free} free frames, register says ${this.nfree}`);
+    if (t.managed !== this.managed)
+      invariant(this.name, `${t.managed} managed bits, register says ${this.managed}`);
+    if (t.free + t.allocated !== t.managed)
+      invariant(this.name, `free ${t.free} + allocated ${t.allocated} != managed ${t.managed}`);
+  }
+
+  /** One region, group by group (32 used[] words, 1024 frames); no block continues past its end. */
+  private checkRegion(r: number, t: CheckTally): void {
+    const groups = (this.regions.end[r] - this.regions.start[r]) / 1024;
+    for (let q = 0; q < groups; q++) {
+      const any = this.port.read32(this.anyPa[r] + q * 4);
+      const full = this.port.read32(this.fullPa[r] + q * 4);
+      if (this.checkUniformGroup(r, q, any, full, t)) continue;
+      for (let j = 0; j < 32; j++) this.checkWord(r, q * 32 + j, (any >>> j) & 1, (full >>> j) & 1, t);
     }
-    if (free !== this.nfree)
-      invariant(this.name, `bitmaps show ${free} free frames, register says ${this.nfree}`);
-    if (managed !== this.managed)
-      invariant(this.name, `${managed} managed bits, register says ${this.managed}`);
-    if (free + allocated !== managed)
-      invariant(this.name, `free ${free} + allocated ${allocated} != managed ${managed}`);
+    this.closeBlock(t);
+  }
+
+  /**
+   * Group q of region r, if its summaries say it is all free or all used and the bulk compares agree
+   * (all free and managed; all used and unmanaged; all used tails of the block being followed): counted,
+   * true. Otherwise false, and its words are checked one by one.
+   */
+  private checkUniformGroup(r: number, q: number, any: number, full: number, t: CheckTally): boolean {
+    const port = this.port;
+    const at = q * 128;
+    const usedPa = this.usedPa[r] + at;
+    const headPa = this.headPa[r] + at;
+    const mgdPa = this.mgdPa[r] + at;
+    if (
+      any === ALL &&
+      full === ALL &&
+      bulkIsFilled(port, usedPa, 128, 0) &&
+      bulkIsFilled(port, headPa, 128, 0) &&
+      bulkIsFilled(port, mgdPa, 128, 0xff)
+    ) {
+      this.closeBlock(t);
+      t.free += 1024;
+      t.managed += 1024;
+      return true;
+    }
+    if (
+      any === 0 &&
+      full === 0 &&
+      bulkIsFilled(port, usedPa, 128, 0xff) &&
+      bulkIsFilled(port, headPa, 128, 0)
+    ) {
+      if (bulkIsFilled(port, mgdPa, 128, 0)) {
+        this.closeBlock(t);
+        return true;
+      }
+      if (t.head >= 0 && bulkIsFilled(port, mgdPa, 128, 0xff)) {
+        t.len += 1024;
+        t.managed += 1024;
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /**
+   * Word w of region r (anyBit, fullBit: its summary bits): free frames managed, head bits on allocated
+   * frames, summaries right; then the blocks it starts, continues or ends, bit by bit only if needed.
+   */
+  private checkWord(r: number, w: number, anyBit: number, fullBit: number, t: CheckTally): void {
+    const port = this.port;
+    const u = port.read32(this.usedPa[r] + w * 4);
+    const h = port.read32(this.headPa[r] + w * 4);
+    const g = port.read32(this.mgdPa[r] + w * 4);
+    if ((~g & ~u) >>> 0 !== 0) invariant(this.name, `region ${r} word ${w}: unmanaged frames marked free`);
+    if ((h & ~(u & g)) >>> 0 !== 0)
+      invariant(this.name, `region ${r} word ${w}: head bit on a free or unmanaged frame`);
+    t.free += popcount32(~u >>> 0);
+    t.managed += popcount32(g);
+    if (anyBit !== (u !== ALL ? 1 : 0)) invariant(this.name, `summary any[] wrong for region ${r} word ${w}`);
+    if (fullBit !== (u === 0 ? 1 : 0)) invariant(this.name, `summary full[] wrong for region ${r} word ${w}`);
+    const tails = (u & g) >>> 0;
+    if (h === 0 && tails === 0) {
+      this.closeBlock(t);
+      return;
+    }
+    if (h === 0 && tails === ALL && t.head >= 0) {
+      t.len += 32;
+      return;
+    }
+    const first = this.regions.start[r] + w * 32;
+    for (let b = 0; b < 32; b++) {
+      const isHead = ((h >>> b) & 1) === 1;
+      const isTail = !isHead && ((u >>> b) & 1) === 1 && ((g >>> b) & 1) === 1;
+      if (isHead) {
+        this.closeBlock(t);
+        t.head = first + b;
+        t.len = 1;
+      } else if (isTail) {
+        if (t.head < 0)
+          invariant(
+            this.name,
+            `frame 0x${(first + b).toString(16)} is allocated but no block head precedes it`,
+          );
+        t.len++;
+      } else this.closeBlock(t);
+    }
+  }
+
+  /** The block being followed (if any) ends here: it must be a naturally aligned power of two. */
+  private closeBlock(t: CheckTally): void {
+    if (t.head < 0) return;
+    if ((t.len & (t.len - 1)) !== 0 || t.head % t.len !== 0)
+      invariant(this.name, `allocated block 0x${t.head.toString(16)} has ${t.len} frames`);
+    t.allocated += t.len;
+    t.head = -1;
   }
 
   dump(): string {
