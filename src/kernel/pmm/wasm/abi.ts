@@ -73,99 +73,131 @@ export interface ModuleInfo {
   memory: { initial: number; max: number | null; imported: boolean } | null;
 }
 
+/** A cursor over a wasm binary; `where` names it in errors. */
+interface Reader {
+  bytes: Uint8Array;
+  p: number;
+  where: string;
+}
+
+function bad(r: Reader, why: string): never {
+  return fail("BAD_DESIGN", `${r.where}: not a WebAssembly module (${why})`);
+}
+
+/** An unsigned LEB128 number. */
+function uleb(r: Reader): number {
+  let v = 0;
+  let shift = 0;
+  for (;;) {
+    if (r.p >= r.bytes.length) bad(r, "truncated");
+    const b = r.bytes[r.p++];
+    v += (b & 0x7f) * 2 ** shift;
+    shift += 7;
+    if ((b & 0x80) === 0) return v;
+  }
+}
+
+/** A length-prefixed UTF-8 name. */
+function readName(r: Reader): string {
+  const n = uleb(r);
+  const t = new TextDecoder().decode(r.bytes.subarray(r.p, r.p + n));
+  r.p += n;
+  return t;
+}
+
+const VT: Record<number, Val> = { 127: "i32", 126: "i64", 125: "f32", 124: "f64" };
+
+/** A value type (anything else reads as i32). */
+function valType(r: Reader): Val {
+  const b = r.bytes[r.p++];
+  return VT[b] ?? ("i32" as Val);
+}
+
+/** Table or memory limits: the initial size, and the maximum when the flag says there is one. */
+function readLimits(r: Reader): { initial: number; max: number | null } {
+  const flag = uleb(r);
+  const initial = uleb(r);
+  const max = flag & 1 ? uleb(r) : null;
+  return { initial, max };
+}
+
+/** The type section (id 1): function signatures. */
+function readTypes(r: Reader, types: Sig[]): void {
+  const n = uleb(r);
+  for (let i = 0; i < n; i++) {
+    if (r.bytes[r.p++] !== 0x60) bad(r, "bad type");
+    const params: Val[] = [];
+    const results: Val[] = [];
+    for (let k = uleb(r); k > 0; k--) params.push(valType(r));
+    for (let k = uleb(r); k > 0; k--) results.push(valType(r));
+    types.push({ params, results });
+  }
+}
+
+/** The import section (id 2): imported functions take the first function indices. */
+function readImports(r: Reader, types: Sig[], funcTypes: number[], info: ModuleInfo): void {
+  const n = uleb(r);
+  for (let i = 0; i < n; i++) {
+    const module = readName(r);
+    const nm = readName(r);
+    const kind = r.bytes[r.p++];
+    if (kind === 0) {
+      const t = uleb(r);
+      info.imports.push({ module, name: nm, kind, sig: types[t] });
+      funcTypes.push(t);
+    } else if (kind === 1) {
+      r.p++; // reftype
+      readLimits(r);
+      info.imports.push({ module, name: nm, kind });
+    } else if (kind === 2) {
+      const l = readLimits(r);
+      info.memory = { initial: l.initial, max: l.max, imported: true };
+      info.imports.push({ module, name: nm, kind });
+    } else if (kind === 3) {
+      r.p += 2;
+      info.imports.push({ module, name: nm, kind });
+    } else bad(r, "bad import kind");
+  }
+}
+
+/** The export section (id 7), each function export with its signature. */
+function readExports(r: Reader, types: Sig[], funcTypes: number[], info: ModuleInfo): void {
+  const n = uleb(r);
+  for (let i = 0; i < n; i++) {
+    const nm = readName(r);
+    const kind = r.bytes[r.p++];
+    const idx = uleb(r);
+    info.exports.push({ name: nm, kind, sig: kind === 0 ? types[funcTypes[idx]] : undefined });
+  }
+}
+
 /** Read the sections of a wasm binary that the ABI check needs. */
 export function inspectModule(bytes: Uint8Array, where: string): ModuleInfo {
-  let p = 8;
-  const bad = (why: string): never => fail("BAD_DESIGN", `${where}: not a WebAssembly module (${why})`);
+  const r: Reader = { bytes, p: 8, where };
   if (bytes.length < 8 || bytes[0] !== 0 || bytes[1] !== 0x61 || bytes[2] !== 0x73 || bytes[3] !== 0x6d)
-    bad("no \\0asm header");
-  const u = (): number => {
-    let r = 0;
-    let shift = 0;
-    for (;;) {
-      if (p >= bytes.length) bad("truncated");
-      const b = bytes[p++];
-      r += (b & 0x7f) * 2 ** shift;
-      shift += 7;
-      if ((b & 0x80) === 0) return r;
-    }
-  };
-  const name = (): string => {
-    const n = u();
-    const t = new TextDecoder().decode(bytes.subarray(p, p + n));
-    p += n;
-    return t;
-  };
-  const VT: Record<number, Val> = { 127: "i32", 126: "i64", 125: "f32", 124: "f64" };
-  const vt = (): Val => {
-    const b = bytes[p++];
-    return VT[b] ?? ("i32" as Val);
-  };
-  const limits = () => {
-    const flag = u();
-    const initial = u();
-    const max = flag & 1 ? u() : null;
-    return { initial, max };
-  };
+    bad(r, "no \\0asm header");
   const types: Sig[] = [];
   const funcTypes: number[] = [];
   const info: ModuleInfo = { imports: [], exports: [], memory: null };
-  while (p < bytes.length) {
-    const id = bytes[p++];
-    const size = u();
-    const end = p + size;
-    if (id === 1) {
-      const n = u();
-      for (let i = 0; i < n; i++) {
-        if (bytes[p++] !== 0x60) bad("bad type");
-        const params: Val[] = [];
-        const results: Val[] = [];
-        for (let k = u(); k > 0; k--) params.push(vt());
-        for (let k = u(); k > 0; k--) results.push(vt());
-        types.push({ params, results });
-      }
-    } else if (id === 2) {
-      const n = u();
-      for (let i = 0; i < n; i++) {
-        const module = name();
-        const nm = name();
-        const kind = bytes[p++];
-        if (kind === 0) {
-          const t = u();
-          info.imports.push({ module, name: nm, kind, sig: types[t] });
-          funcTypes.push(t);
-        } else if (kind === 1) {
-          p++; // reftype
-          limits();
-          info.imports.push({ module, name: nm, kind });
-        } else if (kind === 2) {
-          const l = limits();
-          info.memory = { initial: l.initial, max: l.max, imported: true };
-          info.imports.push({ module, name: nm, kind });
-        } else if (kind === 3) {
-          p += 2;
-          info.imports.push({ module, name: nm, kind });
-        } else bad("bad import kind");
-      }
-    } else if (id === 3) {
-      const n = u();
-      for (let i = 0; i < n; i++) funcTypes.push(u());
+  while (r.p < bytes.length) {
+    const id = bytes[r.p++];
+    const size = uleb(r);
+    const end = r.p + size;
+    if (id === 1) readTypes(r, types);
+    else if (id === 2) readImports(r, types, funcTypes, info);
+    else if (id === 3) {
+      // The function section: the type of each function the module defines.
+      const n = uleb(r);
+      for (let i = 0; i < n; i++) funcTypes.push(uleb(r));
     } else if (id === 5) {
-      const n = u();
+      // The memory section.
+      const n = uleb(r);
       if (n > 0) {
-        const l = limits();
+        const l = readLimits(r);
         info.memory = { initial: l.initial, max: l.max, imported: false };
       }
-    } else if (id === 7) {
-      const n = u();
-      for (let i = 0; i < n; i++) {
-        const nm = name();
-        const kind = bytes[p++];
-        const idx = u();
-        info.exports.push({ name: nm, kind, sig: kind === 0 ? types[funcTypes[idx]] : undefined });
-      }
-    }
-    p = end;
+    } else if (id === 7) readExports(r, types, funcTypes, info);
+    r.p = end;
   }
   return info;
 }
