@@ -16,7 +16,7 @@
 import { fail } from "../../errors.ts";
 import type { AllocConstraints, Mobility } from "../../kernel/pmm/interface.ts";
 import type { Rng } from "../../machine/rng.ts";
-import { parseTraceLine, readLines } from "./ftrace.ts";
+import { parseTraceLine, readLines, type TraceEvent } from "./ftrace.ts";
 import {
   bump,
   checkOps,
@@ -31,6 +31,127 @@ import {
 
 const MOBILITY: Mobility[] = ["unmovable", "movable", "reclaimable"];
 const MAX_NOTES = 20;
+
+/** The replay's state: trace ids mapped to simulated allocations, and what it counted. */
+interface Replay {
+  k: LabKernel;
+  pages: Map<number, number>; // trace pfn -> sim pfn * 32 + order
+  objs: Map<string, number>; // trace ptr -> KPtr
+  ops: Record<string, number>;
+  failed: Record<string, number>;
+  skipped: Record<string, number>;
+  notes: string[];
+  nullKfree: number;
+  heldFrames: number;
+}
+
+/** Count a line the replay cannot use by reason; the first MAX_NOTES are noted with their line number. */
+function skip(st: Replay, line: number, reason: string, text?: string): void {
+  bump(st.skipped, reason);
+  if (st.notes.length < MAX_NOTES) st.notes.push(`line ${line}: ${reason}${text ? `: ${text}` : ""}`);
+}
+
+type Ev<K extends TraceEvent["kind"]> = Extract<TraceEvent, { kind: K }>;
+
+/** mm_page_alloc: allocate the block from the PMM. Returns false when the line is skipped. */
+function replayPageAlloc(st: Replay, ev: Ev<"page_alloc">, cpu: number): boolean {
+  const a = st.k.pmm;
+  if (st.pages.has(ev.pfn)) {
+    skip(st, ev.line, "pfn allocated twice without a free in between (lost events?)");
+    return false;
+  }
+  const cons: AllocConstraints = { mobility: MOBILITY[ev.migratetype] ?? "unmovable" };
+  st.ops.alloc++;
+  const p = st.k.run(cpu, () => a.alloc(ev.order, cons));
+  if (p < 0) bump(st.failed, `order${ev.order}`);
+  else {
+    st.pages.set(ev.pfn, p * 32 + ev.order);
+    st.heldFrames += 2 ** ev.order;
+  }
+  return true;
+}
+
+/** mm_page_free: free the block the trace's pfn was mapped to, at its allocated order. */
+function replayPageFree(st: Replay, ev: Ev<"page_free">, cpu: number): boolean {
+  const a = st.k.pmm;
+  const v = st.pages.get(ev.pfn);
+  if (v === undefined) {
+    skip(st, ev.line, "mm_page_free of a block the trace never allocated (allocated before the capture)");
+    return false;
+  }
+  const order = v % 32;
+  if (order !== ev.order)
+    skip(st, ev.line, `order ${ev.order} freed, order ${order} allocated: freed as allocated`);
+  st.ops.free++;
+  st.k.run(cpu, () => a.free(Math.floor(v / 32), order));
+  st.pages.delete(ev.pfn);
+  st.heldFrames -= 2 ** order;
+  return true;
+}
+
+/** kmalloc: allocate from the kernel heap (kmalloc(0) is skipped). */
+function replayKmalloc(st: Replay, ev: Ev<"kmalloc">, cpu: number): boolean {
+  const k = st.k;
+  if (st.objs.has(ev.ptr)) {
+    skip(st, ev.line, "ptr allocated twice without a kfree in between (lost events?)");
+    return false;
+  }
+  if (ev.bytesReq === 0) {
+    skip(st, ev.line, "kmalloc(0) returns ZERO_SIZE_PTR: nothing to allocate");
+    return false;
+  }
+  st.ops.kmalloc++;
+  const p = k.run(cpu, () => k.heap.kmalloc(ev.bytesReq));
+  if (p === 0) bump(st.failed, "kmalloc");
+  else st.objs.set(ev.ptr, p);
+  return true;
+}
+
+/** kfree: free the object the trace's pointer was mapped to (a NULL kfree is counted apart). */
+function replayKfree(st: Replay, ev: Ev<"kfree">, cpu: number): boolean {
+  const k = st.k;
+  if (ev.ptr === "0") {
+    st.nullKfree++;
+    return false;
+  }
+  const p = st.objs.get(ev.ptr);
+  if (p === undefined) {
+    skip(st, ev.line, "kfree of an object the trace never allocated (allocated before the capture)");
+    return false;
+  }
+  st.ops.kfree++;
+  k.run(cpu, () => k.heap.kfree(p));
+  st.objs.delete(ev.ptr);
+  return true;
+}
+
+/** Replay one event on its CPU. Returns whether it counts as a replayed event. */
+function replayEvent(st: Replay, ev: TraceEvent, cpu: number): boolean {
+  switch (ev.kind) {
+    case "page_alloc":
+      return replayPageAlloc(st, ev, cpu);
+    case "page_free":
+      return replayPageFree(st, ev, cpu);
+    case "kmalloc":
+      return replayKmalloc(st, ev, cpu);
+    case "kfree":
+      return replayKfree(st, ev, cpu);
+  }
+  return true;
+}
+
+/** With --drain: free every block and object still live at the end of the trace. */
+function drainLive(st: Replay): void {
+  const k = st.k;
+  for (const v of st.pages.values()) {
+    st.ops.free++;
+    k.pmm.free(Math.floor(v / 32), v % 32);
+  }
+  for (const p of st.objs.values()) {
+    st.ops.kfree++;
+    k.heap.kfree(p);
+  }
+}
 
 export const ftraceReplay: Workload = {
   name: "ftrace",
@@ -48,116 +169,45 @@ export const ftraceReplay: Workload = {
     const c = k.counters;
     const ncpu = k.cpus.length;
     const every = sampleEvery(opts);
-    const pages = new Map<number, number>(); // trace pfn -> sim pfn * 32 + order
-    const objs = new Map<string, number>(); // trace ptr -> KPtr
-    const ops: Record<string, number> = { alloc: 0, free: 0, kmalloc: 0, kfree: 0 };
-    const failed: Record<string, number> = {};
-    const skipped: Record<string, number> = {};
-    const notes: string[] = [];
-    let lines = 0;
-    let nullKfree = 0;
-    let heldFrames = 0;
-    let done = 0;
-    const skip = (line: number, reason: string, text?: string) => {
-      bump(skipped, reason);
-      if (notes.length < MAX_NOTES) notes.push(`line ${line}: ${reason}${text ? `: ${text}` : ""}`);
+    const st: Replay = {
+      k,
+      pages: new Map(),
+      objs: new Map(),
+      ops: { alloc: 0, free: 0, kmalloc: 0, kfree: 0 },
+      failed: {},
+      skipped: {},
+      notes: [],
+      nullKfree: 0,
+      heldFrames: 0,
     };
+    let lines = 0;
+    let done = 0;
     for (const [text, lineNo] of readLines(opts.trace)) {
       lines++;
       const ev = parseTraceLine(text, lineNo);
       if (ev === null) continue;
       if (ev.kind === "problem") {
-        skip(ev.line, ev.reason, ev.text);
+        skip(st, ev.line, ev.reason, ev.text);
         continue;
       }
-      const cpu = ev.cpu % ncpu;
-      switch (ev.kind) {
-        case "page_alloc": {
-          if (pages.has(ev.pfn)) {
-            skip(ev.line, "pfn allocated twice without a free in between (lost events?)");
-            continue;
-          }
-          const cons: AllocConstraints = { mobility: MOBILITY[ev.migratetype] ?? "unmovable" };
-          ops.alloc++;
-          const p = k.run(cpu, () => a.alloc(ev.order, cons));
-          if (p < 0) bump(failed, `order${ev.order}`);
-          else {
-            pages.set(ev.pfn, p * 32 + ev.order);
-            heldFrames += 2 ** ev.order;
-          }
-          break;
-        }
-        case "page_free": {
-          const v = pages.get(ev.pfn);
-          if (v === undefined) {
-            skip(ev.line, "mm_page_free of a block the trace never allocated (allocated before the capture)");
-            continue;
-          }
-          const order = v % 32;
-          if (order !== ev.order)
-            skip(ev.line, `order ${ev.order} freed, order ${order} allocated: freed as allocated`);
-          ops.free++;
-          k.run(cpu, () => a.free(Math.floor(v / 32), order));
-          pages.delete(ev.pfn);
-          heldFrames -= 2 ** order;
-          break;
-        }
-        case "kmalloc": {
-          if (objs.has(ev.ptr)) {
-            skip(ev.line, "ptr allocated twice without a kfree in between (lost events?)");
-            continue;
-          }
-          if (ev.bytesReq === 0) {
-            skip(ev.line, "kmalloc(0) returns ZERO_SIZE_PTR: nothing to allocate");
-            continue;
-          }
-          ops.kmalloc++;
-          const p = k.run(cpu, () => k.heap.kmalloc(ev.bytesReq));
-          if (p === 0) bump(failed, "kmalloc");
-          else objs.set(ev.ptr, p);
-          break;
-        }
-        case "kfree": {
-          if (ev.ptr === "0") {
-            nullKfree++;
-            continue;
-          }
-          const p = objs.get(ev.ptr);
-          if (p === undefined) {
-            skip(ev.line, "kfree of an object the trace never allocated (allocated before the capture)");
-            continue;
-          }
-          ops.kfree++;
-          k.run(cpu, () => k.heap.kfree(p));
-          objs.delete(ev.ptr);
-          break;
-        }
-      }
+      if (!replayEvent(st, ev, ev.cpu % ncpu)) continue;
       done++;
-      if (done % every === 0) sample({ op: done, largestOrder: probeLargestOrder(c, a), heldFrames });
+      if (done % every === 0)
+        sample({ op: done, largestOrder: probeLargestOrder(c, a), heldFrames: st.heldFrames });
     }
-    sample({ op: done, largestOrder: probeLargestOrder(c, a), heldFrames });
+    sample({ op: done, largestOrder: probeLargestOrder(c, a), heldFrames: st.heldFrames });
     let skippedLines = 0;
-    for (const v of Object.values(skipped)) skippedLines += v;
+    for (const v of Object.values(st.skipped)) skippedLines += v;
     const info: Record<string, number | string> = {
       traceLines: lines,
       eventsReplayed: done,
       linesSkipped: skippedLines,
-      nullKfree,
-      liveBlocksAtEnd: pages.size,
-      liveObjectsAtEnd: objs.size,
+      nullKfree: st.nullKfree,
+      liveBlocksAtEnd: st.pages.size,
+      liveObjectsAtEnd: st.objs.size,
     };
-    for (const [reason, n] of Object.entries(skipped)) notes.push(`${n} line(s): ${reason}`);
-    if (opts.drain) {
-      for (const v of pages.values()) {
-        ops.free++;
-        a.free(Math.floor(v / 32), v % 32);
-      }
-      for (const p of objs.values()) {
-        ops.kfree++;
-        k.heap.kfree(p);
-      }
-    }
-    return { ops, failed, info, notes };
+    for (const [reason, n] of Object.entries(st.skipped)) st.notes.push(`${n} line(s): ${reason}`);
+    if (opts.drain) drainLive(st);
+    return { ops: st.ops, failed: st.failed, info, notes: st.notes };
   },
 };
