@@ -64,6 +64,87 @@ export function pickHeapSize(rng: Rng): number {
   return 64;
 }
 
+/** The churn's state: the live allocations (pointer, vmalloc flag; unordered) and what it counted. */
+interface Churn {
+  k: LabKernel;
+  rng: Rng;
+  ncpu: number;
+  cap: number;
+  ptr: Float64Array;
+  isV: Uint8Array;
+  /** Live allocations: ptr[0..n), isV[0..n). */
+  n: number;
+  ops: Record<string, number>;
+  failed: Record<string, number>;
+  liveBytes: number;
+  peakBytes: number;
+  sizes: Map<number, number>;
+  kfreeIpis: number;
+  vfreeIpis: number;
+}
+
+/** Free live allocation j on a random CPU, counting the IPIs its kfree / vfree sent; the last takes its place. */
+function freeAt(st: Churn, j: number): void {
+  const { k, ptr, isV } = st;
+  const heap = k.heap;
+  const c = k.counters;
+  const p = ptr[j];
+  const cpu = st.rng.below(st.ncpu);
+  const before = c.ipis;
+  if (isV[j]) {
+    st.ops.vfree++;
+    k.run(cpu, () => heap.vfree(p));
+    st.vfreeIpis += c.ipis - before;
+  } else {
+    st.ops.kfree++;
+    k.run(cpu, () => heap.kfree(p));
+    st.kfreeIpis += c.ipis - before;
+  }
+  st.liveBytes -= st.sizes.get(p) ?? 0;
+  st.sizes.delete(p);
+  st.n--;
+  ptr[j] = ptr[st.n];
+  isV[j] = isV[st.n];
+}
+
+/** Add a live allocation (the arrays double when full). */
+function keep(st: Churn, p: number, v: boolean, bytes: number): void {
+  if (st.n === st.cap) {
+    st.cap *= 2;
+    const np = new Float64Array(st.cap);
+    np.set(st.ptr);
+    st.ptr = np;
+    const nv = new Uint8Array(st.cap);
+    nv.set(st.isV);
+    st.isV = nv;
+  }
+  st.ptr[st.n] = p;
+  st.isV[st.n] = v ? 1 : 0;
+  st.n++;
+  st.sizes.set(p, bytes);
+  st.liveBytes += bytes;
+  if (st.liveBytes > st.peakBytes) st.peakBytes = st.liveBytes;
+}
+
+/** Operation i's allocation: a size from the mix, kmalloc or vmalloc on a random CPU, its first word stored. */
+function allocOne(st: Churn, i: number): void {
+  const { k, rng } = st;
+  const heap = k.heap;
+  const req = pickHeapSize(rng);
+  const cpu = rng.below(st.ncpu);
+  const v = req < 0;
+  const bytes = Math.abs(req);
+  if (v) st.ops.vmalloc++;
+  else st.ops.kmalloc++;
+  const p = k.run(cpu, () => {
+    const q = v ? heap.vmalloc(bytes) : heap.kmalloc(bytes);
+    if (q !== 0) heap.write32(q, 0, i >>> 0);
+    return q;
+  });
+  if (p === 0) bump(st.failed, v ? "vmalloc" : "kmalloc");
+  else keep(st, p, v, bytes);
+}
+
 export const heapChurn: Workload = {
   name: "heap-churn",
   defaultOps: 10_000,
@@ -72,90 +153,47 @@ export const heapChurn: Workload = {
   run(k: LabKernel, rng: Rng, opts: WorkloadOptions, sample: (p: SamplePoint) => void): WorkloadResult {
     checkOps(this.name, opts);
     const heap = k.heap;
-    const ncpu = k.cpus.length;
     const every = sampleEvery(opts);
-    let cap = 8192 + 16;
-    let ptr = new Float64Array(cap);
-    let isV = new Uint8Array(cap);
-    let n = 0;
-    const ops: Record<string, number> = { kmalloc: 0, kfree: 0, vmalloc: 0, vfree: 0 };
-    const failed: Record<string, number> = {};
-    let liveBytes = 0;
-    let peakBytes = 0;
-    const sizes = new Map<number, number>();
-    let kfreeIpis = 0;
-    let vfreeIpis = 0;
-    const c = k.counters;
-    const free = (j: number) => {
-      const p = ptr[j];
-      const cpu = rng.below(ncpu);
-      const before = c.ipis;
-      if (isV[j]) {
-        ops.vfree++;
-        k.run(cpu, () => heap.vfree(p));
-        vfreeIpis += c.ipis - before;
-      } else {
-        ops.kfree++;
-        k.run(cpu, () => heap.kfree(p));
-        kfreeIpis += c.ipis - before;
-      }
-      liveBytes -= sizes.get(p) ?? 0;
-      sizes.delete(p);
-      n--;
-      ptr[j] = ptr[n];
-      isV[j] = isV[n];
+    const cap = 8192 + 16;
+    const st: Churn = {
+      k,
+      rng,
+      ncpu: k.cpus.length,
+      cap,
+      ptr: new Float64Array(cap),
+      isV: new Uint8Array(cap),
+      n: 0,
+      ops: { kmalloc: 0, kfree: 0, vmalloc: 0, vfree: 0 },
+      failed: {},
+      liveBytes: 0,
+      peakBytes: 0,
+      sizes: new Map(),
+      kfreeIpis: 0,
+      vfreeIpis: 0,
     };
+    const c = k.counters;
     for (let i = 0; i < opts.ops; i++) {
-      const doAlloc = n < 2048 || (n < 8192 && rng.below(2) === 0);
-      if (doAlloc) {
-        const req = pickHeapSize(rng);
-        const cpu = rng.below(ncpu);
-        const v = req < 0;
-        const bytes = Math.abs(req);
-        if (v) ops.vmalloc++;
-        else ops.kmalloc++;
-        const p = k.run(cpu, () => {
-          const q = v ? heap.vmalloc(bytes) : heap.kmalloc(bytes);
-          if (q !== 0) heap.write32(q, 0, i >>> 0);
-          return q;
-        });
-        if (p === 0) bump(failed, v ? "vmalloc" : "kmalloc");
-        else {
-          if (n === cap) {
-            cap *= 2;
-            const np = new Float64Array(cap);
-            np.set(ptr);
-            ptr = np;
-            const nv = new Uint8Array(cap);
-            nv.set(isV);
-            isV = nv;
-          }
-          ptr[n] = p;
-          isV[n] = v ? 1 : 0;
-          n++;
-          sizes.set(p, bytes);
-          liveBytes += bytes;
-          if (liveBytes > peakBytes) peakBytes = liveBytes;
-        }
-      } else free(rng.below(n));
+      const doAlloc = st.n < 2048 || (st.n < 8192 && rng.below(2) === 0);
+      if (doAlloc) allocOne(st, i);
+      else freeAt(st, rng.below(st.n));
       if ((i + 1) % every === 0)
         sample({
           op: i + 1,
           largestOrder: probeLargestOrder(k.counters, k.pmm),
-          heldFrames: Math.ceil(liveBytes / 4096),
+          heldFrames: Math.ceil(st.liveBytes / 4096),
         });
     }
     const info: Record<string, number> = {
-      liveAtEnd: n,
-      liveBytesAtEnd: liveBytes,
-      peakLiveBytes: peakBytes,
+      liveAtEnd: st.n,
+      liveBytesAtEnd: st.liveBytes,
+      peakLiveBytes: st.peakBytes,
     };
-    if (opts.drain) while (n > 0) free(n - 1);
+    if (opts.drain) while (st.n > 0) freeAt(st, st.n - 1);
     // IPIs sent while a kfree / vfree ran (attributed exactly: counters read around each call)
-    info.kfreeIpis = kfreeIpis;
-    info.vfreeIpis = vfreeIpis;
+    info.kfreeIpis = st.kfreeIpis;
+    info.vfreeIpis = st.vfreeIpis;
     // vfree'd pages whose TLB flush the lazy purge still defers (their IPIs are not sent yet)
     info.lazyPagesAtEnd = uncounted(c, () => heap.stats().lazyPages);
-    return { ops, failed, info, notes: [] };
+    return { ops: st.ops, failed: st.failed, info, notes: [] };
   },
 };
