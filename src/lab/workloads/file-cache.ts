@@ -38,6 +38,94 @@ const HIGH = [
   { order: 4, attempts: 64 },
 ];
 
+/** The workload's state: the frames it holds, in order, and what it counted. */
+interface Cache {
+  k: LabKernel;
+  rng: Rng;
+  sample: (p: SamplePoint) => void;
+  every: number;
+  cache: Int32Array; // page cache in allocation (LRU) order
+  kernel: Int32Array;
+  nCache: number;
+  nKernel: number;
+  head: number; // oldest cache page still held
+  op: number;
+  ops: Record<string, number>;
+  failed: Record<string, number>;
+  highHeld: { pfn: number; order: number }[];
+}
+
+function heldFrames(st: Cache): number {
+  return st.nCache - st.head + st.nKernel + st.highHeld.reduce((s, h) => s + 2 ** h.order, 0);
+}
+
+/** One operation done: a sample every `every` operations. */
+function tick(st: Cache): void {
+  st.op++;
+  if (st.op % st.every === 0)
+    st.sample({
+      op: st.op,
+      largestOrder: probeLargestOrder(st.k.counters, st.k.pmm),
+      heldFrames: heldFrames(st),
+    });
+}
+
+/** 1. fill: order-0 allocations up to `target` frames, 1 in 16 unmovable kernel memory, the rest cache. */
+function fill(st: Cache, target: number): void {
+  const a = st.k.pmm;
+  while (st.nCache + st.nKernel < target) {
+    const unmovable = st.rng.below(16) === 0;
+    st.ops.alloc++;
+    const p = unmovable ? a.alloc(0) : a.alloc(0, MOVABLE);
+    if (p < 0) {
+      bump(st.failed, "fill");
+      tick(st);
+      break;
+    }
+    if (unmovable) st.kernel[st.nKernel++] = p;
+    else st.cache[st.nCache++] = p;
+    tick(st);
+  }
+}
+
+/** 3. high-order requests: each kept when it succeeds; successes per order go to `info`. */
+function highOrderRequests(st: Cache, info: Record<string, number>): void {
+  const a = st.k.pmm;
+  for (const h of HIGH) {
+    let ok = 0;
+    for (let i = 0; i < h.attempts; i++) {
+      st.ops.highAlloc++;
+      const p = st.rng.below(2) === 0 ? a.alloc(h.order, MOVABLE) : a.alloc(h.order);
+      if (p >= 0) {
+        ok++;
+        st.highHeld.push({ pfn: p, order: h.order });
+      } else bump(st.failed, `order${h.order}`);
+      tick(st);
+    }
+    info[`order${h.order}Successes`] = ok;
+    info[`order${h.order}Attempts`] = h.attempts;
+    info[`order${h.order}SuccessPercent`] = Math.round((1000 * ok) / h.attempts) / 10;
+  }
+}
+
+/** With --drain: free the high-order blocks, the cache still held, then the kernel memory. */
+function drainHeld(st: Cache): void {
+  const a = st.k.pmm;
+  for (const h of st.highHeld) {
+    st.ops.free++;
+    a.free(h.pfn, h.order);
+  }
+  st.highHeld.length = 0;
+  while (st.head < st.nCache) {
+    st.ops.free++;
+    a.free(st.cache[st.head++], 0);
+  }
+  while (st.nKernel > 0) {
+    st.ops.free++;
+    a.free(st.kernel[--st.nKernel], 0);
+  }
+}
+
 export const fileCache: Workload = {
   name: "file-cache",
   defaultOps: 1_000,
@@ -49,83 +137,40 @@ export const fileCache: Workload = {
     const a = k.pmm;
     const c = k.counters;
     const target = Math.floor(uncounted(c, () => a.stats().freeFrames) * 0.9);
-    const every = Math.max(1, opts.sampleEvery ?? Math.ceil((target * 1.5 + 128) / 64));
-    const cache = new Int32Array(target); // page cache in allocation (LRU) order
-    const kernel = new Int32Array(target);
-    let nCache = 0;
-    let nKernel = 0;
-    let head = 0; // oldest cache page still held
-    let op = 0;
-    const ops: Record<string, number> = { alloc: 0, free: 0, highAlloc: 0 };
-    const failed: Record<string, number> = {};
-    const highHeld: { pfn: number; order: number }[] = [];
-    const tick = () => {
-      op++;
-      if (op % every === 0) sample({ op, largestOrder: probeLargestOrder(c, a), heldFrames: heldFrames() });
+    const st: Cache = {
+      k,
+      rng,
+      sample,
+      every: Math.max(1, opts.sampleEvery ?? Math.ceil((target * 1.5 + 128) / 64)),
+      cache: new Int32Array(target),
+      kernel: new Int32Array(target),
+      nCache: 0,
+      nKernel: 0,
+      head: 0,
+      op: 0,
+      ops: { alloc: 0, free: 0, highAlloc: 0 },
+      failed: {},
+      highHeld: [],
     };
-    const heldFrames = () => nCache - head + nKernel + highHeld.reduce((s, h) => s + 2 ** h.order, 0);
-
-    // 1. fill
-    while (nCache + nKernel < target) {
-      const unmovable = rng.below(16) === 0;
-      ops.alloc++;
-      const p = unmovable ? a.alloc(0) : a.alloc(0, MOVABLE);
-      if (p < 0) {
-        bump(failed, "fill");
-        tick();
-        break;
-      }
-      if (unmovable) kernel[nKernel++] = p;
-      else cache[nCache++] = p;
-      tick();
-    }
-    const filled = nCache + nKernel;
+    fill(st, target);
+    const filled = st.nCache + st.nKernel;
     // 2. reclaim the oldest half of the cache
-    const evict = Math.floor(nCache / 2);
+    const evict = Math.floor(st.nCache / 2);
     for (let i = 0; i < evict; i++) {
-      ops.free++;
-      a.free(cache[head++], 0);
-      tick();
+      st.ops.free++;
+      a.free(st.cache[st.head++], 0);
+      tick(st);
     }
     const largestAfterReclaim = probeLargestOrder(c, a);
-    // 3. high-order requests
     const info: Record<string, number> = {
       filledFrames: filled,
-      kernelFrames: nKernel,
+      kernelFrames: st.nKernel,
       evictedFrames: evict,
       largestOrderAfterReclaim: largestAfterReclaim,
     };
-    for (const h of HIGH) {
-      let ok = 0;
-      for (let i = 0; i < h.attempts; i++) {
-        ops.highAlloc++;
-        const p = rng.below(2) === 0 ? a.alloc(h.order, MOVABLE) : a.alloc(h.order);
-        if (p >= 0) {
-          ok++;
-          highHeld.push({ pfn: p, order: h.order });
-        } else bump(failed, `order${h.order}`);
-        tick();
-      }
-      info[`order${h.order}Successes`] = ok;
-      info[`order${h.order}Attempts`] = h.attempts;
-      info[`order${h.order}SuccessPercent`] = Math.round((1000 * ok) / h.attempts) / 10;
-    }
-    sample({ op, largestOrder: probeLargestOrder(c, a), heldFrames: heldFrames() });
-    if (opts.drain) {
-      for (const h of highHeld) {
-        ops.free++;
-        a.free(h.pfn, h.order);
-      }
-      highHeld.length = 0;
-      while (head < nCache) {
-        ops.free++;
-        a.free(cache[head++], 0);
-      }
-      while (nKernel > 0) {
-        ops.free++;
-        a.free(kernel[--nKernel], 0);
-      }
-    }
-    return { ops, failed, info, notes: [] };
+    highOrderRequests(st, info);
+    sample({ op: st.op, largestOrder: probeLargestOrder(c, a), heldFrames: heldFrames(st) });
+    if (opts.drain) drainHeld(st);
+    return { ops: st.ops, failed: st.failed, info, notes: [] };
   },
 };
