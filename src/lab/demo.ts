@@ -56,20 +56,24 @@ export function runDemo(opts: BootOptions = {}): DemoResult {
   return tour(bootKernel(opts));
 }
 
-/** The tour of a booted kernel (it maps, touches and unmaps user pages in its address space). */
-export function tour(boot: BootResult): DemoResult {
-  const { machine, mapper, layout, levels } = boot;
-  const c = machine.counters;
-  const cpu = machine.cpu0;
-  const steps: DemoStep[] = [];
-  let before = c.snapshot();
-  const step = (title: string, detail: string[]) => {
-    const now = c.snapshot();
-    steps.push({ title, detail, counters: Counters.diff(before, now) });
-    before = now;
-  };
-  steps.push({
-    title: `Kernel booted: ${boot.pmm} PMM, ${boot.kmap} kernel mapping, ${levels}-level paging`,
+/** The tour's steps so far; each records the counters that moved since the previous one. */
+interface Narration {
+  c: Counters;
+  steps: DemoStep[];
+  before: Record<string, number>;
+}
+
+function narrate(n: Narration, title: string, detail: string[]): void {
+  const now = n.c.snapshot();
+  n.steps.push({ title, detail, counters: Counters.diff(n.before, now) });
+  n.before = now;
+}
+
+/** The first step: what the boot brought up, with the boot's own counters. */
+function bootedStep(boot: BootResult): DemoStep {
+  const cpu = boot.machine.cpu0;
+  return {
+    title: `Kernel booted: ${boot.pmm} PMM, ${boot.kmap} kernel mapping, ${boot.levels}-level paging`,
     detail: [
       `map ${boot.map}: ${boot.ram.length} RAM range(s), ${(boot.ramBytes / 2 ** 20).toFixed(1)} MiB; kernel image at ${boot.kernelPhys}, running at -2 GiB`,
       `${boot.pageTablePages} page-table pages; CR3 = ${hex(cpu.cr3Pfn * 4096)}; ${boot.freePagesAfterBoot} frames free in the PMM`,
@@ -77,9 +81,12 @@ export function tour(boot: BootResult): DemoResult {
       `${boot.checks.length} after-boot checks passed (\`pagelab boot --log\` tells each of the 7 steps)`,
     ],
     counters: Object.fromEntries(Object.entries(boot.counters).filter(([, v]) => v !== 0)),
-  });
-  before = c.snapshot();
+  };
+}
 
+/** Map the user program's code and data pages with frames from the PMM. Returns the data page's VPN. */
+function mapUserProgram(boot: BootResult, n: Narration): number {
+  const { mapper, levels } = boot;
   const ucode = vaToVpn(USER_CODE, levels).vpn;
   const udata = vaToVpn(USER_DATA, levels).vpn;
   const f1 = boot.pmmAllocator.alloc(0);
@@ -87,15 +94,18 @@ export function tour(boot: BootResult): DemoResult {
   const tablesBefore = mapper.tables;
   mapper.map(ucode, f1, PAGE_4K, { user: true }).ignore();
   mapper.map(udata, f2, PAGE_4K, { user: true, write: true, nx: true }).ignore();
-  step("User program mapped, its frames and page tables from the PMM", [
+  narrate(n, "User program mapped, its frames and page tables from the PMM", [
     `code ${hex(USER_CODE)} -> ${hex(f1 * 4096)} (user, read-only, executable)`,
     `data ${hex(USER_DATA)} -> ${hex(f2 * 4096)} (user, writable, no-execute)`,
     `${mapper.tables - tablesBefore} new page tables for the user half, through the ${boot.kmap} mapping`,
   ]);
+  return udata;
+}
 
-  cpu.flushAllIncludingGlobal();
-  step("TLB flushed, global entries too (CR4.PGE toggled)", ["every translation must walk again"]);
-
+/** After a full flush: kernel accesses that walk, then the same page again from the TLB, then a #PF. */
+function kernelAccesses(boot: BootResult, n: Narration): void {
+  const { layout, levels } = boot;
+  const cpu = boot.machine.cpu0;
   const text = layout.kernelImage;
   const data = layout.kernelImage + SECTIONS[2].firstPage;
   const third = boot.strategy.hasDirectMap ? layout.directMap + 0x100 : layout.metadata;
@@ -103,37 +113,57 @@ export function tour(boot: BootResult): DemoResult {
   cpu.translate(text, Access.FETCH);
   cpu.translate(data, Access.WRITE);
   cpu.translate(third, Access.READ);
-  const d = Counters.diff(before, c.snapshot());
-  step("First accesses: each misses the TLB and walks", [
+  const d = Counters.diff(n.before, n.c.snapshot());
+  narrate(n, "First accesses: each misses the TLB and walks", [
     `fetch kernel text, write kernel .data, ${thirdName} (${formatVa(third, levels)}): ${d.walks} walks reading ${d.walkReads} entries (${levels} levels; a large page ends a walk early)`,
   ]);
 
   for (let i = 0; i < 1000; i++) cpu.translate(third, Access.READ);
-  step("1000 more reads of the same page", [
+  narrate(n, "1000 more reads of the same page", [
     "all served from the TLB: no walk, no memory reference for translation",
   ]);
 
   const pf = cpu.translate(data, Access.READ | Access.USER);
-  step("User mode touches kernel data", [
+  narrate(n, "User mode touches kernel data", [
     pf < 0 ? `#PF, error code ${hex(cpu.faultCode)} (P|U: present but supervisor-only)` : "no fault?!",
   ]);
+}
 
+/** Touch the user data page, unmap it with its flush, and touch it again: a #PF, no stale entry. */
+function unmapUserData(boot: BootResult, n: Narration, udata: number): void {
+  const cpu = boot.machine.cpu0;
   cpu.translate(udata, Access.WRITE | Access.USER);
-  const u = mapper.unmap(udata);
+  const u = boot.mapper.unmap(udata);
   u.flush.apply(cpu);
   const after = cpu.translate(udata, Access.WRITE | Access.USER);
-  step("Unmap user data, INVLPG, touch it again", [
+  narrate(n, "Unmap user data, INVLPG, touch it again", [
     `unmap freed ${u.flush.tablesFreed} tables; flush: ${u.flush.tablesFreed > 0 ? "full" : `${u.flush.invlpgCount} INVLPG`}`,
     after < 0
       ? `#PF, error code ${hex(cpu.faultCode)} (not present), no stale TLB entry used`
       : "still mapped?!",
   ]);
+}
+
+/** The tour of a booted kernel (it maps, touches and unmaps user pages in its address space). */
+export function tour(boot: BootResult): DemoResult {
+  const { machine, mapper, levels } = boot;
+  const c = machine.counters;
+  const cpu = machine.cpu0;
+  const n: Narration = { c, steps: [], before: c.snapshot() };
+  n.steps.push(bootedStep(boot));
+  n.before = c.snapshot();
+
+  const udata = mapUserProgram(boot, n);
+  cpu.flushAllIncludingGlobal();
+  narrate(n, "TLB flushed, global entries too (CR4.PGE toggled)", ["every translation must walk again"]);
+  kernelAccesses(boot, n);
+  unmapUserData(boot, n, udata);
 
   return {
     map: boot.map,
     levels,
     usableBytes: boot.ramBytes,
-    steps,
+    steps: n.steps,
     pageTablePages: new Set(tableFrames(machine, mapper.root, levels, boot.recursiveSlots)).size,
     counters: c.snapshot(),
     machine,
