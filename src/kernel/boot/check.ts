@@ -73,15 +73,28 @@ export function checkBoot(b: BootCheckInput): string[] {
   const passed: string[] = [];
   b.pmm.check();
   passed.push(`${b.pmm.name} invariant checker passed`);
+  passed.push(checkPageTables(b));
+  passed.push(checkHandover(b));
+  const owned = checkOwnedNotFree(b);
+  if (owned !== null) passed.push(owned);
+  passed.push(checkImageMapping(b));
+  const stale = checkNoStaleTlb(b);
+  if (stale !== null) passed.push(stale);
+  return passed;
+}
+
+/** The page-table checker on the kernel's tree. */
+function checkPageTables(b: BootCheckInput): string {
   const tree = checkTree(b.machine.mem, b.root, b.levels, {
     maxPhysAddrBits: b.machine.mem.maxPhysAddrBits,
     recursiveSlots: b.recursiveSlots,
   });
   if (tree.violations.length > 0) fail("BOOT_CHECK", `page tables: ${tree.violations[0]}`);
-  passed.push(
-    `page tables consistent (${tree.stats.tables} tables, ${tree.stats.leaves1g} x 1G + ${tree.stats.leaves2m} x 2M + ${tree.stats.leaves4k} x 4K leaves)`,
-  );
+  return `page tables consistent (${tree.stats.tables} tables, ${tree.stats.leaves1g} x 1G + ${tree.stats.leaves2m} x 2M + ${tree.stats.leaves4k} x 4K leaves)`;
+}
 
+/** The handover conserved frames: RAM = frames freed to the PMM (all of them managed) + reserved. */
+function checkHandover(b: BootCheckInput): string {
   const ramFrames = b.ram.reduce((s, r) => s + r.end - r.start, 0);
   let reservedInRam = 0;
   for (const r of b.reserved) {
@@ -98,10 +111,11 @@ export function checkBoot(b: BootCheckInput): string[] {
       `handover lost frames: RAM ${ramFrames} = freed ${b.freedFrames} + reserved ${reservedInRam}? PMM manages ${managed}`,
     );
   }
-  passed.push(
-    `handover conserved every frame: ${ramFrames} RAM = ${b.freedFrames} given to the PMM + ${reservedInRam} reserved`,
-  );
+  return `handover conserved every frame: ${ramFrames} RAM = ${b.freedFrames} given to the PMM + ${reservedInRam} reserved`;
+}
 
+/** The frames the kernel owns (memblock's reservations, the page tables), sorted and merged. */
+function ownedFrames(b: BootCheckInput): { start: number; end: number }[] {
   const owned = [
     ...b.reserved.map((r) => ({
       start: Math.floor(r.base / 4096),
@@ -115,18 +129,26 @@ export function checkBoot(b: BootCheckInput): string[] {
     if (last && o.start <= last.end) last.end = Math.max(last.end, o.end);
     else merged.push({ ...o });
   }
-  if (b.pmm.forEachFree) {
-    b.pmm.forEachFree((pfn, count) => {
-      const hit = overlapsAny(merged, pfn, pfn + count);
-      if (hit)
-        fail(
-          "BOOT_CHECK",
-          `free block ${hex(pfn * 4096)}+${count} frames overlaps owned frames ${hex(hit.start * 4096)}-${hex(hit.end * 4096)}`,
-        );
-    });
-    passed.push("no owned frame (image, first MiB, metadata, page tables) is on a free list");
-  }
+  return merged;
+}
 
+/** No free block overlaps an owned frame (null: the PMM cannot list its free blocks). */
+function checkOwnedNotFree(b: BootCheckInput): string | null {
+  const merged = ownedFrames(b);
+  if (!b.pmm.forEachFree) return null;
+  b.pmm.forEachFree((pfn, count) => {
+    const hit = overlapsAny(merged, pfn, pfn + count);
+    if (hit)
+      fail(
+        "BOOT_CHECK",
+        `free block ${hex(pfn * 4096)}+${count} frames overlaps owned frames ${hex(hit.start * 4096)}-${hex(hit.end * 4096)}`,
+      );
+  });
+  return "no owned frame (image, first MiB, metadata, page tables) is on a free list";
+}
+
+/** Each section of the kernel image is mapped at -2 GiB to its frames, with its rights, supervisor only. */
+function checkImageMapping(b: BootCheckInput): string {
   const layout = kernelLayout(b.levels);
   const cpu = b.machine.cpu0;
   for (const s of SECTIONS) {
@@ -141,14 +163,15 @@ export function checkBoot(b: BootCheckInput): string[] {
       fail("BOOT_CHECK", `kernel ${s.name} is not mapped as it should be at -2 GiB`);
     }
   }
-  passed.push(
-    "kernel image mapped at -2 GiB with its sections' rights (text RX, rodata R, data/bss RW+NX), supervisor only",
-  );
+  return "kernel image mapped at -2 GiB with its sections' rights (text RX, rodata R, data/bss RW+NX), supervisor only";
+}
+
+/** No stale TLB entry was used (null: the CPU does not track them, so nothing to claim). */
+function checkNoStaleTlb(b: BootCheckInput): string | null {
   const stale = b.machine.staleReports();
   if (stale.length > 0)
     fail("BOOT_CHECK", `stale TLB entry used: ${stale[0].reason} at page ${hex(stale[0].vpn)}`);
-  if (b.machine.cpu0.checkStale) passed.push("no stale TLB entry was ever used");
-  return passed;
+  return b.machine.cpu0.checkStale ? "no stale TLB entry was ever used" : null;
 }
 
 /**
