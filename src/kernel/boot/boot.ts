@@ -21,7 +21,7 @@ import { e820TypeName, isUsable, type MemoryMap } from "../../firmware/index.ts"
 import { Machine } from "../../machine/machine.ts";
 import { Mapper } from "../../machine/x86/mapper.ts";
 import type { Levels } from "../../machine/x86/vaddr.ts";
-import { Memblock, MEMBLOCK_BYTES, type MemblockRange } from "../early/memblock.ts";
+import { Memblock, MEMBLOCK_BYTES } from "../early/memblock.ts";
 import { PlacementAllocator } from "../early/placement.ts";
 import { IMAGE_BYTES, placeKernel, writeBootTables } from "../image.ts";
 import { type KernelLayout, kernelLayout } from "../kmap/layout.ts";
@@ -127,7 +127,6 @@ interface AfterHandover extends AfterMetadata {
   pmm: FrameAllocator;
   port: SwitchPort;
   regions: MappedRegion[];
-  reserved: MemblockRange[];
   freed: number;
 }
 interface AfterFinal extends AfterHandover {
@@ -312,7 +311,6 @@ function handOver(s: AfterMetadata): AfterHandover {
     },
   };
   const pmm = design.create(env, s.pmmLayout, s.metaPa);
-  const reserved = memblock.ranges("reserved");
   const free = memblock.retire();
   for (const r of free) {
     const first = Math.ceil(r.base / 4096);
@@ -324,7 +322,7 @@ function handOver(s: AfterMetadata): AfterHandover {
     `memblock_free_all: ${free.length} free range(s), ${freed} frames given to the ${design.name} PMM; memblock retired`,
   );
   n.end("PMM takes over; memblock retires");
-  return { ...s, pmm, port, regions, reserved, freed };
+  return { ...s, pmm, port, regions, freed };
 }
 
 /** Step 6: the final address space, built from the PMM; CR3 switched on every CPU. */
@@ -362,7 +360,7 @@ function summarize(s: AfterFinal, t0: number): BootResult {
           root: s.root,
           levels,
           recursiveSlots,
-          reserved: s.reserved,
+          owned: n.owned,
           ram: s.ram,
           kernelPhys: s.kernelPhys,
           freedFrames: s.freed,

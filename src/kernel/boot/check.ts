@@ -12,9 +12,9 @@ import { peekWalk } from "../../machine/x86/mmu.ts";
 import { Pte } from "../../machine/x86/pte.ts";
 import { TlbPerm } from "../../machine/x86/tlb.ts";
 import type { Levels } from "../../machine/x86/vaddr.ts";
-import type { MemblockRange } from "../early/memblock.ts";
 import { SECTIONS } from "../image.ts";
 import { kernelLayout } from "../kmap/layout.ts";
+import type { OwnedRange } from "../owner.ts";
 import { PmmAuditor } from "../pmm/check.ts";
 import type { FrameAllocator, FrameRange, PmmStats } from "../pmm/interface.ts";
 import type { BootResult } from "./boot.ts";
@@ -25,7 +25,8 @@ export interface BootCheckInput {
   root: number;
   levels: Levels;
   recursiveSlots: number[];
-  reserved: MemblockRange[];
+  /** memblock's reservations and allocations (the boot's ownership records of steps 1 to 5). */
+  owned: OwnedRange[];
   ram: FrameRange[];
   kernelPhys: number;
   freedFrames: number;
@@ -97,12 +98,8 @@ function checkPageTables(b: BootCheckInput): string {
 function checkHandover(b: BootCheckInput): string {
   const ramFrames = b.ram.reduce((s, r) => s + r.end - r.start, 0);
   let reservedInRam = 0;
-  for (const r of b.reserved) {
-    for (const m of b.ram) {
-      const s = Math.max(r.base / 4096, m.start);
-      const e = Math.min((r.base + r.size) / 4096, m.end);
-      if (e > s) reservedInRam += Math.ceil(e) - Math.floor(s);
-    }
+  for (const r of merge(b.owned)) {
+    for (const m of b.ram) reservedInRam += Math.max(0, Math.min(r.end, m.end) - Math.max(r.start, m.start));
   }
   const managed = b.stats.managedFrames;
   if (managed !== b.freedFrames || b.freedFrames + reservedInRam !== ramFrames) {
@@ -116,18 +113,17 @@ function checkHandover(b: BootCheckInput): string {
 
 /** The frames the kernel owns (memblock's reservations, the page tables), sorted and merged. */
 function ownedFrames(b: BootCheckInput): { start: number; end: number }[] {
-  const owned = [
-    ...b.reserved.map((r) => ({
-      start: Math.floor(r.base / 4096),
-      end: Math.ceil((r.base + r.size) / 4096),
-    })),
-    ...tableFrames(b.machine, b.root, b.levels, b.recursiveSlots).map((t) => ({ start: t, end: t + 1 })),
-  ].sort((x, y) => x.start - y.start);
+  const tables = tableFrames(b.machine, b.root, b.levels, b.recursiveSlots);
+  return merge([...b.owned, ...tables.map((t) => ({ start: t, end: t + 1 }))]);
+}
+
+/** Frame ranges sorted and merged where they overlap or touch. */
+function merge(ranges: readonly { start: number; end: number }[]): { start: number; end: number }[] {
   const merged: { start: number; end: number }[] = [];
-  for (const o of owned) {
+  for (const o of [...ranges].sort((x, y) => x.start - y.start)) {
     const last = merged[merged.length - 1];
     if (last && o.start <= last.end) last.end = Math.max(last.end, o.end);
-    else merged.push({ ...o });
+    else merged.push({ start: o.start, end: o.end });
   }
   return merged;
 }
