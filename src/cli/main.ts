@@ -31,7 +31,14 @@ Start here:
 Every command has --help with examples; most have --json. Errors exit 2.`,
   );
 
-registerCommands(program);
+/**
+ * The command this run needs, loaded alone: the first argument that is not an option (`help NAME`
+ * asks for NAME). The others are stubs that only list themselves in `pagelab --help`.
+ */
+function wantedCommand(args: string[]): string | undefined {
+  const words = args.filter((a) => !a.startsWith("-"));
+  return words[0] === "help" ? words[1] : words[0];
+}
 
 /** Print one line for any error and exit: usage and input errors 2, anything else 70 (a bug). */
 function die(e: unknown): never {
@@ -57,6 +64,7 @@ process.on("uncaughtException", die);
 process.on("unhandledRejection", die);
 
 try {
+  await registerCommands(program, wantedCommand(process.argv.slice(2)));
   await program.parseAsync(process.argv);
 } catch (e) {
   die(e);

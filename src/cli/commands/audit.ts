@@ -1,3 +1,4 @@
+import { SUMMARY } from "./index.ts";
 import type { Command } from "@commander-js/extra-typings";
 import { type AuditRange, auditBoot } from "../../lab/audit.ts";
 import { printJson, colour as pc } from "../output.ts";
@@ -17,13 +18,7 @@ function show(title: string, list: AuditRange[], bad: boolean): void {
 }
 
 export function registerAudit(program: Command): void {
-  withBootOptions(
-    program
-      .command("audit")
-      .description(
-        "boot, then audit the kernel address space: W+X, user-accessible kernel pages, exposure, KASLR entropy",
-      ),
-  )
+  withBootOptions(program.command("audit").description(SUMMARY.audit))
     .option("--json", "print the audit as JSON")
     .addHelpText(
       "after",

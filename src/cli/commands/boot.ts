@@ -1,3 +1,4 @@
+import { SUMMARY } from "./index.ts";
 import type { Command, OptionValues } from "@commander-js/extra-typings";
 import { fail } from "../../errors.ts";
 import { type BootResult, bootKernel, checkBootOptions } from "../../kernel/boot/index.ts";
@@ -142,13 +143,7 @@ export async function bootFromOptions(
 }
 
 export function registerBoot(program: Command): void {
-  withBootOptions(
-    program
-      .command("boot")
-      .description(
-        "boot a simulated kernel from a firmware map: early allocator, PMM, kernel mappings, told step by step",
-      ),
-  )
+  withBootOptions(program.command("boot").description(SUMMARY.boot))
     .option("--json", "print the result as JSON")
     .option("--log", "print every line of every step, with memblock allocations and counters")
     .option("--export <dir>", "write the final page tables as pages.bin, index.json and info-tlb.txt")

@@ -2,6 +2,7 @@
  * `pagelab compare`: run the matrix maps x PMM x kmap x workload x CPUs in worker threads and write
  * DIR/results.json, DIR/report.md and DIR/report.html (src/lab/compare.ts, src/lab/report/).
  */
+import { SUMMARY } from "./index.ts";
 import { type Command, Option } from "@commander-js/extra-typings";
 import cliProgress from "cli-progress";
 import { fail } from "../../errors.ts";
@@ -94,7 +95,7 @@ Capture your own trace (as root), then replay it with --workload ftrace --trace 
 export function registerCompare(program: Command): void {
   program
     .command("compare")
-    .description("compare designs on workloads in parallel; write results.json, report.md and report.html")
+    .description(SUMMARY.compare)
     .option(
       "--maps <list>",
       `firmware maps (presets or files), comma-separated (default: ${DEFAULT_PRESET})`,

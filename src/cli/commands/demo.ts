@@ -1,3 +1,4 @@
+import { SUMMARY } from "./index.ts";
 import type { Command } from "@commander-js/extra-typings";
 import { tour } from "../../lab/demo.ts";
 import { withBootOptions } from "../options.ts";
@@ -5,13 +6,7 @@ import { printJson, colour as pc } from "../output.ts";
 import { bootFromOptions } from "./boot.ts";
 
 export function registerDemo(program: Command): void {
-  withBootOptions(
-    program
-      .command("demo")
-      .description(
-        "a guided tour of a booted kernel's address space, step by step, with the counters of each step",
-      ),
-  )
+  withBootOptions(program.command("demo").description(SUMMARY.demo))
     .option("--json", "print the steps and counters as JSON")
     .addHelpText(
       "after",

@@ -3,6 +3,7 @@
  * with every change explained; `--memblock` rebuilds Linux's `Early memory node ranges` from a boot
  * log; `map convert` writes the map in another format.
  */
+import { SUMMARY } from "./index.ts";
 import { colour as pc } from "../output.ts";
 import { writeFileSync } from "node:fs";
 import { type Command, Option } from "@commander-js/extra-typings";
@@ -210,9 +211,7 @@ Examples:
 export function registerMap(program: Command): void {
   const map = program
     .command("map")
-    .description(
-      "read a firmware memory map (dmesg, sysfs, iomem, E820, Multiboot2, Limine, UEFI, JSON/YAML or a preset)",
-    )
+    .description(SUMMARY.map)
     .argument(
       "<source>",
       "file, - (standard input) or preset (qemu:4G, qemu-q35:5G, ovmf:512M, sparse, numa:2x8G)",

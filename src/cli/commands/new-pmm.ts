@@ -3,6 +3,7 @@
  * stack pages of examples/c/stack_pages.c, named after the file), which compiles and validates as it is.
  * `pagelab include-path`: where include/pagelab/pmm.h is, for the user's kernel build (-I).
  */
+import { SUMMARY } from "./index.ts";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, extname, join } from "node:path";
 import type { Command } from "@commander-js/extra-typings";
@@ -17,9 +18,7 @@ const LANGS: Record<string, { ext: string; example: string }> = {
 export function registerNewPmm(program: Command): void {
   program
     .command("new-pmm")
-    .description(
-      "write a commented starting point for your own allocator (C or Rust, compiled to WebAssembly)",
-    )
+    .description(SUMMARY["new-pmm"])
     .argument("<language>", `c or rust`)
     .argument("<file>", "the file to write (my_pmm.c)")
     .option("--force", "overwrite an existing file")

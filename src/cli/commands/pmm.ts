@@ -3,6 +3,7 @@
  * measures of src/kernel/pmm/measure.ts (metadata, references per operation, contiguity and
  * fragmentation after churn), plus `/proc/buddyinfo` lines for the buddies.
  */
+import { SUMMARY } from "./index.ts";
 import { type Command, Option } from "@commander-js/extra-typings";
 import { usableFrameRanges } from "../../firmware/frames.ts";
 import { bootAuditor, bootKernel, bootRam, checkHostBudget } from "../../kernel/boot/index.ts";
@@ -64,9 +65,7 @@ Examples:
 export function registerPmm(program: Command): void {
   program
     .command("pmm")
-    .description(
-      "measure the physical memory managers (stack, stack pages, free list, bitmap, buddy, compositions)",
-    )
+    .description(SUMMARY.pmm)
     .addOption(
       new Option(
         "--design <name|file>",

@@ -1,3 +1,4 @@
+import { SUMMARY } from "./index.ts";
 import { type Command, Option } from "@commander-js/extra-typings";
 import { fail } from "../../errors.ts";
 import { layoutMarkers } from "../../lab/demo.ts";
@@ -18,7 +19,7 @@ const ACCESS: Record<string, number> = { read: Access.READ, write: Access.WRITE,
 export function registerPt(program: Command): void {
   const pt = program
     .command("pt")
-    .description("page tables of a booted kernel: walk an address, dump the tables")
+    .description(SUMMARY.pt)
     .addHelpText(
       "after",
       `

@@ -1,4 +1,5 @@
 /** `pagelab serve`: the web explorer on a loopback port (building the page first when needed). */
+import { SUMMARY } from "./index.ts";
 import { type Command, Option } from "@commander-js/extra-typings";
 import { fail } from "../../errors.ts";
 import { ensureWebBuilt } from "../../serve/build.ts";
@@ -19,9 +20,7 @@ export function parseDuration(s: string, what: string): number {
 export function registerServe(program: Command): void {
   program
     .command("serve")
-    .description(
-      "start the web explorer on 127.0.0.1: boot a map, browse its frames, page tables, boot log and compare runs",
-    )
+    .description(SUMMARY.serve)
     .addOption(
       new Option("--port <n>", "TCP port (0 picks a free one)")
         .default(8080)
