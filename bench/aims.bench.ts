@@ -1,0 +1,89 @@
+/**
+ * `npm run bench -- aims`: the figures a user meets, each a whole `pagelab` process as a user runs it
+ * (start-up included, after-boot checks on), with its host wall time and peak RSS beside the aim. The
+ * PMM-versus-C rows come from `npm run bench -- pmm` in the same run. The load average is printed
+ * first: these machines are shared, so ratios within one run are the reliable figures.
+ */
+import { spawnSync } from "node:child_process";
+import { loadavg } from "node:os";
+import { fileURLToPath } from "node:url";
+
+const ONE = fileURLToPath(new URL("./cli-one.mjs", import.meta.url));
+
+interface Row {
+  what: string;
+  args: string[];
+  aim: string;
+}
+
+const ROWS: Row[] = [
+  {
+    what: "boot --map qemu:1T --pmm bitmap",
+    args: ["boot", "--map", "qemu:1T", "--pmm", "bitmap"],
+    aim: "<= 1 s",
+  },
+  {
+    what: "boot --map qemu:1T --pmm buddy",
+    args: ["boot", "--map", "qemu:1T", "--pmm", "buddy"],
+    aim: "<= 3 s, <= 1.5 GB",
+  },
+  {
+    what: "boot --map qemu:1T --pmm stack",
+    args: ["boot", "--map", "qemu:1T", "--pmm", "stack"],
+    aim: "<= 10 s",
+  },
+  {
+    what: "boot --map qemu:1T --pmm stack-pages",
+    args: ["boot", "--map", "qemu:1T", "--pmm", "stack-pages"],
+    aim: "<= 10 s",
+  },
+  {
+    what: "boot --map qemu:64T --pmm bitmap",
+    args: ["boot", "--map", "qemu:64T", "--pmm", "bitmap"],
+    aim: "<= 10 s, <= 3 GB",
+  },
+  {
+    what: "boot --map sparse --levels 5 --pmm bitmap",
+    args: ["boot", "--map", "sparse", "--levels", "5", "--pmm", "bitmap"],
+    aim: "<= 1 s",
+  },
+  { what: "pagelab --help", args: ["--help"], aim: "<= 0.25 s" },
+  { what: "boot (default, qemu:4G)", args: ["boot"], aim: "<= 0.6 s" },
+  {
+    what: "compare (default)",
+    args: ["compare", "--out", "/tmp/pagelab-aims-compare", "--json"],
+    aim: "<= 15 s, <= 1 GB",
+  },
+];
+
+function run(args: string[]): { ms: number; rssMiB: number; status: number; err: string } {
+  const t0 = performance.now();
+  const r = spawnSync(process.execPath, [ONE, ...args], { encoding: "utf8", maxBuffer: 64 << 20 });
+  const ms = performance.now() - t0;
+  const m = /pagelab-bench maxRSS (\d+)/.exec(r.stderr);
+  const err = r.stderr.replace(/\n?pagelab-bench maxRSS \d+\n?/, "").trim();
+  return { ms, rssMiB: m ? Number(m[1]) / 1024 : Number.NaN, status: r.status ?? -1, err };
+}
+
+export default async function aims(): Promise<void> {
+  const only = process.env.AIMS?.split(",");
+  console.log(
+    `load average ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(" ")} (1, 5, 15 min)`,
+  );
+  console.log(`${"command (checks on)".padEnd(44)} ${"wall s".padStart(8)} ${"peak RSS".padStart(10)}  aim`);
+  for (const row of ROWS) {
+    if (only && !only.some((o) => row.what.includes(o))) continue;
+    const r = run(row.args);
+    const fail = r.status === 0 ? "" : `  exit ${r.status}: ${r.err.split("\n")[0].slice(0, 100)}`;
+    console.log(
+      `${row.what.padEnd(44)} ${(r.ms / 1000).toFixed(2).padStart(8)} ${`${(r.rssMiB / 1024).toFixed(2)} GB`.padStart(10)}  ${row.aim}${fail}`,
+    );
+  }
+  console.log(
+    `load average ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(" ")} after`,
+  );
+}
