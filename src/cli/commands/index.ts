@@ -16,6 +16,7 @@ export const SUMMARY = {
   demo: "a guided tour of a booted kernel's address space, step by step, with the counters of each step",
   map: "read a firmware memory map (dmesg, sysfs, iomem, E820, Multiboot2, Limine, UEFI, JSON/YAML or a preset)",
   "new-pmm": "write a commented starting point for your own allocator (C or Rust, compiled to WebAssembly)",
+  "include-path": "print the directory holding pagelab/pmm.h (for -I in your kernel's build)",
   pmm: "measure the physical memory managers (stack, stack pages, free list, bitmap, buddy, compositions)",
   pt: "page tables of a booted kernel: walk an address, dump the tables",
   serve:
@@ -31,6 +32,7 @@ const LOAD: Record<CommandName, () => Promise<Register>> = {
   demo: async () => (await import("./demo.ts")).registerDemo,
   map: async () => (await import("./map.ts")).registerMap,
   "new-pmm": async () => (await import("./new-pmm.ts")).registerNewPmm,
+  "include-path": async () => (await import("./new-pmm.ts")).registerIncludePath,
   pmm: async () => (await import("./pmm.ts")).registerPmm,
   pt: async () => (await import("./pt.ts")).registerPt,
   serve: async () => (await import("./serve.ts")).registerServe,

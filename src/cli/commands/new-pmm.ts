@@ -51,10 +51,12 @@ page, the emptied page handed out. It compiles and validates unchanged:
         `wrote ${file} (linked stack pages, from ${lang.example}); next: pagelab boot --pmm ./${file}`,
       );
     });
+}
 
+export function registerIncludePath(program: Command): void {
   program
     .command("include-path")
-    .description("print the directory holding pagelab/pmm.h (for -I in your kernel's build)")
+    .description(SUMMARY["include-path"])
     .action(() => {
       console.log(includeDir());
     });
