@@ -6,6 +6,17 @@ export class PagelabError extends Error {
   readonly code: string;
   readonly details: Record<string, unknown>;
 
+  /**
+   * `instanceof` by brand, not by class identity: a design file the user wrote imports pagelab from
+   * its sources while the CLI may run from the built bundle, two copies of this class whose errors
+   * must both be recognised (a clear line and exit 2, never a crash report).
+   */
+  static override [Symbol.hasInstance](x: unknown): boolean {
+    return (
+      x instanceof Error && x.name === "PagelabError" && typeof (x as { code?: unknown }).code === "string"
+    );
+  }
+
   constructor(code: string, message: string, details: Record<string, unknown> = {}) {
     super(message);
     this.name = "PagelabError";

@@ -16,6 +16,7 @@
  * A run that fails (the host-memory budget refuses the boot, a kernel module not implemented yet, an
  * invariant violated) becomes a row with `error` and the report lists it: the matrix goes on.
  */
+import { workerUrl } from "../paths.ts";
 import {
   accessSync,
   closeSync,
@@ -694,7 +695,7 @@ export async function runSpecs(
     return;
   }
   let next = 0;
-  const url = new URL("./compare-worker.mjs", import.meta.url);
+  const url = workerUrl("lab/compare-worker");
   const one = (): Promise<void> =>
     new Promise((resolve, reject) => {
       const w = new Worker(url);

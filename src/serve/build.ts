@@ -4,12 +4,12 @@
  * JS API. The build goes to a private directory first and is then renamed into place, so two servers
  * starting at once never serve a half-written dist.
  */
+import { packagePath } from "../paths.ts";
 import { existsSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { fail } from "../errors.ts";
 
-export const WEB_DIR = fileURLToPath(new URL("../../web", import.meta.url));
+export const WEB_DIR = packagePath("web");
 export const DIST_DIR = join(WEB_DIR, "dist");
 
 function newestSource(dir: string): number {

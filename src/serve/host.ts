@@ -14,6 +14,7 @@
  * at most `maxBoots` boots run at once (429 beyond). Finished sessions stay in their workers (the
  * `sessions` most recently used; older workers are terminated and their ids answer NO_SESSION).
  */
+import { workerUrl } from "../paths.ts";
 import { EventEmitter } from "node:events";
 import { Worker } from "node:worker_threads";
 import type { ApiReply } from "./api.ts";
@@ -52,7 +53,7 @@ interface Live {
   pending: Map<number, (r: ApiReply) => void>;
 }
 
-const WORKER_URL = new URL("./session-worker.mjs", import.meta.url);
+const WORKER_URL = workerUrl("serve/session-worker");
 
 function err(status: number, code: string, message: string): ApiReply {
   return { status, body: { error: { code, message } } };

@@ -7,7 +7,8 @@ import { readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 
 export const FLOORS: { floor: string; prefix: string }[] = [
-  { floor: "errors", prefix: "errors.ts" },
+  { floor: "base", prefix: "errors.ts" },
+  { floor: "base", prefix: "paths.ts" },
   { floor: "machine", prefix: "machine/" },
   { floor: "firmware", prefix: "firmware/" },
   { floor: "kernel", prefix: "kernel/" },
@@ -19,14 +20,14 @@ export const FLOORS: { floor: string; prefix: string }[] = [
 
 /** Which floors each floor may import from (besides its own). machine and firmware stand side by side. */
 const MAY_IMPORT: Record<string, string[]> = {
-  errors: [],
-  machine: ["errors"],
-  firmware: ["errors"],
-  kernel: ["errors", "machine", "firmware"],
-  lab: ["errors", "machine", "firmware", "kernel"],
-  serve: ["errors", "machine", "firmware", "kernel", "lab"],
-  cli: ["errors", "machine", "firmware", "kernel", "lab", "serve"],
-  index: ["errors", "machine", "firmware", "kernel", "lab", "serve", "cli"],
+  base: [],
+  machine: ["base"],
+  firmware: ["base"],
+  kernel: ["base", "machine", "firmware"],
+  lab: ["base", "machine", "firmware", "kernel"],
+  serve: ["base", "machine", "firmware", "kernel", "lab"],
+  cli: ["base", "machine", "firmware", "kernel", "lab", "serve"],
+  index: ["base", "machine", "firmware", "kernel", "lab", "serve", "cli"],
 };
 
 /** The floor of a path relative to src/, or null outside every floor. */

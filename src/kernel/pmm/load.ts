@@ -7,6 +7,7 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
+import { tsImport } from "tsx/esm/api";
 import { fail } from "../../errors.ts";
 import { DESIGNS, getDesign } from "./designs.ts";
 import type { PmmDesign } from "./interface.ts";
@@ -45,7 +46,10 @@ export async function loadDesign(spec: string): Promise<PmmDesign> {
   if (isWasmDesignPath(file)) return loadWasmDesign(spec);
   let mod: Record<string, unknown>;
   try {
-    mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+    // TypeScript goes through tsx (the CLI itself may run built, without a loader); JavaScript as is.
+    mod = /\.[mc]?ts$/.test(file)
+      ? ((await tsImport(pathToFileURL(file).href, import.meta.url)) as Record<string, unknown>)
+      : ((await import(pathToFileURL(file).href)) as Record<string, unknown>);
   } catch (e) {
     fail("BAD_DESIGN", `${spec}: could not load the module: ${e instanceof Error ? e.message : String(e)}`);
   }

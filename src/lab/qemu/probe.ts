@@ -16,11 +16,11 @@
  * u64 user_rip, u64 user_rsp, u64 pad_pa, 16 reserved bytes; then per case u64 va, u32 kind, u32 ctl,
  * u32 npath, u32 id, u64 path[5] (physical addresses of the entries on the walk's path).
  */
+import { packagePath } from "../../paths.ts";
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { fail } from "../../errors.ts";
 import type { Levels } from "../../machine/x86/vaddr.ts";
 import { type Blob, QemuSession } from "./session.ts";
@@ -168,7 +168,7 @@ export function parseProbeOutput(text: string): ProbeOutput {
   return out;
 }
 
-const SOURCES = fileURLToPath(new URL("./probe/", import.meta.url));
+const SOURCES = `${packagePath("src/lab/qemu/probe")}/`;
 
 function run(cmd: string, args: string[], cwd: string): void {
   const r = spawnSync(cmd, args, { cwd, encoding: "utf8", timeout: 60_000 });

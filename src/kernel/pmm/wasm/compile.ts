@@ -8,17 +8,17 @@
  * A missing tool is a clear error (exit 2) naming the package to install and the command to build the
  * `.wasm` by hand.
  */
+import { packagePath } from "../../../paths.ts";
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
-import { basename, dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { basename, join, resolve } from "node:path";
 import { fail } from "../../../errors.ts";
 
 /** Where include/pagelab/pmm.h is (`pagelab include-path` prints it). */
 export function includeDir(): string {
-  return resolve(dirname(fileURLToPath(import.meta.url)), "../../../../include");
+  return packagePath("include");
 }
 
 /**

@@ -9,6 +9,7 @@
  * with the call and the steps before it. The booted kernel then runs the module in its own thread, at
  * full speed, with the access budget only: the trade-off is documented in the README.
  */
+import { workerUrl as packageWorker } from "../../../paths.ts";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -31,7 +32,7 @@ export type IsolatedDesign = PmmDesign & {
 };
 
 function workerUrl(): URL {
-  return new URL("./validate-worker.mjs", import.meta.url);
+  return packageWorker("kernel/pmm/wasm/validate-worker");
 }
 
 /** Validations already run in this thread, by module digest, options and seed (compare rows share them). */
