@@ -92,8 +92,9 @@ Capture your own trace (as root), then replay it with --workload ftrace --trace 
   for e in mm_page_alloc mm_page_free kmalloc kfree; do echo 1 > events/kmem/$e/enable; done
   cat trace_pipe > ~/kmem.trace        # Ctrl-C after a few seconds`;
 
-export function registerCompare(program: Command): void {
-  program
+/** The command's options and help: a declarative table (the action follows). */
+function compareCommand(program: Command) {
+  return program
     .command("compare")
     .description(SUMMARY.compare)
     .option(
@@ -155,75 +156,82 @@ export function registerCompare(program: Command): void {
       "run every kernel checker after each workload (slower; a violation becomes the row's error)",
     )
     .option("--json", "print a JSON summary (files, run counts, findings) instead of text")
-    .addHelpText("after", HELP)
-    .action(async (o) => {
-      const argv = process.argv.slice(2);
-      const command = `pagelab ${argv.join(" ")}`.trim();
-      const bar = new cliProgress.SingleBar(
-        {
-          format: "compare [{bar}] {value}/{total} runs | {last}",
-          noTTYOutput: true,
-          notTTYSchedule: 5000,
-          stream: process.stderr,
-          hideCursor: true,
-        },
-        cliProgress.Presets.legacy,
-      );
-      let started = false;
-      const res = await runCompare(
-        {
-          maps: o.maps,
-          pmms: o.pmm,
-          kmaps: o.kmap,
-          workloads: o.workload,
-          cpus: o.cpus,
-          levels: o.levels,
-          seed: o.seed,
-          ops: o.ops,
-          trace: o.trace,
-          sweep: o.sweep,
-          jobs: o.jobs,
-          paranoid: o.paranoid === true,
-          hostBudget: o.hostBudget === undefined ? undefined : parseBytes(o.hostBudget, "--host-budget"),
-        },
-        o.out,
-        (p) => {
-          if (!started) {
-            bar.start(p.total, 0, { last: "" });
-            started = true;
-          }
-          const r = p.row;
-          const what = r.kind === "sweep" ? `sweep ${r.map}` : `${r.workload}`;
-          bar.update(p.done, { last: `${what} ${r.pmm}/${r.kmap}${r.error ? ` (${r.error.code})` : ""}` });
-        },
-      );
-      if (started) bar.stop();
-      const leftOut = res.leftOut.map((l) => l.text);
-      const rep = await writeReport(o.out, res.rows, { command, wallMs: res.wallMs, jobs: o.jobs, leftOut });
-      const errors = res.rows.filter((r) => r.error !== null).length;
-      // every run failed: nothing was measured (exit status 1, documented in --help)
-      if (errors === res.rows.length) process.exitCode = 1;
-      if (o.json) {
-        printJson({
-          out: o.out,
-          files: { results: res.resultsPath, reportMd: rep.md, reportHtml: rep.html, figures: rep.figures },
-          runs: res.rows.length,
-          completed: res.rows.length - errors,
-          errors,
-          leftOut,
-          wallMs: res.wallMs,
-          findings: rep.findings,
-        });
-        return;
+    .addHelpText("after", HELP);
+}
+
+export function registerCompare(program: Command): void {
+  compareCommand(program).action(compareAction);
+}
+
+type CompareCliOptions = ReturnType<ReturnType<typeof compareCommand>["opts"]>;
+
+async function compareAction(o: CompareCliOptions) {
+  const argv = process.argv.slice(2);
+  const command = `pagelab ${argv.join(" ")}`.trim();
+  const bar = new cliProgress.SingleBar(
+    {
+      format: "compare [{bar}] {value}/{total} runs | {last}",
+      noTTYOutput: true,
+      notTTYSchedule: 5000,
+      stream: process.stderr,
+      hideCursor: true,
+    },
+    cliProgress.Presets.legacy,
+  );
+  let started = false;
+  const res = await runCompare(
+    {
+      maps: o.maps,
+      pmms: o.pmm,
+      kmaps: o.kmap,
+      workloads: o.workload,
+      cpus: o.cpus,
+      levels: o.levels,
+      seed: o.seed,
+      ops: o.ops,
+      trace: o.trace,
+      sweep: o.sweep,
+      jobs: o.jobs,
+      paranoid: o.paranoid === true,
+      hostBudget: o.hostBudget === undefined ? undefined : parseBytes(o.hostBudget, "--host-budget"),
+    },
+    o.out,
+    (p) => {
+      if (!started) {
+        bar.start(p.total, 0, { last: "" });
+        started = true;
       }
-      process.stdout.write(
-        `${res.rows.length} runs (${errors} did not complete${errors === res.rows.length ? ": every run failed" : ""}) in ${(res.wallMs / 1000).toFixed(1)} s\n` +
-          `  ${res.resultsPath}\n  ${rep.md}\n  ${rep.html}\n\n`,
-      );
-      for (const l of leftOut) process.stdout.write(`${l}\n`);
-      if (leftOut.length > 0) process.stdout.write("\n");
-      for (const f of rep.findings) process.stdout.write(`- ${f.text}\n    ${f.command}\n`);
-      if (errors === res.rows.length)
-        process.stderr.write(`pagelab: every run failed (${errors} of ${res.rows.length}); see ${rep.md}\n`);
+      const r = p.row;
+      const what = r.kind === "sweep" ? `sweep ${r.map}` : `${r.workload}`;
+      bar.update(p.done, { last: `${what} ${r.pmm}/${r.kmap}${r.error ? ` (${r.error.code})` : ""}` });
+    },
+  );
+  if (started) bar.stop();
+  const leftOut = res.leftOut.map((l) => l.text);
+  const rep = await writeReport(o.out, res.rows, { command, wallMs: res.wallMs, jobs: o.jobs, leftOut });
+  const errors = res.rows.filter((r) => r.error !== null).length;
+  // every run failed: nothing was measured (exit status 1, documented in --help)
+  if (errors === res.rows.length) process.exitCode = 1;
+  if (o.json) {
+    printJson({
+      out: o.out,
+      files: { results: res.resultsPath, reportMd: rep.md, reportHtml: rep.html, figures: rep.figures },
+      runs: res.rows.length,
+      completed: res.rows.length - errors,
+      errors,
+      leftOut,
+      wallMs: res.wallMs,
+      findings: rep.findings,
     });
+    return;
+  }
+  process.stdout.write(
+    `${res.rows.length} runs (${errors} did not complete${errors === res.rows.length ? ": every run failed" : ""}) in ${(res.wallMs / 1000).toFixed(1)} s\n` +
+      `  ${res.resultsPath}\n  ${rep.md}\n  ${rep.html}\n\n`,
+  );
+  for (const l of leftOut) process.stdout.write(`${l}\n`);
+  if (leftOut.length > 0) process.stdout.write("\n");
+  for (const f of rep.findings) process.stdout.write(`- ${f.text}\n    ${f.command}\n`);
+  if (errors === res.rows.length)
+    process.stderr.write(`pagelab: every run failed (${errors} of ${res.rows.length}); see ${rep.md}\n`);
 }

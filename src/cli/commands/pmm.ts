@@ -62,8 +62,9 @@ Examples:
   pagelab pmm --design bitmap --kmap recursive --levels 5
   pagelab pmm --design bitmap --json | jq '.[0].unusableIndex'`;
 
-export function registerPmm(program: Command): void {
-  program
+/** The command's options and help: a declarative table (the action follows). */
+function pmmCommand(program: Command) {
+  return program
     .command("pmm")
     .description(SUMMARY.pmm)
     .addOption(
@@ -104,84 +105,96 @@ export function registerPmm(program: Command): void {
       "also run the PMM auditor after boot (free + held + metadata = managed; nothing overlaps)",
     )
     .option("--json", "print JSON instead of a table")
-    .addHelpText("after", HELP)
-    .action(async (o) => {
-      const names = o.design === "all" ? DESIGN_NAMES : [o.design];
-      // A design file (TypeScript, C, Rust, .wasm): loaded, its validation reported, then measured.
-      const file = isDesignPath(o.design) ? await loadDesign(o.design) : null;
-      if (file !== null) reportValidation(file, o.json === true);
-      const boot = (d: PmmDesign) =>
-        bootKernel({
-          map: o.map,
-          mapFormat: o.format,
-          pmm: d,
-          kmap: o.kmap,
-          levels: o.levels,
-          cpus: o.cpus,
-          colours: o.colours,
-          mem: o.mem,
-          hostBudget: o.hostBudget,
-          check: o.check,
-        });
-      // Every budget is checked before the first design is booted (no half-printed table).
-      const firstRam = bootRam(o.map, makeStrategy(o.kmap), o.levels, o.mem, { mapFormat: o.format });
-      const layout = { usable: firstRam.ram, cpus: o.cpus, colours: o.colours };
-      for (const n of names) checkHostBudget(file ?? getDesign(n), layout, o.hostBudget);
-      const full = { usable: usableFrameRanges(firstRam.map), cpus: o.cpus, colours: o.colours };
-      const results: (PmmMeasures & { fullMapMetadataBytes: number })[] = [];
-      for (const n of names) {
-        const d = file ?? getDesign(n);
-        const r = boot(d);
-        if (o.paranoid) bootAuditor(r).full();
-        const m = measureAllocator(d, r.pmmAllocator, r.machine.counters, { seed: o.seed });
-        results.push({ ...m, fullMapMetadataBytes: d.metadataBytes(full) });
-      }
-      if (o.json) {
-        process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
-        return;
-      }
-      const fullBytes = full.usable.reduce((a, r) => a + r.end - r.start, 0) * 4096;
-      process.stdout.write(
-        `map ${o.map}: ${bytes(fullBytes)} usable; booted ${bytes(firstRam.ramBytes)} of RAM${o.mem !== undefined ? ` (mem=${bytes(o.mem)})` : ""}, ` +
-          `${o.kmap} kernel mapping, ${o.levels}-level paging; ${o.cpus} CPU(s), ${o.colours} colours, seed ${o.seed}\n`,
-      );
-      const t = table({
-        head: [
-          "design",
-          "max order",
-          "free",
-          "meta",
-          "meta/GiB",
-          "full map",
-          "transient",
-          "refs a/f",
-          "largest",
-          "unusable 4/9",
-          "o4 / o9 ok",
-        ],
-      });
-      for (const m of results) {
-        const [h4, h9] = m.highOrder;
-        t.push([
-          m.design,
-          String(m.maxOrder),
-          String(m.freeFramesAfterBoot),
-          `${bytes(m.metadataBytes)} (${m.metadataPercent.toFixed(3)}%)`,
-          bytes(Math.round(m.metadataPerGiB)),
-          bytes(m.fullMapMetadataBytes),
-          `${bytes(m.transientBytesBoot)} / ${bytes(m.transientBytesPeak)}`,
-          `${m.refsPerAlloc.toFixed(1)} / ${m.refsPerFree.toFixed(1)}`,
-          `${m.largestOrderBoot} / ${m.largestOrderChurn}`,
-          `${m.unusableIndex[4].toFixed(3)} / ${m.unusableIndex[9].toFixed(3)}`,
-          `${pct(h4.rate)} / ${pct(h9.rate)}`,
-        ]);
-      }
-      process.stdout.write(`${t.toString()}\n`);
-      for (const m of results) {
-        if (m.buddyinfo.length === 0) continue;
-        process.stdout.write(`\n${m.design}: /proc/buddyinfo after churn\n${m.buddyinfo.join("\n")}\n`);
-      }
+    .addHelpText("after", HELP);
+}
+
+export function registerPmm(program: Command): void {
+  pmmCommand(program).action(pmmAction);
+}
+
+type PmmCliOptions = ReturnType<ReturnType<typeof pmmCommand>["opts"]>;
+
+async function pmmAction(o: PmmCliOptions) {
+  const names = o.design === "all" ? DESIGN_NAMES : [o.design];
+  // A design file (TypeScript, C, Rust, .wasm): loaded, its validation reported, then measured.
+  const file = isDesignPath(o.design) ? await loadDesign(o.design) : null;
+  if (file !== null) reportValidation(file, o.json === true);
+  const boot = (d: PmmDesign) =>
+    bootKernel({
+      map: o.map,
+      mapFormat: o.format,
+      pmm: d,
+      kmap: o.kmap,
+      levels: o.levels,
+      cpus: o.cpus,
+      colours: o.colours,
+      mem: o.mem,
+      hostBudget: o.hostBudget,
+      check: o.check,
     });
+  // Every budget is checked before the first design is booted (no half-printed table).
+  const firstRam = bootRam(o.map, makeStrategy(o.kmap), o.levels, o.mem, { mapFormat: o.format });
+  const layout = { usable: firstRam.ram, cpus: o.cpus, colours: o.colours };
+  for (const n of names) checkHostBudget(file ?? getDesign(n), layout, o.hostBudget);
+  const full = { usable: usableFrameRanges(firstRam.map), cpus: o.cpus, colours: o.colours };
+  const results: (PmmMeasures & { fullMapMetadataBytes: number })[] = [];
+  for (const n of names) {
+    const d = file ?? getDesign(n);
+    const r = boot(d);
+    if (o.paranoid) bootAuditor(r).full();
+    const m = measureAllocator(d, r.pmmAllocator, r.machine.counters, { seed: o.seed });
+    results.push({ ...m, fullMapMetadataBytes: d.metadataBytes(full) });
+  }
+  if (o.json) {
+    process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
+    return;
+  }
+  const fullBytes = full.usable.reduce((a, r) => a + r.end - r.start, 0) * 4096;
+  process.stdout.write(
+    `map ${o.map}: ${bytes(fullBytes)} usable; booted ${bytes(firstRam.ramBytes)} of RAM${o.mem !== undefined ? ` (mem=${bytes(o.mem)})` : ""}, ` +
+      `${o.kmap} kernel mapping, ${o.levels}-level paging; ${o.cpus} CPU(s), ${o.colours} colours, seed ${o.seed}\n`,
+  );
+  printMeasures(results);
+}
+
+/** The measures as a table, then the buddies' `/proc/buddyinfo` lines. */
+function printMeasures(results: (PmmMeasures & { fullMapMetadataBytes: number })[]): void {
+  const t = table({
+    head: [
+      "design",
+      "max order",
+      "free",
+      "meta",
+      "meta/GiB",
+      "full map",
+      "transient",
+      "refs a/f",
+      "largest",
+      "unusable 4/9",
+      "o4 / o9 ok",
+    ],
+  });
+  for (const m of results) {
+    const [h4, h9] = m.highOrder;
+    t.push([
+      m.design,
+      String(m.maxOrder),
+      String(m.freeFramesAfterBoot),
+      `${bytes(m.metadataBytes)} (${m.metadataPercent.toFixed(3)}%)`,
+      bytes(Math.round(m.metadataPerGiB)),
+      bytes(m.fullMapMetadataBytes),
+      `${bytes(m.transientBytesBoot)} / ${bytes(m.transientBytesPeak)}`,
+      `${m.refsPerAlloc.toFixed(1)} / ${m.refsPerFree.toFixed(1)}`,
+      `${m.largestOrderBoot} / ${m.largestOrderChurn}`,
+      `${m.unusableIndex[4].toFixed(3)} / ${m.unusableIndex[9].toFixed(3)}`,
+      `${pct(h4.rate)} / ${pct(h9.rate)}`,
+    ]);
+  }
+  process.stdout.write(`${t.toString()}\n`);
+  for (const m of results) {
+    if (m.buddyinfo.length === 0) continue;
+    process.stdout.write(`\n${m.design}: /proc/buddyinfo after churn\n${m.buddyinfo.join("\n")}\n`);
+  }
 }
 
 /** The validation report of a design file: what boot runs before booting it; exit 3 on a violation. */

@@ -26,7 +26,11 @@ export function registerPt(program: Command): void {
 The tables are those of the kernel \`pagelab boot\` brings up with the same options (--map, --pmm,
 --kmap, --levels, ...; default: the default boot). Addresses are canonical hex: 0xffff888000001000.`,
     );
+  registerTranslate(pt);
+  registerDump(pt);
+}
 
+function registerTranslate(pt: Command): void {
   withBootOptions(
     pt
       .command("translate")
@@ -74,7 +78,9 @@ Examples:
           ),
         );
     });
+}
 
+function registerDump(pt: Command): void {
   withKernelOptions(
     pt
       .command("dump")
