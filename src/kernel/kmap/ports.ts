@@ -41,6 +41,35 @@ function pagewise(
 }
 
 /**
+ * A bulk store done page by page through a mapping, as `pagewise`, with the pages whose targets are
+ * physically contiguous handed to `fn` as one run: the same translations in the same order and the
+ * same bytes, but RAM sees whole runs (a 2 MiB chunk filled whole stays one uniform word).
+ */
+function pagewiseRuns(
+  pa: number,
+  bytes: number,
+  fn: (targetPa: number, len: number) => void,
+  target: (pfn: number) => number,
+): void {
+  let runPa = -1;
+  let runLen = 0;
+  const end = pa + bytes;
+  for (let p = pa; p < end; ) {
+    const pfn = Math.floor(p / 4096);
+    const len = Math.min(end, (pfn + 1) * 4096) - p;
+    const t = target(pfn) * 4096 + (p - pfn * 4096);
+    if (runPa >= 0 && runPa + runLen === t) runLen += len;
+    else {
+      if (runPa >= 0) fn(runPa, runLen);
+      runPa = t;
+      runLen = len;
+    }
+    p += len;
+  }
+  if (runPa >= 0) fn(runPa, runLen);
+}
+
+/**
  * What every port that reaches memory through one virtual page per frame shares: `target(pfn)` gives
  * the frame the kernel's virtual address for physical frame `pfn` translates to (one TLB lookup or
  * walk), and the bulk operations go page by page through it.
@@ -58,10 +87,10 @@ abstract class MappedPort implements PhysPort {
 
   fill(pa: number, bytes: number, byte: number): void {
     const mem = this.cur.cpu.mem;
-    pagewise(
+    pagewiseRuns(
       pa,
       bytes,
-      (t, len) => void mem.fill(t, len, byte),
+      (t, len) => mem.fill(t, len, byte),
       (pfn) => this.target(pfn, Access.WRITE),
     );
   }
