@@ -64,9 +64,28 @@ export function usableFrameRanges(map: MemoryMap): FrameRange[] {
   return out;
 }
 
+/** Frames in a list of ranges. */
+export function framesIn(ranges: readonly FrameRange[]): number {
+  let n = 0;
+  for (const r of ranges) n += r.end - r.start;
+  return n;
+}
+
+/**
+ * Ranges sorted and merged where they overlap or touch (the union), as new {start, end} objects;
+ * their nodes are dropped.
+ */
+export function mergeRanges(ranges: readonly FrameRange[]): { start: number; end: number }[] {
+  const merged: { start: number; end: number }[] = [];
+  for (const o of [...ranges].sort((x, y) => x.start - y.start)) {
+    const last = merged[merged.length - 1];
+    if (last && o.start <= last.end) last.end = Math.max(last.end, o.end);
+    else merged.push({ start: o.start, end: o.end });
+  }
+  return merged;
+}
+
 /** Number of whole usable frames (the sum over `usableFrameRanges`). */
 export function usablePages(map: MemoryMap): number {
-  let n = 0;
-  for (const r of usableFrameRanges(map)) n += r.end - r.start;
-  return n;
+  return framesIn(usableFrameRanges(map));
 }

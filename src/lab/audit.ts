@@ -16,6 +16,7 @@
  *
  * The audit reads the tables with uncounted peeks: it is a tool, not kernel code.
  */
+import { framesIn, mergeRanges } from "../firmware/frames.ts";
 import type { BootResult } from "../kernel/boot/index.ts";
 import { SECTIONS } from "../kernel/image.ts";
 import { makeStrategy } from "../kernel/kmap/strategies.ts";
@@ -117,28 +118,16 @@ function inRam(ram: FrameRange[], pfn: number): boolean {
   return false;
 }
 
-/** The union of frame intervals, sorted and disjoint. */
-function union(intervals: [number, number][]): [number, number][] {
-  intervals.sort((a, b) => a[0] - b[0]);
-  const out: [number, number][] = [];
-  for (const [s, e] of intervals) {
-    const last = out[out.length - 1];
-    if (last && s <= last[1]) last[1] = Math.max(last[1], e);
-    else out.push([s, e]);
-  }
-  return out;
-}
-
 /** Frames of `ranges` inside the disjoint intervals `mapped`. */
-function overlap(mapped: [number, number][], ranges: readonly { start: number; end: number }[]): number {
+function overlap(mapped: readonly FrameRange[], ranges: readonly FrameRange[]): number {
   let total = 0;
-  for (const [s, e] of mapped)
+  for (const { start: s, end: e } of mapped)
     for (const r of ranges) total += Math.max(0, Math.min(e, r.end) - Math.max(s, r.start));
   return total;
 }
 
 /** Readable RAM frames by owner kind (the rest, free or allocated, as "other"). */
-function readableByOwner(mapped: [number, number][], ram: FrameRange[], owned: OwnedRange[]) {
+function readableByOwner(mapped: readonly FrameRange[], ram: FrameRange[], owned: OwnedRange[]) {
   const by = { "kernel-image": 0, "page-table": 0, "pmm-metadata": 0, reserved: 0, allocated: 0, other: 0 };
   let ownedTotal = 0;
   for (const o of owned) {
@@ -192,13 +181,13 @@ export function auditAddressSpace(a: AuditInput): AuditResult {
   const user = new Runs();
   const exec = new Runs();
   const nonRam = new Runs();
-  const mapped: [number, number][] = [];
+  const mapped: FrameRange[] = [];
   const topShift = (a.levels - 1) * 9;
   forEachLeaf(a.machine.mem, a.root, a.levels, (l) => {
     if (l.vpn < half) return;
     const pages = 2 ** l.shift;
     const viaRecursive = recursive.has(Math.floor(l.vpn / 2 ** topShift) % 512);
-    mapped.push([l.base, l.base + pages]);
+    mapped.push({ start: l.base, end: l.base + pages });
     const w = (l.perm & TlbPerm.RW) !== 0;
     const x = (l.perm & TlbPerm.XD) === 0;
     if (w && x) wx.add(l.vpn, pages, l.base);
@@ -206,8 +195,8 @@ export function auditAddressSpace(a: AuditInput): AuditResult {
     if (x && !viaRecursive && (l.vpn < textStart || l.vpn >= textEnd)) exec.add(l.vpn, pages, l.base);
     if (l.vpn >= dm && l.vpn < dmEnd && !inRam(a.ram, l.base)) nonRam.add(l.vpn, pages, l.base);
   });
-  const ramFrames = a.ram.reduce((s, r) => s + r.end - r.start, 0);
-  const merged = union(mapped);
+  const ramFrames = framesIn(a.ram);
+  const merged = mergeRanges(mapped);
   const readable = overlap(merged, a.ram);
   return {
     kmap: a.kmap,

@@ -689,7 +689,8 @@ export async function runSpecs(
       onRow(r);
     }
   };
-  const order = [...specs].sort((a, b) => costEstimate(b) - costEstimate(a) || a.index - b.index);
+  const cost = new Map(specs.map((s) => [s, costEstimate(s)]));
+  const order = [...specs].sort((a, b) => cost.get(b)! - cost.get(a)! || a.index - b.index);
   if (jobs <= 0) {
     for (const s of order) deliver(await runOneLoading(s));
     return;

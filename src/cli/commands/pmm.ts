@@ -5,7 +5,7 @@
  */
 import { SUMMARY } from "./index.ts";
 import { type Command, Option } from "@commander-js/extra-typings";
-import { usableFrameRanges } from "../../firmware/frames.ts";
+import { framesIn, usableFrameRanges } from "../../firmware/frames.ts";
 import { bootAuditor, bootKernel, bootRam, checkHostBudget } from "../../kernel/boot/index.ts";
 import { KMAP_NAMES, makeStrategy } from "../../kernel/kmap/strategies.ts";
 import { DESIGN_NAMES, DESIGNS, getDesign } from "../../kernel/pmm/designs.ts";
@@ -119,10 +119,12 @@ async function pmmAction(o: PmmCliOptions) {
   // A design file (TypeScript, C, Rust, .wasm): loaded, its validation reported, then measured.
   const file = isDesignPath(o.design) ? await loadDesign(o.design) : null;
   if (file !== null) reportValidation(file, o.json === true);
+  // The map is read and parsed once; every design boots on it (and `--map -` reads standard input once).
+  const firstRam = bootRam(o.map, makeStrategy(o.kmap), o.levels, o.mem, { mapFormat: o.format });
   const boot = (d: PmmDesign) =>
     bootKernel({
       map: o.map,
-      mapFormat: o.format,
+      loadedMap: firstRam.map,
       pmm: d,
       kmap: o.kmap,
       levels: o.levels,
@@ -133,7 +135,6 @@ async function pmmAction(o: PmmCliOptions) {
       check: o.check,
     });
   // Every budget is checked before the first design is booted (no half-printed table).
-  const firstRam = bootRam(o.map, makeStrategy(o.kmap), o.levels, o.mem, { mapFormat: o.format });
   const layout = { usable: firstRam.ram, cpus: o.cpus, colours: o.colours };
   for (const n of names) checkHostBudget(file ?? getDesign(n), layout, o.hostBudget);
   const full = { usable: usableFrameRanges(firstRam.map), cpus: o.cpus, colours: o.colours };
@@ -149,7 +150,7 @@ async function pmmAction(o: PmmCliOptions) {
     process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
     return;
   }
-  const fullBytes = full.usable.reduce((a, r) => a + r.end - r.start, 0) * 4096;
+  const fullBytes = framesIn(full.usable) * 4096;
   process.stdout.write(
     `map ${o.map}: ${bytes(fullBytes)} usable; booted ${bytes(firstRam.ramBytes)} of RAM${o.mem !== undefined ? ` (mem=${bytes(o.mem)})` : ""}, ` +
       `${o.kmap} kernel mapping, ${o.levels}-level paging; ${o.cpus} CPU(s), ${o.colours} colours, seed ${o.seed}\n`,

@@ -17,6 +17,7 @@
  * needs a kernel (boot, pmm, pt, demo, audit, compare, serve, the benches) gets it from `bootKernel`.
  */
 import { fail, hex } from "../../errors.ts";
+import { framesIn } from "../../firmware/frames.ts";
 import { e820TypeName, isUsable, type MemoryMap } from "../../firmware/index.ts";
 import { Machine } from "../../machine/machine.ts";
 import { Mapper } from "../../machine/x86/mapper.ts";
@@ -38,7 +39,7 @@ import { checkHostBudget } from "./budget.ts";
 import { checkBoot, tableFrames } from "./check.ts";
 import { type BootStep, Narrator } from "./narrator.ts";
 import { type BootOptions, checkBootOptions, checkLayout } from "./options.ts";
-import { bootRam, framesIn, kaslrSlot, physBitsFor } from "./ram.ts";
+import { bootRam, kaslrSlot, physBitsFor } from "./ram.ts";
 
 export interface BootResult {
   map: string;
@@ -351,6 +352,8 @@ function summarize(s: AfterFinal, t0: number): BootResult {
   const st: PmmStats = pmm.stats();
   const recursiveSlots = s.strategy.recursiveSlots();
   const bootCounters = c.snapshot();
+  // The final tree's tables, walked once (uncounted peeks): for the checks, the summary and `owned`.
+  const tables = tableFrames(machine, s.root, levels, recursiveSlots);
   const checks =
     s.opts.check === false
       ? []
@@ -360,6 +363,7 @@ function summarize(s: AfterFinal, t0: number): BootResult {
           root: s.root,
           levels,
           recursiveSlots,
+          tables,
           owned: n.owned,
           ram: s.ram,
           kernelPhys: s.kernelPhys,
@@ -368,7 +372,6 @@ function summarize(s: AfterFinal, t0: number): BootResult {
           metaBytes: s.metaBytes,
           stats: st,
         });
-  const tables = tableFrames(machine, s.root, levels, recursiveSlots);
   const tree = new Set(tables).size;
   n.log(
     `free frames after boot: ${st.freeFrames}; page-table pages: ${tree}; PMM metadata ${st.metadataBytes} B standing + ${st.transientBytes} B transient`,

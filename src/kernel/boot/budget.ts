@@ -4,10 +4,11 @@
  * (`PmmDesign.hostBytes`). Every command that brings a PMM up goes through here.
  */
 import { fail } from "../../errors.ts";
+import { framesIn } from "../../firmware/frames.ts";
 import type { HostBytes, PmmDesign, PmmLayout } from "../pmm/interface.ts";
 
 /** Default host budget of a boot (`--host-budget`). */
-export const DEFAULT_HOST_BUDGET = 8 * 2 ** 30;
+export const DEFAULT_BOOT_HOST_BUDGET = 8 * 2 ** 30;
 
 /** Host bytes a boot of `design` on `layout` will back, roughly, and why. */
 export function hostBytesEstimate(design: PmmDesign, layout: PmmLayout): HostBytes {
@@ -21,12 +22,14 @@ export function hostBytesEstimate(design: PmmDesign, layout: PmmLayout): HostByt
  * Refuse up front (HOST_MEMORY, exit 2) when `design` on `layout` would back more host memory than
  * `budget`: boot, audit, pmm, demo, pt, compare and the server's boots all go through here.
  */
-export function checkHostBudget(design: PmmDesign, layout: PmmLayout, budget = DEFAULT_HOST_BUDGET): void {
+export function checkHostBudget(
+  design: PmmDesign,
+  layout: PmmLayout,
+  budget = DEFAULT_BOOT_HOST_BUDGET,
+): void {
   const est = hostBytesEstimate(design, layout);
   if (est.bytes <= budget) return;
-  let frames = 0;
-  for (const r of layout.usable) frames += r.end - r.start;
-  const ramGiB = (frames * 4096) / 2 ** 30;
+  const ramGiB = (framesIn(layout.usable) * 4096) / 2 ** 30;
   fail(
     "HOST_MEMORY",
     `the ${design.name} PMM on ${ramGiB.toFixed(1)} GiB of RAM would back about ${(est.bytes / 2 ** 30).toFixed(1)} GiB of host memory (${est.why}); ` +

@@ -6,6 +6,7 @@
  * failed one throws BOOT_CHECK.
  */
 import { fail, hex } from "../../errors.ts";
+import { framesIn, mergeRanges } from "../../firmware/frames.ts";
 import type { Machine } from "../../machine/machine.ts";
 import { checkTree, forEachEntry } from "../../machine/x86/inspect.ts";
 import { peekWalk } from "../../machine/x86/mmu.ts";
@@ -25,6 +26,8 @@ export interface BootCheckInput {
   root: number;
   levels: Levels;
   recursiveSlots: number[];
+  /** Frames of every table of the final tree (`tableFrames`, walked once by the caller). */
+  tables: number[];
   /** memblock's reservations and allocations (the boot's ownership records of steps 1 to 5). */
   owned: OwnedRange[];
   ram: FrameRange[];
@@ -96,9 +99,9 @@ function checkPageTables(b: BootCheckInput): string {
 
 /** The handover conserved frames: RAM = frames freed to the PMM (all of them managed) + reserved. */
 function checkHandover(b: BootCheckInput): string {
-  const ramFrames = b.ram.reduce((s, r) => s + r.end - r.start, 0);
+  const ramFrames = framesIn(b.ram);
   let reservedInRam = 0;
-  for (const r of merge(b.owned)) {
+  for (const r of mergeRanges(b.owned)) {
     for (const m of b.ram) reservedInRam += Math.max(0, Math.min(r.end, m.end) - Math.max(r.start, m.start));
   }
   const managed = b.stats.managedFrames;
@@ -113,19 +116,7 @@ function checkHandover(b: BootCheckInput): string {
 
 /** The frames the kernel owns (memblock's reservations, the page tables), sorted and merged. */
 function ownedFrames(b: BootCheckInput): { start: number; end: number }[] {
-  const tables = tableFrames(b.machine, b.root, b.levels, b.recursiveSlots);
-  return merge([...b.owned, ...tables.map((t) => ({ start: t, end: t + 1 }))]);
-}
-
-/** Frame ranges sorted and merged where they overlap or touch. */
-function merge(ranges: readonly { start: number; end: number }[]): { start: number; end: number }[] {
-  const merged: { start: number; end: number }[] = [];
-  for (const o of [...ranges].sort((x, y) => x.start - y.start)) {
-    const last = merged[merged.length - 1];
-    if (last && o.start <= last.end) last.end = Math.max(last.end, o.end);
-    else merged.push({ start: o.start, end: o.end });
-  }
-  return merged;
+  return mergeRanges([...b.owned, ...b.tables.map((t) => ({ start: t, end: t + 1 }))]);
 }
 
 /** No free block overlaps an owned frame (null: the PMM cannot list its free blocks). */

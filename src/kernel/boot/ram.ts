@@ -3,6 +3,7 @@
  * at what the kernel mapping reaches), the MAXPHYADDR that covers it, and the KASLR slot.
  */
 import { fail, hex } from "../../errors.ts";
+import { framesIn } from "../../firmware/frames.ts";
 import { loadMap, memblockMemory } from "../../firmware/index.ts";
 import { Rng } from "../../machine/rng.ts";
 import type { Levels } from "../../machine/x86/vaddr.ts";
@@ -72,13 +73,6 @@ export function bootRam(
       `${mapName}: the map has no usable RAM${mem !== undefined ? ` below mem=${hex(mem)}` : ""}`,
     );
   return { map, changes: mb.changes, ram, ramBytes: framesIn(ram) * 4096, early };
-}
-
-/** Frames in a list of ranges. */
-export function framesIn(ranges: readonly FrameRange[]): number {
-  let n = 0;
-  for (const r of ranges) n += r.end - r.start;
-  return n;
 }
 
 /** MAXPHYADDR that covers the map: at least 46 bits, at most 52. */

@@ -6,6 +6,7 @@
  *
  * Nothing here keeps allocator state in JS beyond registers: the bitmaps live in simulated RAM.
  */
+import { framesIn } from "../../firmware/frames.ts";
 import { fail, hex } from "../../errors.ts";
 import type { PhysPort } from "../../machine/phys-mem.ts";
 import type {
@@ -88,9 +89,7 @@ export function checkedDesign(
 
 /** Frames of usable RAM in a layout. */
 export function layoutFrames(layout: PmmLayout): number {
-  let n = 0;
-  for (const r of layout.usable) n += r.end - r.start;
-  return n;
+  return framesIn(layout.usable);
 }
 
 /** What a stack of frame numbers backs on the host: 8 bytes a free frame (a design's `hostBytes`). */
