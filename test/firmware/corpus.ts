@@ -1,5 +1,5 @@
 /**
- * Test support for the real-machine corpus (test/fixtures/corpus, copied from the team's shared corpus):
+ * Test support for the real-machine corpus (corpus/ at the package root, copied from the team's shared corpus):
  * loading records, and rebuilding a boot-log excerpt from a record's separate fields.
  *
  * A record keeps Linux's lines by kind (table, updates, later tables, NUMA lines, node ranges), not in
@@ -28,7 +28,7 @@ export interface CorpusRecord {
   derived: { usable_bytes: number; firmware: string; platform: string; hypervisor_guess: string | null };
 }
 
-export const FIXTURES = fileURLToPath(new URL("../fixtures/corpus/", import.meta.url));
+export const FIXTURES = fileURLToPath(new URL("../../corpus/", import.meta.url));
 
 export function loadRecords(): CorpusRecord[] {
   return readFileSync(`${FIXTURES}e820-real.jsonl`, "utf8")

@@ -20,7 +20,7 @@ import { getPreset } from "../../src/firmware/presets.ts";
 import { sanitize } from "../../src/firmware/sanitize.ts";
 import type { MemoryMap } from "../../src/firmware/types.ts";
 
-const FIX = new URL("../fixtures/corpus/", import.meta.url);
+const FIX = new URL("../../corpus/", import.meta.url);
 const enc = new TextEncoder();
 const read = (p: string) => new Uint8Array(readFileSync(new URL(p, FIX)));
 

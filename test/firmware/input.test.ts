@@ -15,7 +15,7 @@ import { loadBytes, MAP_FORMATS, parseMapText } from "../../src/firmware/load.ts
 import { getPreset } from "../../src/firmware/presets.ts";
 
 const enc = new TextEncoder();
-const FIX = new URL("../fixtures/corpus/qemu/pc-4g.log", import.meta.url);
+const FIX = new URL("../../corpus/qemu/pc-4g.log", import.meta.url);
 /** The QEMU boot log without SeaBIOS's preamble: it starts with '[    0.000000] Linux version'. */
 const bootLog = readFileSync(FIX, "utf8")
   .split("\n")

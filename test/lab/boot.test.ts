@@ -135,7 +135,7 @@ describe("boot: SMP", () => {
 
 describe("boot: real maps, bad maps, determinism, CLI contract", () => {
   it("boots a sample of the corpus's real machines", () => {
-    const lines = readFileSync(new URL("../fixtures/corpus/e820-real.jsonl", import.meta.url), "utf8")
+    const lines = readFileSync(new URL("../../corpus/e820-real.jsonl", import.meta.url), "utf8")
       .trim()
       .split("\n");
     const sample = lines.filter((_, i) => i % 30 === 0).map((l) => JSON.parse(l));
