@@ -48,7 +48,8 @@ describe("the launcher", () => {
     expect(ok.stderr).toMatch(/running dist\//);
     expect(ok.status, ok.stderr).toBe(0);
     expect(JSON.parse(ok.stdout).pmm).toBe("first-fit");
-    // Its `fail` is the sources' PagelabError, the CLI's the bundle's: still a clear line and exit 2.
+    // Its `fail` is another copy's PagelabError (dist/index.js loaded through tsx's namespace), the CLI's
+    // the bundle's chunk: still a clear line and exit 2.
     const design = `${ROOT}test/fixtures/designs/refusing.ts`;
     const bad = run(["boot", "--map", "qemu:256M", "--pmm", design, "--no-validate"]);
     expect(bad.stderr).toMatch(/running dist\//);
