@@ -41,6 +41,25 @@ export interface PhysPort {
   isFilled?(pa: number, bytes: number, byte: number): boolean;
   /** copy_page: copy frame `from` to frame `to`. Optional: callers fall back to word copies. */
   copyFrame?(from: number, to: number): void;
+  /**
+   * `n` 32-bit loads of consecutive words from `pa` (all in one 4 KiB page) into `dst[from..]`, counted
+   * exactly as `n` calls of `read32` would be (a loop over one page, done in bulk). Optional.
+   */
+  readWords?(pa: number, dst: Uint32Array, from: number, n: number): void;
+  /** `n` 32-bit stores of `src[from..]` at consecutive words from `pa` (one page), counted as `n` `write32`. Optional. */
+  writeWords?(pa: number, src: Uint32Array, from: number, n: number): void;
+}
+
+/** `port.readWords`, or `n` word loads where the port has no bulk operation (same count either way). */
+export function readWords(port: PhysPort, pa: number, dst: Uint32Array, from: number, n: number): void {
+  if (port.readWords) port.readWords(pa, dst, from, n);
+  else for (let i = 0; i < n; i++) dst[from + i] = port.read32(pa + 4 * i);
+}
+
+/** `port.writeWords`, or `n` word stores where the port has no bulk operation (same count either way). */
+export function writeWords(port: PhysPort, pa: number, src: Uint32Array, from: number, n: number): void {
+  if (port.writeWords) port.writeWords(pa, src, from, n);
+  else for (let i = 0; i < n; i++) port.write32(pa + 4 * i, src[from + i]);
 }
 
 /**
@@ -517,6 +536,31 @@ export class PhysMem implements PhysPort {
       at += n;
     }
     return true;
+  }
+
+  /** `n` counted loads of consecutive words from `pa` into `dst[from..]` (as `n` read32: memReads += n). */
+  readWords(pa: number, dst: Uint32Array, from: number, n: number): void {
+    this.counters.memReads += n;
+    this.pieces(pa, n * 4, false, (arr, w, k, at) => {
+      const d = from + (at >>> 2);
+      if (arr === null) dst.fill(0, d, d + k);
+      else for (let i = 0; i < k; i++) dst[d + i] = arr[w + i];
+    });
+  }
+
+  /** `n` counted stores of `src[from..]` at consecutive words from `pa` (as `n` write32: memWrites += n). */
+  writeWords(pa: number, src: Uint32Array, from: number, n: number): void {
+    this.counters.memWrites += n;
+    this.pieces(
+      pa,
+      n * 4,
+      true,
+      (arr, w, k, at) => {
+        const s = from + (at >>> 2);
+        for (let i = 0; i < k; i++) arr![w + i] = src[s + i];
+      },
+      true,
+    );
   }
 
   zeroFrame(pfn: number): void {

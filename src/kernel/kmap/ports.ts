@@ -14,7 +14,14 @@
  *    it switches to the final address space).
  */
 import { fail, hex } from "../../errors.ts";
-import { bulkCopyFrame, bulkFill, bulkIsFilled, type PhysPort } from "../../machine/phys-mem.ts";
+import {
+  bulkCopyFrame,
+  bulkFill,
+  bulkIsFilled,
+  type PhysPort,
+  readWords,
+  writeWords,
+} from "../../machine/phys-mem.ts";
 import type { Current } from "../percpu.ts";
 import { Access } from "../../machine/x86/mmu.ts";
 import { encodeLeaf, PAGE_4K } from "../../machine/x86/pte.ts";
@@ -80,6 +87,20 @@ abstract class MappedPort implements PhysPort {
   abstract read32(pa: number): number;
   abstract write32(pa: number, value: number): void;
   protected abstract target(pfn: number, access: number): number;
+  /** The virtual page at which frame `pfn` is reached now (a window is pointed at it first). */
+  protected abstract pageOf(pfn: number): number;
+
+  /** Word loads within one page, counted as `read32` each (Cpu.load32Run). */
+  readWords(pa: number, dst: Uint32Array, from: number, n: number): void {
+    const pfn = Math.floor(pa / 4096);
+    this.cur.cpu.load32Run(this.pageOf(pfn), pa - pfn * 4096, dst, from, n);
+  }
+
+  /** Word stores within one page, counted as `write32` each (Cpu.store32Run). */
+  writeWords(pa: number, src: Uint32Array, from: number, n: number): void {
+    const pfn = Math.floor(pa / 4096);
+    this.cur.cpu.store32Run(this.pageOf(pfn), pa - pfn * 4096, src, from, n);
+  }
 
   zeroFrame(pfn: number): void {
     this.cur.cpu.mem.zeroFrame(this.target(pfn, Access.WRITE));
@@ -170,6 +191,10 @@ export class LinearPort extends MappedPort {
     this.cur.cpu.store32(this.vpnBase + pfn - this.pfnBase, pa - pfn * 4096, value);
   }
 
+  protected pageOf(pfn: number): number {
+    return this.vpnBase + pfn - this.pfnBase;
+  }
+
   protected target(pfn: number, access: number): number {
     const t = this.cur.cpu.translate(this.vpnBase + pfn - this.pfnBase, access);
     if (t < 0)
@@ -234,6 +259,11 @@ export class WindowPort extends MappedPort {
     this.cur.cpu.store32(this.windowVpn, pa - pfn * 4096, value);
   }
 
+  protected pageOf(pfn: number): number {
+    this.point(pfn);
+    return this.windowVpn;
+  }
+
   protected target(pfn: number, access: number): number {
     this.point(pfn);
     const t = this.cur.cpu.translate(this.windowVpn, access);
@@ -269,6 +299,14 @@ export class RoutedPort implements PhysPort {
 
   write32(pa: number, value: number): void {
     this.pick(pa).write32(pa, value);
+  }
+
+  readWords(pa: number, dst: Uint32Array, from: number, n: number): void {
+    readWords(this.pick(pa), pa, dst, from, n);
+  }
+
+  writeWords(pa: number, src: Uint32Array, from: number, n: number): void {
+    writeWords(this.pick(pa), pa, src, from, n);
   }
 
   zeroFrame(pfn: number): void {
@@ -312,6 +350,14 @@ export class SwitchPort implements PhysPort {
 
   write32(pa: number, value: number): void {
     this.target.write32(pa, value);
+  }
+
+  readWords(pa: number, dst: Uint32Array, from: number, n: number): void {
+    readWords(this.target, pa, dst, from, n);
+  }
+
+  writeWords(pa: number, src: Uint32Array, from: number, n: number): void {
+    writeWords(this.target, pa, src, from, n);
   }
 
   zeroFrame(pfn: number): void {

@@ -42,6 +42,18 @@ export class MappedRegion implements GrowableRegion {
     this.cur.cpu.store32(this.vpnBase + Math.floor(offset / 4096), offset % 4096, value);
   }
 
+  /** Word loads within one page of the region, counted as `read32` each. */
+  readWords(offset: number, dst: Uint32Array, from: number, n: number): void {
+    if (offset + 4 * n > this.mappedBytes) this.unmapped(offset + 4 * n - 4);
+    this.cur.cpu.load32Run(this.vpnBase + Math.floor(offset / 4096), offset % 4096, dst, from, n);
+  }
+
+  /** Word stores within one page of the region, counted as `write32` each. */
+  writeWords(offset: number, src: Uint32Array, from: number, n: number): void {
+    if (offset + 4 * n > this.mappedBytes) this.unmapped(offset + 4 * n - 4);
+    this.cur.cpu.store32Run(this.vpnBase + Math.floor(offset / 4096), offset % 4096, src, from, n);
+  }
+
   grow(pfn: number): void {
     if (this.mappedBytes + 4096 > this.maxBytes) {
       fail("REGION_FULL", `region ${this.name} cannot grow beyond ${hex(this.maxBytes)} bytes`);

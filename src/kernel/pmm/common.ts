@@ -8,7 +8,7 @@
  */
 import { framesIn } from "../../firmware/frames.ts";
 import { fail, hex } from "../../errors.ts";
-import type { PhysPort } from "../../machine/phys-mem.ts";
+import { type PhysPort, readWords } from "../../machine/phys-mem.ts";
 import type {
   AllocConstraints,
   FrameAllocator,
@@ -235,6 +235,9 @@ export class RegionTable {
   }
 }
 
+/** Scratch for reading one page of metadata in bulk (`readWords`). */
+const PAGE_WORDS = new Uint32Array(1024);
+
 /**
  * One bit per frame of the usable regions, in simulated RAM: set = allocated (handed out by `alloc`).
  * The order-0 designs (stacks, free list) keep it when `checked` so that double frees and frees of
@@ -298,11 +301,18 @@ export class AllocMap {
     let allocated = 0;
     let bothPfn = -1;
     const words = this.regions.frames / 32;
-    for (let w = 0; w < words; w++) {
-      const a = this.port.read32(this.pa + w * 4);
-      allocated += popcount32(a);
-      const both = a & m.bits[w];
-      if (both !== 0 && bothPfn < 0) bothPfn = this.regions.pfnOf(w * 32 + 31 - Math.clz32(both & -both));
+    const page = PAGE_WORDS;
+    for (let w0 = 0; w0 < words; w0 += 1024) {
+      const k = Math.min(1024, words - w0);
+      readWords(this.port, this.pa + w0 * 4, page, 0, k); // the map, a page at a time
+      for (let i = 0; i < k; i++) {
+        const a = page[i];
+        if (a === 0) continue;
+        allocated += popcount32(a);
+        const both = a & m.bits[w0 + i];
+        if (both !== 0 && bothPfn < 0)
+          bothPfn = this.regions.pfnOf((w0 + i) * 32 + 31 - Math.clz32(both & -both));
+      }
     }
     return { allocated, bothPfn };
   }
@@ -320,6 +330,33 @@ export class FrameMarks {
 
   constructor(readonly regions: RegionTable) {
     this.bits = new Uint32Array(Math.ceil(regions.frames / 32));
+  }
+
+  /**
+   * Mark the run [pfn, pfn + count) (inside one region): returns -1 when it was all unmarked (now
+   * marked), else the first frame of it that was marked already (nothing is marked then). Word at a time.
+   */
+  markRun(pfn: number, count: number): number {
+    const s = this.regions.slot(pfn);
+    const bits = this.bits;
+    for (let i = s; i < s + count; ) {
+      const w = Math.floor(i / 32);
+      const lo = i & 31;
+      const n = Math.min(32 - lo, s + count - i);
+      const mask = n === 32 ? 0xffffffff : ((1 << n) - 1) << lo;
+      const both = bits[w] & mask;
+      if (both !== 0) return pfn + (w * 32 + 31 - Math.clz32(both & -both) - s);
+      i += n;
+    }
+    for (let i = s; i < s + count; ) {
+      const w = Math.floor(i / 32);
+      const lo = i & 31;
+      const n = Math.min(32 - lo, s + count - i);
+      bits[w] |= n === 32 ? 0xffffffff : ((1 << n) - 1) << lo;
+      i += n;
+    }
+    this.count += count;
+    return -1;
   }
 
   /** Mark pfn: 1 when newly marked, 0 when it was marked already, -1 outside every region. */

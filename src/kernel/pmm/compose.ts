@@ -395,7 +395,9 @@ export class ColourStacks implements FrameAllocator {
         if (this.amap.isSet(p)) invariant(this.name, `free frame ${hex(p)} is marked allocated`);
         held++;
       };
-      s.forEachFree((p) => wrong(p));
+      s.forEachFree((p, n) => {
+        for (let f = p; f < p + n; f++) wrong(f);
+      });
       s.forEachMetaFrame(wrong);
     });
     if (this.amap.popcount() + held !== this.managed) {

@@ -80,6 +80,10 @@ export interface GrowableRegion {
   shrink(): number;
   /** The frame backing page `i` of the region (a page-table lookup; for checkers, uncounted). */
   pageFrame?(i: number): number;
+  /** `n` words from `offset`, within one page, counted as `n` `read32` (a bulk loop). Optional. */
+  readWords?(offset: number, dst: Uint32Array, from: number, n: number): void;
+  /** `n` words to `offset`, within one page, counted as `n` `write32`. Optional. */
+  writeWords?(offset: number, src: Uint32Array, from: number, n: number): void;
 }
 
 /** What a design is given to work with. */

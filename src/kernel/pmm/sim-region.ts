@@ -8,7 +8,7 @@
  * one translates for free; only the data accesses go through the port (and are counted there).
  */
 import { fail, hex } from "../../errors.ts";
-import type { PhysPort } from "../../machine/phys-mem.ts";
+import { type PhysPort, readWords, writeWords } from "../../machine/phys-mem.ts";
 import type { GrowableRegion } from "./interface.ts";
 
 export class SimRegion implements GrowableRegion {
@@ -29,6 +29,16 @@ export class SimRegion implements GrowableRegion {
   write32(offset: number, value: number): void {
     if (offset >= this.mappedBytes) this.unmapped(offset);
     this.port.write32(this.frames[offset >>> 12] * 4096 + (offset & 4095), value);
+  }
+
+  readWords(offset: number, dst: Uint32Array, from: number, n: number): void {
+    if (offset + 4 * n > this.mappedBytes) this.unmapped(offset + 4 * n - 4);
+    readWords(this.port, this.frames[offset >>> 12] * 4096 + (offset & 4095), dst, from, n);
+  }
+
+  writeWords(offset: number, src: Uint32Array, from: number, n: number): void {
+    if (offset + 4 * n > this.mappedBytes) this.unmapped(offset + 4 * n - 4);
+    writeWords(this.port, this.frames[offset >>> 12] * 4096 + (offset & 4095), src, from, n);
   }
 
   grow(pfn: number): void {

@@ -17,7 +17,7 @@
  * Guarantees: O(1) order-0 alloc and free. Costs: no contiguity (maxOrder 0); constraints need a linear
  * search; bad-free detection needs the optional allocation bitmap (`checked`, default true, 1 bit/frame).
  */
-import { read64, write64 } from "../../machine/phys-mem.ts";
+import { read64, readWords, write64, writeWords } from "../../machine/phys-mem.ts";
 import { type CheckedOptions, checkedDesign, stackHostBytes } from "./common.ts";
 import type { PhysPort } from "../../machine/phys-mem.ts";
 import {
@@ -49,6 +49,8 @@ const fits = fits_;
 
 /** Frame numbers per stack page (the first u64 is the link). */
 export const PER_STACK_PAGE = 511;
+/** Scratch: one stack page of entries as u32 halves, for bulk reads and writes. */
+const RUN = new Uint32Array(2 * PER_STACK_PAGE);
 
 export type StackPagesOptions = CheckedOptions;
 
@@ -91,9 +93,28 @@ export class StackPages implements FrameAllocator {
     this.amap = checked ? new AllocMap(env.port, layout, metadataPa) : null;
   }
 
+  /**
+   * Push every frame of the range, in order. The frames that land in one stack page are stored as one
+   * run of words (`writeWords`: the same stores, counted one by one, written in bulk).
+   */
   addFree(startPfn: number, count: number): void {
     this.regions.checkAddFree(this.name, startPfn, count);
-    for (let i = 0; i < count; i++) this.push(startPfn + i);
+    const end = startPfn + count;
+    for (let p = startPfn; p < end; ) {
+      const k = Math.min(end - p, PER_STACK_PAGE - this.top);
+      if (this.head < 0 || k < 2) {
+        this.push(p++);
+        continue;
+      }
+      for (let i = 0; i < k; i++) {
+        RUN[2 * i] = (p + i) >>> 0;
+        RUN[2 * i + 1] = ((p + i) / 4294967296) >>> 0;
+      }
+      writeWords(this.port, this.head * 4096 + 8 + this.top * 8, RUN, 0, 2 * k);
+      this.top += k;
+      this.entries += k;
+      p += k;
+    }
     this.managed += count;
   }
 
@@ -190,8 +211,8 @@ export class StackPages implements FrameAllocator {
 
   contains(pfn: number): boolean {
     let found = false;
-    this.forEachFree((p) => {
-      if (p === pfn) found = true;
+    this.forEachFree((p, n) => {
+      if (pfn >= p && pfn < p + n) found = true;
     });
     this.forEachMetaFrame((p) => {
       if (p === pfn) found = true;
@@ -199,14 +220,31 @@ export class StackPages implements FrameAllocator {
     return found;
   }
 
+  /**
+   * The free frames, top page first, read a stack page at a time (`readWords`, the same loads as one by
+   * one); frames that follow each other in a page and in memory are reported as one run.
+   */
   forEachFree(fn: (pfn: number, count: number) => void): void {
     let page = this.head;
     let n = this.top;
+    let runStart = -1;
+    let runLen = 0;
     while (page >= 0) {
-      for (let i = 0; i < n; i++) fn(read64(this.port, page * 4096 + 8 + i * 8), 1);
+      readWords(this.port, page * 4096 + 8, RUN, 0, 2 * n);
+      for (let j = 0; j < n; j++) {
+        if (RUN[2 * j + 1] > 0x1fffff) read64(this.port, page * 4096 + 8 + j * 8); // throws VALUE_TOO_LARGE
+        const pfn = RUN[2 * j + 1] * 4294967296 + RUN[2 * j];
+        if (pfn === runStart + runLen && runStart >= 0) runLen++;
+        else {
+          if (runStart >= 0) fn(runStart, runLen);
+          runStart = pfn;
+          runLen = 1;
+        }
+      }
       page = read64(this.port, page * 4096);
       n = PER_STACK_PAGE;
     }
+    if (runStart >= 0) fn(runStart, runLen);
   }
 
   forEachMetaFrame(fn: (pfn: number) => void): void {
@@ -233,14 +271,17 @@ export class StackPages implements FrameAllocator {
   check(): void {
     // One pass, in bounded host memory (1 bit per frame): a frame seen twice is caught as it is marked.
     const marks = this.amap?.marks() ?? new FrameMarks(new RegionTable(this.layout.usable, 32));
-    const visit = (p: number) => {
-      if (this.regions.indexOf(p) < 0) invariant(this.name, `frame ${p} on the stack is outside usable RAM`);
-      if (marks.mark(p) === 0) invariant(this.name, `frame ${p} is on the stack twice`);
+    const visit = (p: number, count = 1) => {
+      const r = this.regions.indexOf(p);
+      if (r < 0 || p + count > this.regions.end[r])
+        invariant(this.name, `frame ${p} on the stack is outside usable RAM`);
+      const twice = marks.markRun(p, count);
+      if (twice >= 0) invariant(this.name, `frame ${twice} is on the stack twice`);
     };
     let entries = 0;
-    this.forEachFree((p) => {
-      visit(p);
-      entries++;
+    this.forEachFree((p, count) => {
+      visit(p, count);
+      entries += count;
     });
     let pages = 0;
     this.forEachMetaFrame((p) => {

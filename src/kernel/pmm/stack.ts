@@ -48,6 +48,8 @@ const checkFreeArgs = checkFreeArgs_;
 const fits = fits_;
 
 const PER_PAGE = 512;
+/** Scratch: one stack page of entries as u32 halves, for bulk reads and writes. */
+const RUN = new Uint32Array(2 * PER_PAGE);
 
 export type StackOptions = CheckedOptions;
 
@@ -94,9 +96,28 @@ export class FreePageStack implements FrameAllocator {
     this.amap = checked ? new AllocMap(env.port, layout, metadataPa) : null;
   }
 
+  /**
+   * Push every frame of the range, in order. The frames that land in one stack page are stored as one
+   * run of words (`writeWords`: the same stores, counted one by one, written in bulk).
+   */
   addFree(startPfn: number, count: number): void {
     this.regions.checkAddFree(this.name, startPfn, count);
-    for (let i = 0; i < count; i++) this.push(startPfn + i);
+    const end = startPfn + count;
+    for (let p = startPfn; p < end; ) {
+      const off = this.n * 8;
+      const k = Math.min(end - p, PER_PAGE - (this.n % PER_PAGE));
+      if (off === this.region.mappedBytes || k < 2 || this.region.writeWords === undefined) {
+        this.push(p++);
+        continue;
+      }
+      for (let i = 0; i < k; i++) {
+        RUN[2 * i] = (p + i) >>> 0;
+        RUN[2 * i + 1] = ((p + i) / 4294967296) >>> 0;
+      }
+      this.region.writeWords(off, RUN, 0, 2 * k);
+      this.n += k;
+      p += k;
+    }
     this.managed += count;
   }
 
@@ -185,8 +206,33 @@ export class FreePageStack implements FrameAllocator {
     return false;
   }
 
+  /**
+   * The free frames, bottom of the stack first, read a stack page at a time (`readWords`); frames that
+   * follow each other on the stack and in memory are reported as one run.
+   */
   forEachFree(fn: (pfn: number, count: number) => void): void {
-    for (let i = 0; i < this.n; i++) fn(this.entry(i), 1);
+    let runStart = -1;
+    let runLen = 0;
+    for (let i = 0; i < this.n; ) {
+      const k = Math.min(this.n - i, PER_PAGE - (i % PER_PAGE));
+      if (this.region.readWords !== undefined) this.region.readWords(i * 8, RUN, 0, 2 * k);
+      else
+        for (let j = 0; j < k; j++) {
+          RUN[2 * j + 1] = this.region.read32((i + j) * 8 + 4);
+          RUN[2 * j] = this.region.read32((i + j) * 8);
+        }
+      for (let j = 0; j < k; j++) {
+        const pfn = RUN[2 * j + 1] * 4294967296 + RUN[2 * j];
+        if (pfn === runStart + runLen && runStart >= 0) runLen++;
+        else {
+          if (runStart >= 0) fn(runStart, runLen);
+          runStart = pfn;
+          runLen = 1;
+        }
+      }
+      i += k;
+    }
+    if (runStart >= 0) fn(runStart, runLen);
   }
 
   forEachMetaFrame(fn: (pfn: number) => void): void {
@@ -206,9 +252,12 @@ export class FreePageStack implements FrameAllocator {
     }
     // One pass, in bounded host memory (1 bit per frame): a frame seen twice is caught as it is marked.
     const marks = this.amap?.marks() ?? new FrameMarks(new RegionTable(this.layout.usable, 32));
-    const visit = (p: number) => {
-      if (this.regions.indexOf(p) < 0) invariant(this.name, `frame ${p} on the stack is outside usable RAM`);
-      if (marks.mark(p) === 0) invariant(this.name, `frame ${p} is on the stack twice`);
+    const visit = (p: number, count = 1) => {
+      const r = this.regions.indexOf(p);
+      if (r < 0 || p + count > this.regions.end[r])
+        invariant(this.name, `frame ${p} on the stack is outside usable RAM`);
+      const twice = marks.markRun(p, count);
+      if (twice >= 0) invariant(this.name, `frame ${twice} is on the stack twice`);
     };
     this.forEachFree(visit);
     this.forEachMetaFrame(visit);

@@ -85,6 +85,9 @@ export class Cpu {
   faultCode = 0;
   cr2Vpn = 0;
 
+  /** The frame the last `load32`/`store32` reached (for the bulk runs). */
+  private lastPfn = 0;
+
   // Flyweight out-parameters of the STLB lookup.
   private hitArr: TlbArray;
   private hitShift = 0;
@@ -341,6 +344,7 @@ export class Cpu {
   load32(vpn: number, offset: number, access: number = Access.READ): number {
     const pfn = this.translate(vpn, access & ~Access.WRITE);
     if (pfn < 0) this.raise(vpn, offset);
+    this.lastPfn = pfn;
     return this.mem.read32(pfn * 4096 + offset);
   }
 
@@ -348,7 +352,84 @@ export class Cpu {
   store32(vpn: number, offset: number, value: number, access: number = Access.WRITE): void {
     const pfn = this.translate(vpn, access | Access.WRITE);
     if (pfn < 0) this.raise(vpn, offset);
+    this.lastPfn = pfn;
     this.mem.write32(pfn * 4096 + offset, value);
+  }
+
+  /**
+   * `n` loads of consecutive words of page `vpn` from `offset` into `dst[from..]`, counted exactly as
+   * `n` calls of `load32` would be. The first two loads are made one by one; when the second was a
+   * plain first-level TLB hit (and the stale-entry detector is off), every further load of the page is
+   * the same hit (a hit only refreshes its own entry's recency), so they are counted as such and the
+   * words are copied in bulk. Otherwise every load is made one by one.
+   */
+  load32Run(vpn: number, offset: number, dst: Uint32Array, from: number, n: number): void {
+    if (offset + 4 * n > 4096) this.crossesPage(offset, n);
+    if (n < 3 || this.checkStale) {
+      for (let i = 0; i < n; i++) dst[from + i] = this.load32(vpn, offset + 4 * i);
+      return;
+    }
+    dst[from] = this.load32(vpn, offset);
+    const hit = this.snapHit();
+    dst[from + 1] = this.load32(vpn, offset + 4);
+    if (!this.sameHit(hit, n - 2)) {
+      for (let i = 2; i < n; i++) dst[from + i] = this.load32(vpn, offset + 4 * i);
+      return;
+    }
+    this.mem.readWords(this.lastPfn * 4096 + offset + 8, dst, from + 2, n - 2);
+  }
+
+  /** `n` stores of `src[from..]` at consecutive words of page `vpn` from `offset`: as `load32Run`, for `store32`. */
+  store32Run(vpn: number, offset: number, src: Uint32Array, from: number, n: number): void {
+    if (offset + 4 * n > 4096) this.crossesPage(offset, n);
+    if (n < 3 || this.checkStale) {
+      for (let i = 0; i < n; i++) this.store32(vpn, offset + 4 * i, src[from + i]);
+      return;
+    }
+    this.store32(vpn, offset, src[from]);
+    const hit = this.snapHit();
+    this.store32(vpn, offset + 4, src[from + 1]);
+    if (!this.sameHit(hit, n - 2)) {
+      for (let i = 2; i < n; i++) this.store32(vpn, offset + 4 * i, src[from + i]);
+      return;
+    }
+    this.mem.writeWords(this.lastPfn * 4096 + offset + 8, src, from + 2, n - 2);
+  }
+
+  // The counters a translation may move, before the second access of a run (see load32Run).
+  private hitL1 = 0;
+  private hit4k = 0;
+  private hit2m = 0;
+  private hit1g = 0;
+  private hitOther = 0;
+
+  private snapHit(): number {
+    const c = this.counters;
+    this.hitL1 = c.tlbL1Hits;
+    this.hit4k = c.tlbHits4k;
+    this.hit2m = c.tlbHits2m;
+    this.hit1g = c.tlbHits1g;
+    this.hitOther = c.tlbL2Hits + c.tlbMisses + c.walks + c.pageFaults + c.staleTlbHits;
+    return this.hitL1;
+  }
+
+  /**
+   * Was the access since `snapHit` a plain L1 hit? Then count `more` identical hits and return true.
+   * The frame it reached is `lastPfn`.
+   */
+  private sameHit(l1: number, more: number): boolean {
+    const c = this.counters;
+    if (c.tlbL1Hits !== l1 + 1) return false;
+    if (c.tlbL2Hits + c.tlbMisses + c.walks + c.pageFaults + c.staleTlbHits !== this.hitOther) return false;
+    c.tlbL1Hits += more;
+    c.tlbHits4k += (c.tlbHits4k - this.hit4k) * more;
+    c.tlbHits2m += (c.tlbHits2m - this.hit2m) * more;
+    c.tlbHits1g += (c.tlbHits1g - this.hit1g) * more;
+    return true;
+  }
+
+  private crossesPage(offset: number, n: number): never {
+    return fail("MISALIGNED", `a run of ${n} words at page offset ${hex(offset)} crosses its page`);
   }
 
   private raise(vpn: number, offset: number): never {
