@@ -7,13 +7,18 @@
 // bin/pagelab.mjs runs dist/ when it is newer than every file under src/, and the sources through tsx
 // otherwise, so an edit is never run stale.
 //
-//   --types  also writes the library's declarations to dist/types (tsc, a dev dependency)
-//   --web    also builds the explorer page (web/ into web/dist, Vite, a dev dependency)
+//   --types    also writes the library's declarations to dist/types (tsc, a dev dependency)
+//   --web      also builds the explorer page (web/ into web/dist, Vite, a dev dependency)
+//   --prepare  what `prepare` asks for (below)
 //
-// `prepack` runs both, so `npm pack` (and a git dependency, which npm packs) ships types and the page.
-// `prepare` does not: it runs on every `npm ci`, including `npm ci --omit=dev` where neither tool is
-// installed, and a checkout needs neither (tsc resolves "pagelab" to src/ through the pagelab-source
-// condition; `pagelab serve` builds the page when it is missing or stale).
+// `prepack` runs --types --web, so `npm pack` and `npm publish` ship the declarations and the page.
+// `prepare` builds only the JavaScript: it runs on every `npm ci`, including `npm ci --omit=dev` where
+// neither tool is installed, and a checkout needs neither (tsc, vitest and the source launcher resolve
+// "pagelab" to src/ through the pagelab-source condition; `pagelab serve` builds the page when it is
+// missing or stale). Two exceptions: under `npm pack` / `npm publish` (npm runs prepare right after
+// prepack) it does nothing, as everything was just built; and when npm packs this folder as a git
+// dependency (pacote sets npm_package_resolved; it runs prepare, never prepack, with the dev
+// dependencies installed) it builds the declarations and the page too.
 //
 // The new dist/ is written beside the old one and swapped in by rename, so a pagelab process starting
 // meanwhile finds either the old build, the new one, or none (and runs the sources), never half of one.
@@ -25,10 +30,22 @@ import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const args = new Set(process.argv.slice(2));
+let lenient = false;
 for (const a of args) {
-  if (a !== "--types" && a !== "--web") {
-    console.error(`pagelab build: unknown option ${a} (expected --types, --web)`);
+  if (a !== "--types" && a !== "--web" && a !== "--prepare") {
+    console.error(`pagelab build: unknown option ${a} (expected --types, --web, --prepare)`);
     process.exit(2);
+  }
+}
+if (args.delete("--prepare")) {
+  const command = process.env.npm_command;
+  if (command === "pack" || command === "publish") {
+    console.error(`pagelab build: nothing to do in prepare under npm ${command} (prepack built dist/)`);
+    process.exit(0);
+  }
+  if (process.env.npm_package_resolved) {
+    for (const a of ["--types", "--web"]) args.add(a);
+    lenient = true; // without the dev dependencies, a package without declarations or page beats none
   }
 }
 
@@ -102,6 +119,7 @@ function emitTypes(dir) {
     tsc = createRequire(join(root, "package.json")).resolve("typescript/bin/tsc");
   } catch {
     console.error("pagelab build: --types needs typescript (a dev dependency): run `npm ci` first");
+    if (lenient) return;
     process.exit(1);
   }
   const r = spawnSync(process.execPath, [tsc, "-p", join(root, "tsconfig.types.json"), "--outDir", dir], {
@@ -136,6 +154,7 @@ async function buildWeb() {
     vite = await import("vite");
   } catch {
     console.error("pagelab build: --web needs vite (a dev dependency): run `npm ci` first");
+    if (lenient) return;
     process.exit(1);
   }
   const web = join(root, "web");
