@@ -149,13 +149,47 @@ const LINES_PER_PAGE = 8;
 /** Lines are kept in blocks of this many (4 KiB), so that the block cached for the fast path stays valid as the pool grows. */
 const LINES_PER_BLOCK = 64;
 
+/**
+ * The 4 KiB pages and line blocks of sparse chunks, carved from 1 MiB slabs (one host allocation per
+ * 256 pages: allocating each page alone cost ~17 us with many alive) and recycled, zeroed, when their
+ * chunk is made dense or uniform.
+ */
+class PagePool {
+  private slab = new ArrayBuffer(0);
+  private next = SLAB_PAGES;
+  private readonly free: Uint32Array[] = [];
+
+  take(): Uint32Array {
+    const f = this.free.pop();
+    if (f !== undefined) return f.fill(0);
+    if (this.next === SLAB_PAGES) {
+      this.slab = new ArrayBuffer(SLAB_PAGES * 4096);
+      this.next = 0;
+    }
+    return new Uint32Array(this.slab, this.next++ * 4096, 1024);
+  }
+
+  give(pages: readonly Uint32Array[]): void {
+    for (const p of pages) this.free.push(p);
+  }
+}
+const SLAB_PAGES = 256;
+
 class SparseChunk {
-  /** Per page: 0 untouched, k > 0 the whole page `pages[k - 1]`, k < 0 line page number -k - 1. */
-  readonly pageSlot = new Int32Array(512);
+  /**
+   * Per page: 0 untouched, k > 0 the whole page `pages[k - 1]`, k < 0 line page number -k - 1. Null
+   * while at most one page is touched (`soloPage`, `soloSlot`): a chunk holding one stack page or one
+   * table costs that page, not a 512-entry index beside it.
+   */
+  private pageSlot: Int16Array | null = null;
+  private soloPage = -1;
+  private soloSlot = 0;
   readonly pages: Uint32Array[] = [];
-  /** Per line page, 64 entries: line slot + 1 in the pool, 0 for a line never written. */
-  private lineMap = new Uint16Array(64 * 8);
+  /** Per line page, 64 entries: line slot + 1 in the pool, 0 for a line never written (allocated with the first line). */
+  private lineMap: Uint16Array | null = null;
   private linePages = 0;
+  /** Lines in use per line page. */
+  private lineCount: Uint8Array | null = null;
   private readonly blocks: Uint32Array[] = [];
   private lines = 0;
   /** Host bytes backing this chunk (whole pages and lines, including the lines of promoted pages). */
@@ -163,17 +197,44 @@ class SparseChunk {
   /** Pages with any backing (whole or lines). */
   touched = 0;
 
+  constructor(private readonly pool: PagePool) {}
+
+  /** Give every page and line block back to the pool (the chunk is being replaced). */
+  release(): void {
+    this.pool.give(this.pages);
+    this.pool.give(this.blocks);
+  }
+
+  private slotOf(p: number): number {
+    const ps = this.pageSlot;
+    if (ps !== null) return ps[p];
+    return p === this.soloPage ? this.soloSlot : 0;
+  }
+
+  private setSlot(p: number, k: number): void {
+    if (this.pageSlot === null) {
+      if (this.soloPage < 0 || this.soloPage === p) {
+        this.soloPage = p;
+        this.soloSlot = k;
+        return;
+      }
+      this.pageSlot = new Int16Array(512);
+      this.pageSlot[this.soloPage] = this.soloSlot;
+    }
+    this.pageSlot[p] = k;
+  }
+
   /** The whole page `p` (0..511), or null. */
   page(p: number): Uint32Array | null {
-    const k = this.pageSlot[p];
+    const k = this.slotOf(p);
     return k > 0 ? this.pages[k - 1] : null;
   }
 
   /** The pool slot of line `l` (0..63) of page `p` when `p` is kept as lines and the line exists, else -1. */
   line(p: number, l: number): number {
-    const k = this.pageSlot[p];
+    const k = this.slotOf(p);
     if (k >= 0) return -1;
-    return this.lineMap[(-k - 1) * 64 + l] - 1;
+    return this.lineMap![(-k - 1) * 64 + l] - 1;
   }
 
   /** The block holding pool slot `s`; the line is its words [lineWord(s), lineWord(s) + 16). */
@@ -186,7 +247,7 @@ class SparseChunk {
   }
 
   isLinePage(p: number): boolean {
-    return this.pageSlot[p] < 0;
+    return this.slotOf(p) < 0;
   }
 
   private lineView(s: number): Uint32Array {
@@ -199,63 +260,63 @@ class SparseChunk {
    * the page outgrew its lines and is now whole (`page(p)`).
    */
   addLine(p: number, l: number): number {
-    let k = this.pageSlot[p];
+    let k = this.slotOf(p);
     if (k === 0) {
-      if ((this.linePages + 1) * 64 > this.lineMap.length) {
-        const grown = new Uint16Array(this.lineMap.length * 2);
-        grown.set(this.lineMap);
+      if (this.lineMap === null || (this.linePages + 1) * 64 > this.lineMap.length) {
+        const n = this.lineMap === null ? 64 * 8 : this.lineMap.length * 2;
+        const grown = new Uint16Array(n);
+        const count = new Uint8Array(n / 64);
+        if (this.lineMap !== null) grown.set(this.lineMap);
+        if (this.lineCount !== null) count.set(this.lineCount);
         this.lineMap = grown;
+        this.lineCount = count;
       }
       k = -++this.linePages;
-      this.pageSlot[p] = k;
+      this.setSlot(p, k);
       this.touched++;
     }
-    const row = (-k - 1) * 64;
-    let n = 0;
-    for (let i = 0; i < 64; i++) if (this.lineMap[row + i] !== 0) n++;
-    if (n >= LINES_PER_PAGE) {
+    const lp = -k - 1;
+    if (this.lineCount![lp] >= LINES_PER_PAGE) {
       this.wholePage(p);
       return -1;
     }
     const s = this.lines++;
-    if (s % LINES_PER_BLOCK === 0) this.blocks.push(new Uint32Array(LINES_PER_BLOCK * LINE_WORDS));
-    this.lineMap[row + l] = s + 1;
+    if (s % LINES_PER_BLOCK === 0) this.blocks.push(this.pool.take()); // LINES_PER_BLOCK lines: 4 KiB
+    this.lineMap![lp * 64 + l] = s + 1;
+    this.lineCount![lp]++;
     this.bytes += LINE_BYTES;
     return s;
   }
 
   /** Make page `p` a whole 4 KiB page (copying the lines it had). */
   wholePage(p: number): Uint32Array {
-    const k = this.pageSlot[p];
+    const k = this.slotOf(p);
     if (k > 0) return this.pages[k - 1];
-    const page = new Uint32Array(1024);
+    const page = this.pool.take();
     if (k === 0) this.touched++;
-    if (k < 0) {
-      const row = (-k - 1) * 64;
-      for (let i = 0; i < 64; i++) {
-        const s = this.lineMap[row + i];
-        if (s !== 0) page.set(this.lineView(s - 1), i * LINE_WORDS);
-      }
-    }
+    if (k < 0) this.copyLines(-k - 1, page, 0);
     this.pages.push(page);
-    this.pageSlot[p] = this.pages.length;
+    this.setSlot(p, this.pages.length);
     this.bytes += 4096;
     return page;
+  }
+
+  /** Copy the lines of line page `lp` into `to` from word `at`. */
+  private copyLines(lp: number, to: Uint32Array, at: number): void {
+    const row = lp * 64;
+    for (let i = 0; i < 64; i++) {
+      const s = this.lineMap![row + i];
+      if (s !== 0) to.set(this.lineView(s - 1), at + i * LINE_WORDS);
+    }
   }
 
   /** Copy everything backed into a dense 2 MiB chunk. */
   toDense(): Uint32Array {
     const dense = new Uint32Array(CHUNK_WORDS);
     for (let p = 0; p < 512; p++) {
-      const k = this.pageSlot[p];
+      const k = this.slotOf(p);
       if (k > 0) dense.set(this.pages[k - 1], p * 1024);
-      else if (k < 0) {
-        const row = (-k - 1) * 64;
-        for (let i = 0; i < 64; i++) {
-          const s = this.lineMap[row + i];
-          if (s !== 0) dense.set(this.lineView(s - 1), p * 1024 + i * LINE_WORDS);
-        }
-      }
+      else if (k < 0) this.copyLines(-k - 1, dense, p * 1024);
     }
     return dense;
   }
@@ -275,6 +336,7 @@ export class PhysMem implements PhysPort {
   readonly counters: Counters;
 
   private readonly dirs = new Map<number, Slot[]>();
+  private readonly pool = new PagePool();
   private readonly denseBudget: number;
   /**
    * One-entry cache of the last backed memory touched: `lastBase` is the address of
@@ -357,7 +419,7 @@ export class PhysMem implements PhysPort {
     if (slot instanceof Uint32Array) return this.found(pa, CHUNK_BYTES, slot, 0, true);
     if (slot === null) {
       if (!create) return this.untouched(pa, CHUNK_BYTES);
-      slot = new SparseChunk();
+      slot = new SparseChunk(this.pool);
       d[idx] = slot;
     }
     const p = (inGiB >>> 12) & 511;
@@ -419,7 +481,10 @@ export class PhysMem implements PhysPort {
     const idx = (chunkBase % GIB) >>> 21;
     const old = d[idx];
     if (old instanceof Uint32Array) this.denseChunks--;
-    else if (old instanceof SparseChunk) this.sparseBytes -= old.bytes;
+    else if (old instanceof SparseChunk) {
+      this.sparseBytes -= old.bytes;
+      old.release();
+    }
     d[idx] = word === 0 ? null : word;
     if (this.lastBase >= chunkBase && this.lastBase < chunkBase + CHUNK_BYTES) {
       this.lastBase = -1;
@@ -430,6 +495,7 @@ export class PhysMem implements PhysPort {
 
   private promote(sc: SparseChunk): Uint32Array {
     const dense = sc.toDense();
+    sc.release();
     this.sparseBytes -= sc.bytes;
     this.denseChunks++;
     return dense;
@@ -524,13 +590,14 @@ export class PhysMem implements PhysPort {
     create: boolean,
     fn: (arr: Uint32Array | null, w: number, n: number, at: number) => boolean | undefined,
     write = create,
+    cover = len,
   ): boolean {
     this.checkRange(pa, len);
     if ((pa & 3) !== 0 || (len & 3) !== 0)
       fail("MISALIGNED", `bulk access ${hex(pa)}+${hex(len)} is not 4-byte aligned`);
     for (let at = 0; at < len; ) {
       const p = pa + at;
-      const arr = this.locate(p, create, write, this.coversPage(p, len - at));
+      const arr = this.locate(p, create, write, this.coversPage(p, cover - at));
       const n = Math.min(len - at, this.locSpan);
       if (fn(arr, this.locWord, n >>> 2, at) === false) return false;
       at += n;
@@ -544,12 +611,16 @@ export class PhysMem implements PhysPort {
     this.pieces(pa, n * 4, false, (arr, w, k, at) => {
       const d = from + (at >>> 2);
       if (arr === null) dst.fill(0, d, d + k);
+      else if (k > 16) dst.set(arr.subarray(w, w + k), d);
       else for (let i = 0; i < k; i++) dst[d + i] = arr[w + i];
     });
   }
 
-  /** `n` counted stores of `src[from..]` at consecutive words from `pa` (as `n` write32: memWrites += n). */
-  writeWords(pa: number, src: Uint32Array, from: number, n: number): void {
+  /**
+   * `n` counted stores of `src[from..]` at consecutive words from `pa` (as `n` write32: memWrites += n).
+   * `cover`: the bytes from `pa` the caller is about to write in all (new backing is sized for them).
+   */
+  writeWords(pa: number, src: Uint32Array, from: number, n: number, cover = n * 4): void {
     this.counters.memWrites += n;
     this.pieces(
       pa,
@@ -557,9 +628,11 @@ export class PhysMem implements PhysPort {
       true,
       (arr, w, k, at) => {
         const s = from + (at >>> 2);
-        for (let i = 0; i < k; i++) arr![w + i] = src[s + i];
+        if (k > 16) arr!.set(src.subarray(s, s + k), w);
+        else for (let i = 0; i < k; i++) arr![w + i] = src[s + i];
       },
       true,
+      cover,
     );
   }
 

@@ -386,7 +386,10 @@ export class Cpu {
       for (let i = 0; i < n; i++) this.store32(vpn, offset + 4 * i, src[from + i]);
       return;
     }
-    this.store32(vpn, offset, src[from]);
+    // The first store, backing RAM for the whole run at once (a page written whole is backed whole).
+    const first = this.translate(vpn, Access.WRITE);
+    if (first < 0) this.raise(vpn, offset);
+    this.mem.writeWords(first * 4096 + offset, src, from, 1, 4 * n);
     const hit = this.snapHit();
     this.store32(vpn, offset + 4, src[from + 1]);
     if (!this.sameHit(hit, n - 2)) {
