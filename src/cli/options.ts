@@ -104,7 +104,7 @@ export function sizeName(n: number): string {
 // The options themselves, one definition each.
 
 export const mapOption = (
-  what = "firmware map file ('-': standard input) or preset (see `pagelab map --help`)",
+  what = "firmware map file ('-': standard input), preset, or corpus:ID / a corpus selector naming one real machine (see `pagelab map --help`)",
 ) => new Option("--map <file|preset>", what).default(DEFAULT_PRESET);
 
 export const levelsOption = (what = "paging levels: 4 or 5 (LA57)") =>

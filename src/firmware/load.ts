@@ -5,6 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import { fail } from "../errors.ts";
+import { corpusMap, isCorpusName } from "./corpus.ts";
 import { detectFormat, FORMATS, type FormatId, parseAs } from "./detect.ts";
 import { getPreset, isPresetName } from "./presets.ts";
 import { sanitize } from "./sanitize.ts";
@@ -65,12 +66,14 @@ function readStdin(): Uint8Array {
 }
 
 /**
- * Read a file (`-`: standard input) or resolve a preset, detect its format (unless `opts.format`),
+ * Read a file (`-`: standard input), resolve a preset or a corpus map (`corpus:ID`, or a selector
+ * naming one machine: ./corpus.ts), detect its format (unless `opts.format`),
  * parse and sanitize.
  */
 export function loadMap(fileOrPreset: string, opts: LoadOptions = {}): MemoryMap {
   if (fileOrPreset === STDIN) return loadBytes(readStdin(), { ...opts, source: "<stdin>" });
   if (isPresetName(fileOrPreset) && !opts.format) return getPreset(fileOrPreset);
+  if (isCorpusName(fileOrPreset) && !opts.format) return corpusMap(fileOrPreset);
   let bytes: Uint8Array;
   try {
     bytes = readFileSync(fileOrPreset);

@@ -195,12 +195,19 @@ ${FORMATS.map((f) => `  ${f.padEnd(11)} ${FORMAT_HELP[f]}`).join("\n")}
 
 Presets: ${PRESET_PATTERNS.join(", ")} (SIZE like 4G, 512M; qemu:4G is the default machine)
 
+Real machines: corpus:ID is one of the 244 firmware maps of corpus/e820-real.jsonl (Linux boot logs of
+real machines and VMs; the record's table lines, parsed as dmesg). Wherever a command takes a map,
+corpus:FIELD OP VALUE[:...] selects by ram (8G, ram=8G..64G), numa, entries, firmware (uefi, bios,
+xen-pv), platform (physical, vm), hypervisor (qemu/kvm, hyper-v, none, ...) or origin, and 'corpus' is
+every map; a selector must name one map here, while pagelab compare --map runs each.
+
 The map is sanitized exactly as Linux's e820__update_table() does (sorted, overlaps resolved with the
 higher type number winning, adjacent same-type entries merged except PRAM and soft reserved, zero-length
 and wrapping entries dropped), and every change is listed with its reason.
 
 Examples:
   pagelab map qemu:4G
+  pagelab map corpus:linuxhw-029040A622     # a Dell PowerEdge R240 as Linux saw it
   dmesg > boot.log && pagelab map boot.log
   journalctl -k -b | pagelab map -           # '-' reads standard input
   pagelab map boot.log --memblock            # Linux's 'Early memory node ranges', rebuilt
@@ -214,7 +221,7 @@ export function registerMap(program: Command): void {
     .description(SUMMARY.map)
     .argument(
       "<source>",
-      "file, - (standard input) or preset (qemu:4G, qemu-q35:5G, ovmf:512M, sparse, numa:2x8G)",
+      "file, - (standard input), preset (qemu:4G, qemu-q35:5G, ovmf:512M, sparse, numa:2x8G) or corpus:ID",
     )
     .addOption(mapFormatOption())
     .option("--json", "print JSON instead of a table")
