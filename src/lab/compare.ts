@@ -31,6 +31,7 @@ import { availableParallelism } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { Worker } from "node:worker_threads";
 import { fail, PagelabError } from "../errors.ts";
+import { corpusMachine, expandMapNames, isCorpusName } from "../firmware/corpus.ts";
 import { DEFAULT_PRESET } from "../firmware/index.ts";
 import { startKernel } from "../kernel/kernel.ts";
 import { DESIGN_NAMES, DESIGNS, getDesign } from "../kernel/pmm/designs.ts";
@@ -47,6 +48,7 @@ import {
   KMAP_NAMES,
   makeStrategy,
 } from "../kernel/boot/index.ts";
+import { type Shard, shardSpecs } from "./shard-plan.ts";
 import { parseTraceLine, readLines } from "./workloads/ftrace.ts";
 import { getWorkload, STANDARD_WORKLOADS } from "./workloads/index.ts";
 import { type SamplePoint, totalOps } from "./workloads/interface.ts";
@@ -155,7 +157,8 @@ function splitLevels(entry: string): { map: string; levels: Levels } {
 
 /** Check every name up front (a typo fails before any work) and expand the matrix. */
 export function planMatrix(o: CompareOptions): RunSpec[] {
-  const maps = o.maps ?? [DEFAULT_PRESET];
+  // corpus selectors (corpus, corpus:FILTER) become one corpus:KEY per real machine
+  const maps = forOption("--maps", () => expandMapNames(o.maps ?? [DEFAULT_PRESET]));
   const pmms = o.pmms ?? DESIGN_NAMES;
   const kmaps = o.kmaps ?? DEFAULT_KMAPS;
   const workloads = o.workloads ?? [...STANDARD_WORKLOADS, ...(o.trace !== undefined ? ["ftrace"] : [])];
@@ -389,10 +392,16 @@ export async function prepareCompare(o: CompareOptions, outDir: string): Promise
     const key = `${s.map}|${s.kmap}|${s.levels}`;
     if (rams.has(key)) continue;
     const option = s.kind === "sweep" ? `--sweep ${mapLabel(s)}` : `--maps ${s.map}`;
-    rams.set(
-      key,
-      forOption(option, () => bootRam(s.map, makeStrategy(s.kmap), s.levels, undefined)),
-    );
+    const ram = () => bootRam(s.map, makeStrategy(s.kmap), s.levels, undefined);
+    if (!isCorpusName(s.map)) rams.set(key, forOption(option, ram));
+    else {
+      // a real machine pagelab cannot boot is the run's error row, not a usage error
+      try {
+        rams.set(key, ram());
+      } catch {
+        rams.set(key, null);
+      }
+    }
   }
   const estimate = (s: RunSpec): { bytes: number; why: string } | null => {
     const key = `${s.map}|${s.kmap}|${s.levels}|${s.mem}`;
@@ -652,10 +661,20 @@ function hostWorkPerFrame(pmm: string): number {
   return Math.min(8, d.hostBytes({ usable: [{ start: 0, end: frames }] }).bytes / frames / 8);
 }
 
-/** A rough cost estimate, to hand the longest runs out first (the makespan on 2 cores). */
-function costEstimate(s: RunSpec): number {
-  const m = /^qemu(?:-q35)?:(\d+)([MGT])$/.exec(s.map);
-  const gib = m ? Number(m[1]) / (m[2] === "M" ? 1024 : m[2] === "T" ? 1 / 1024 : 1) : 4;
+/** RAM of a run's map in GiB, for the cost estimate: from a qemu preset's name, a corpus record, else 4. */
+function mapGiB(map: string): number {
+  const m = /^qemu(?:-q35)?:(\d+)([MGT])$/.exec(map);
+  if (m) return Number(m[1]) / (m[2] === "M" ? 1024 : m[2] === "T" ? 1 / 1024 : 1);
+  const c = corpusMachine(map);
+  return c !== undefined ? c.ramBytes / 2 ** 30 : 4;
+}
+
+/**
+ * A rough cost estimate, to hand the longest runs out first (the makespan on 2 cores) and to balance
+ * the shards of a sweep (shard.ts).
+ */
+export function costEstimate(s: RunSpec): number {
+  const gib = mapGiB(s.map);
   const ram = s.mem !== null ? Math.min(gib, s.mem / 2 ** 30) : gib;
   const perFrame = hostWorkPerFrame(s.pmm);
   return (
@@ -678,10 +697,12 @@ export async function runSpecs(
   jobs: number,
   onRow: (row: ResultRow) => void,
 ): Promise<void> {
+  // rows come out in the order of `specs` (a shard's indices are the whole plan's: not 0, 1, 2, ...)
+  const position = new Map(specs.map((s, i) => [s.index, i]));
   const pending = new Map<number, ResultRow>();
   let nextOut = 0;
   const deliver = (row: ResultRow) => {
-    pending.set(row.index, row);
+    pending.set(position.get(row.index)!, row);
     while (pending.has(nextOut)) {
       const r = pending.get(nextOut)!;
       pending.delete(nextOut);
@@ -742,15 +763,19 @@ export async function runCompare(
   o: CompareOptions,
   outDir: string,
   onProgress?: (p: CompareProgress) => void,
+  shard?: Shard,
 ): Promise<{
   specs: RunSpec[];
   leftOut: LeftOut[];
   rows: ResultRow[];
   resultsPath: string;
   wallMs: number;
+  /** The whole plan (`specs` is the shard's part of it when `shard` is given). */
+  plan: RunSpec[];
 }> {
   const t0 = performance.now();
-  const { specs, leftOut } = await prepareCompare(o, outDir);
+  const { specs: plan, leftOut } = await prepareCompare(o, outDir);
+  const specs = shard === undefined ? plan : shardSpecs(plan, shard, costEstimate);
   const resultsPath = join(outDir, "results.json");
   let fd: number;
   try {
@@ -771,7 +796,7 @@ export async function runCompare(
   } finally {
     closeSync(fd);
   }
-  return { specs, leftOut, rows, resultsPath, wallMs: Math.round(performance.now() - t0) };
+  return { specs, leftOut, rows, resultsPath, wallMs: Math.round(performance.now() - t0), plan };
 }
 
 export { KMAP_NAMES };

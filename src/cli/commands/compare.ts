@@ -18,6 +18,8 @@ import {
   runCompare,
 } from "../../lab/compare.ts";
 import { writeReport } from "../../lab/report/render.ts";
+import { mergeShards, writeManifest } from "../../lab/shard.ts";
+import { parseShard } from "../../lab/shard-plan.ts";
 import { STANDARD_WORKLOADS, WORKLOAD_NAMES, WORKLOADS } from "../../lab/workloads/index.ts";
 import { parseIntOption, parseLevels, printJson } from "../output.ts";
 import { parseBytes } from "./boot.ts";
@@ -79,6 +81,26 @@ Output (DIR = --out):
 
 Everything but host time is deterministic: the same command gives the same results.json rows.
 
+Real machines (--map corpus...): the 244 firmware maps of corpus/e820-real.jsonl, read from the
+Linux boot logs of real machines and VMs. 'corpus' is all of them, corpus:ID one, and
+corpus:FIELD OP VALUE[:FIELD OP VALUE...] those every term holds for:
+  ram      usable RAM: ram>=8G, 'ram<1T', ram=8G..64G (both ends included; ram=64G.. has no top)
+  numa     NUMA nodes; entries: e820 entries (same operators)
+  firmware uefi, bios, xen-pv, unknown     platform  physical, vm, unknown
+  hypervisor qemu/kvm, hyper-v, none, ...  origin    linuxhw, mailing-list      (= or !=)
+('>' and '<' need quotes in a shell.) Each machine is a map of the matrix, named corpus:ID in the rows.
+A machine a design cannot boot (too little RAM, no room for the kernel, over the host budget) is a
+row with the error, and the report counts refusals by cause. With several maps the report adds PMM
+metadata as a share of RAM per machine, page-table bytes per strategy per machine, and the machines
+where the designs' ranking flips.
+
+Sharding (--shard K/N): the runs are dealt into N slices, longest first by the estimated cost, so
+each slice has about the same work; K (1..N) runs one. Each shard writes results.json, a report of
+its own runs and manifest.json (the whole sweep: options, seed, pagelab version, every run, and this
+shard's runs). Run the same command with K = 1..N, on as many machines as you like, then
+'pagelab compare merge DIR... --out DIR' checks the shards and writes the report the unsharded run
+writes (see pagelab compare merge --help).
+
 Examples:
   pagelab compare                                   # all PMMs x direct/recursive/quickmap, standard workloads
   pagelab compare --pmm buddy,bitmap --kmap direct --workload page-churn --ops 5000 --sweep none
@@ -86,6 +108,8 @@ Examples:
   pagelab compare --workload ftrace --trace kmem.trace --pmm buddy --kmap direct,quickmap
   pagelab compare --workload none --sweep qemu:1G,qemu:64G,sparse@5 --pmm bitmap,buddy
   pagelab compare --cpus 2,8 --workload heap-churn --pmm buddy --json | jq .findings
+  pagelab compare --map corpus:firmware=uefi:ram=8G..64G --pmm buddy,bitmap --kmap direct --workload none --sweep none
+  pagelab compare --map corpus --pmm stack-pages,bitmap,buddy --kmap direct,recursive --workload page-churn --shard 1/4 --out s1
 
 Capture your own trace (as root), then replay it with --workload ftrace --trace kmem.trace:
   cd /sys/kernel/tracing
@@ -94,80 +118,160 @@ Capture your own trace (as root), then replay it with --workload ftrace --trace 
 
 /** The command's options and help: a declarative table (the action follows). */
 function compareCommand(program: Command) {
-  return program
-    .command("compare")
-    .description(SUMMARY.compare)
-    .option(
-      "--maps <list>",
-      `firmware maps (presets or files), comma-separated (default: ${DEFAULT_PRESET})`,
-      list("--maps", null),
-    )
-    .option(
-      "--pmm <list>",
-      `PMM designs or design files, or 'all' (default: all of ${DESIGN_NAMES.join(", ")})`,
-      list("--pmm", DESIGN_NAMES),
-    )
-    .option(
-      "--kmap <list>",
-      `kernel mappings, or 'all' (${KMAP_NAMES.join(", ")})`,
-      list("--kmap", KMAP_NAMES),
-      [...DEFAULT_KMAPS],
-    )
-    .option(
-      "--workload <list>",
-      `workloads, 'all' or 'none' (default: ${STANDARD_WORKLOADS.join(", ")}, plus ftrace with --trace)`,
-      list("--workload", WORKLOAD_NAMES, true),
-    )
-    .option("--cpus <list>", "CPU counts, comma-separated", cpuList, [DEFAULT_CPUS])
-    .option("--out <dir>", "output directory", "pagelab-compare")
-    .addOption(
-      new Option("--seed <n>", "seed of every workload's request stream")
-        .default(1)
-        .argParser(parseIntOption("--seed", 0, 2 ** 32 - 1)),
-    )
-    .addOption(
-      new Option(
-        "--ops <n>",
-        `operations per run, for every workload (default: each workload's own: ${WORKLOAD_NAMES.map((n) => `${n} ${WORKLOADS[n].defaultOps}`).join(", ")})`,
-      ).argParser(parseIntOption("--ops", 1, 1e9)),
-    )
-    .option("--trace <file>", "ftrace capture of kmem events to replay (adds the ftrace workload)")
-    .option(
-      "--sweep <list>",
-      `RAM sizes for the metadata figure (MAP or MAP@5), or 'none' (default ${DEFAULT_SWEEP.join(",")})`,
-      list("--sweep", null, true),
-    )
-    .addOption(
-      new Option("--levels <n>", "paging levels of the matrix runs")
-        .default(4 as const)
-        .argParser(parseLevels),
-    )
-    .addOption(
-      new Option("--jobs <n>", "worker threads (0: run in the main thread)")
-        .default(defaultJobs())
-        .argParser(parseIntOption("--jobs", 0, 64)),
-    )
-    .option(
-      "--host-budget <bytes>",
-      `refuse a run whose simulation would back more host memory (default ${DEFAULT_HOST_BUDGET / 2 ** 20}M per run)`,
-    )
-    .option(
-      "--paranoid",
-      "run every kernel checker after each workload (slower; a violation becomes the row's error)",
-    )
-    .option("--json", "print a JSON summary (files, run counts, findings) instead of text")
-    .addHelpText("after", HELP);
+  return (
+    program
+      .command("compare")
+      .description(SUMMARY.compare)
+      .option(
+        "--maps <list>",
+        `firmware maps (presets, files or corpus selectors), comma-separated (default: ${DEFAULT_PRESET})`,
+        list("--maps", null),
+      )
+      .option(
+        "--map <list>",
+        "the same as --maps (corpus: all 244 real maps; see Real machines below)",
+        list("--map", null),
+      )
+      .option(
+        "--pmm <list>",
+        `PMM designs or design files, or 'all' (default: all of ${DESIGN_NAMES.join(", ")})`,
+        list("--pmm", DESIGN_NAMES),
+      )
+      .option(
+        "--kmap <list>",
+        `kernel mappings, or 'all' (${KMAP_NAMES.join(", ")})`,
+        list("--kmap", KMAP_NAMES),
+        [...DEFAULT_KMAPS],
+      )
+      .option(
+        "--workload <list>",
+        `workloads, 'all' or 'none' (default: ${STANDARD_WORKLOADS.join(", ")}, plus ftrace with --trace)`,
+        list("--workload", WORKLOAD_NAMES, true),
+      )
+      .option("--cpus <list>", "CPU counts, comma-separated", cpuList, [DEFAULT_CPUS])
+      .option("--out <dir>", "output directory", "pagelab-compare")
+      .addOption(
+        new Option("--seed <n>", "seed of every workload's request stream")
+          .default(1)
+          .argParser(parseIntOption("--seed", 0, 2 ** 32 - 1)),
+      )
+      .addOption(
+        new Option(
+          "--ops <n>",
+          `operations per run, for every workload (default: each workload's own: ${WORKLOAD_NAMES.map((n) => `${n} ${WORKLOADS[n].defaultOps}`).join(", ")})`,
+        ).argParser(parseIntOption("--ops", 1, 1e9)),
+      )
+      .option("--trace <file>", "ftrace capture of kmem events to replay (adds the ftrace workload)")
+      .option(
+        "--sweep <list>",
+        `RAM sizes for the metadata figure (MAP or MAP@5), or 'none' (default ${DEFAULT_SWEEP.join(",")})`,
+        list("--sweep", null, true),
+      )
+      .addOption(
+        new Option("--levels <n>", "paging levels of the matrix runs")
+          .default(4 as const)
+          .argParser(parseLevels),
+      )
+      .addOption(
+        new Option("--jobs <n>", "worker threads (0: run in the main thread)")
+          .default(defaultJobs())
+          .argParser(parseIntOption("--jobs", 0, 64)),
+      )
+      .option(
+        "--host-budget <bytes>",
+        `refuse a run whose simulation would back more host memory (default ${DEFAULT_HOST_BUDGET / 2 ** 20}M per run)`,
+      )
+      .option(
+        "--paranoid",
+        "run every kernel checker after each workload (slower; a violation becomes the row's error)",
+      )
+      .addOption(
+        new Option(
+          "--shard <K/N>",
+          "run only the K-th of N slices of the runs (balanced by estimated cost)",
+        ).argParser(parseShard),
+      )
+      .option("--json", "print a JSON summary (files, run counts, findings) instead of text")
+      .addHelpText("after", HELP)
+      // `compare merge DIR... --out DIR`: its --out is its own, not compare's
+      .enablePositionalOptions()
+  );
 }
 
-export function registerCompare(program: Command): void {
-  compareCommand(program).action(compareAction);
+/**
+ * Register `compare` and `compare merge`. `argv` (the arguments after `pagelab`) gives the report's
+ * command line; a test that runs the command in its own process passes the arguments it parses.
+ */
+export function registerCompare(program: Command, argv: string[] = process.argv.slice(2)): void {
+  // `compare merge DIR... --out DIR`: options after a subcommand's name are the subcommand's, at
+  // every level (commander hands a parent's unknown options to the child before its operands)
+  program.enablePositionalOptions();
+  const compare = compareCommand(program).action((o) => compareAction(o, reportCommand(argv)));
+  compare
+    .command("merge")
+    .description("merge the output directories of a sweep's shards into the report a single run writes")
+    .argument("<dirs...>", "the shards' --out directories (each with results.json and manifest.json)")
+    .option("--out <dir>", "output directory", "pagelab-compare")
+    .option("--json", "print a JSON summary (files, run counts, findings) instead of text")
+    .addHelpText("after", MERGE_HELP)
+    .action(mergeAction);
+}
+
+const MERGE_HELP = `
+Checks, before anything is written: every DIR holds a finished shard (manifest.json, written last,
+and a complete results.json), all of them are of one sweep (same pagelab version, seed, options and
+runs), and no shard is missing or given twice. Then writes results.json, report.md and report.html
+into --out: the files the unsharded command writes, byte for byte, host time aside (each row's hostMs
+and opsPerHostSecond; the report's wall time is the shards' summed). The files are written into a
+temporary folder beside --out and moved into place: a failed merge leaves no partial report.
+
+Example:
+  for k in 1 2 3 4; do pagelab compare --map corpus --pmm buddy,bitmap --shard $k/4 --out shard-$k; done
+  pagelab compare merge shard-* --out sweep`;
+
+/** The command line a report shows: the options that decide the rows (no --out, --jobs, --shard, --json). */
+export function reportCommand(argv: string[]): string {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--json") continue;
+    if (/^--(out|jobs|shard)=/.test(a)) continue;
+    if (/^--(out|jobs|shard)$/.test(a)) {
+      i++;
+      continue;
+    }
+    out.push(a);
+  }
+  return `pagelab ${out.join(" ")}`.trim();
+}
+
+async function mergeAction(dirs: string[], o: { out: string; json?: true }) {
+  const m = await mergeShards(dirs, o.out);
+  const errors = m.rows.filter((r) => r.error !== null).length;
+  if (errors === m.rows.length) process.exitCode = 1;
+  if (o.json) {
+    printJson({
+      out: m.out,
+      files: m.files,
+      runs: m.rows.length,
+      completed: m.rows.length - errors,
+      errors,
+      shards: m.shards,
+      wallMs: m.wallMs,
+      findings: m.findings,
+    });
+    return;
+  }
+  process.stdout.write(
+    `${m.rows.length} runs from ${m.shards.length} shards (${errors} did not complete)\n` +
+      `  ${m.files.results}\n  ${m.files.reportMd}\n  ${m.files.reportHtml}\n\n`,
+  );
+  for (const f of m.findings) process.stdout.write(`- ${f.text}\n    ${f.command}\n`);
 }
 
 type CompareCliOptions = ReturnType<ReturnType<typeof compareCommand>["opts"]>;
 
-async function compareAction(o: CompareCliOptions) {
-  const argv = process.argv.slice(2);
-  const command = `pagelab ${argv.join(" ")}`.trim();
+async function compareAction(o: CompareCliOptions, command: string) {
   const bar = new cliProgress.SingleBar(
     {
       format: "compare [{bar}] {value}/{total} runs | {last}",
@@ -179,22 +283,25 @@ async function compareAction(o: CompareCliOptions) {
     cliProgress.Presets.legacy,
   );
   let started = false;
+  if (o.map !== undefined && o.maps !== undefined)
+    fail("BAD_OPTION", "--map and --maps are the same option: give one");
+  const options = {
+    maps: o.maps ?? o.map,
+    pmms: o.pmm,
+    kmaps: o.kmap,
+    workloads: o.workload,
+    cpus: o.cpus,
+    levels: o.levels,
+    seed: o.seed,
+    ops: o.ops,
+    trace: o.trace,
+    sweep: o.sweep,
+    jobs: o.jobs,
+    paranoid: o.paranoid === true,
+    hostBudget: o.hostBudget === undefined ? undefined : parseBytes(o.hostBudget, "--host-budget"),
+  };
   const res = await runCompare(
-    {
-      maps: o.maps,
-      pmms: o.pmm,
-      kmaps: o.kmap,
-      workloads: o.workload,
-      cpus: o.cpus,
-      levels: o.levels,
-      seed: o.seed,
-      ops: o.ops,
-      trace: o.trace,
-      sweep: o.sweep,
-      jobs: o.jobs,
-      paranoid: o.paranoid === true,
-      hostBudget: o.hostBudget === undefined ? undefined : parseBytes(o.hostBudget, "--host-budget"),
-    },
+    options,
     o.out,
     (p) => {
       if (!started) {
@@ -205,13 +312,33 @@ async function compareAction(o: CompareCliOptions) {
       const what = r.kind === "sweep" ? `sweep ${r.map}` : `${r.workload}`;
       bar.update(p.done, { last: `${what} ${r.pmm}/${r.kmap}${r.error ? ` (${r.error.code})` : ""}` });
     },
+    o.shard,
   );
   if (started) bar.stop();
   const leftOut = res.leftOut.map((l) => l.text);
-  const rep = await writeReport(o.out, res.rows, { command, wallMs: res.wallMs, jobs: o.jobs, leftOut });
+  const rep = await writeReport(o.out, res.rows, {
+    command,
+    wallMs: res.wallMs,
+    jobs: o.jobs,
+    leftOut,
+    shard: o.shard === undefined ? undefined : { ...o.shard, sweepRuns: res.plan.length },
+  });
+  const manifest =
+    o.shard === undefined
+      ? undefined
+      : writeManifest(o.out, {
+          options,
+          command,
+          leftOut,
+          plan: res.plan,
+          specs: res.specs,
+          shard: o.shard,
+          wallMs: res.wallMs,
+          jobs: o.jobs,
+        });
   const errors = res.rows.filter((r) => r.error !== null).length;
-  // every run failed: nothing was measured (exit status 1, documented in --help)
-  if (errors === res.rows.length) process.exitCode = 1;
+  // every run failed: nothing was measured (exit status 1, documented in --help); a shard may have no run
+  if (errors === res.rows.length && res.rows.length > 0) process.exitCode = 1;
   if (o.json) {
     printJson({
       out: o.out,
@@ -222,16 +349,21 @@ async function compareAction(o: CompareCliOptions) {
       leftOut,
       wallMs: res.wallMs,
       findings: rep.findings,
+      ...(o.shard === undefined ? {} : { shard: { ...o.shard, manifest, sweepRuns: res.plan.length } }),
     });
     return;
   }
+  if (o.shard !== undefined)
+    process.stdout.write(
+      `shard ${o.shard.k}/${o.shard.n} of a sweep of ${res.plan.length} runs; when every shard is done: pagelab compare merge DIR... --out DIR\n  ${manifest}\n`,
+    );
   process.stdout.write(
-    `${res.rows.length} runs (${errors} did not complete${errors === res.rows.length ? ": every run failed" : ""}) in ${(res.wallMs / 1000).toFixed(1)} s\n` +
+    `${res.rows.length} runs (${errors} did not complete${errors === res.rows.length && errors > 0 ? ": every run failed" : ""}) in ${(res.wallMs / 1000).toFixed(1)} s\n` +
       `  ${res.resultsPath}\n  ${rep.md}\n  ${rep.html}\n\n`,
   );
   for (const l of leftOut) process.stdout.write(`${l}\n`);
   if (leftOut.length > 0) process.stdout.write("\n");
   for (const f of rep.findings) process.stdout.write(`- ${f.text}\n    ${f.command}\n`);
-  if (errors === res.rows.length)
+  if (errors === res.rows.length && errors > 0)
     process.stderr.write(`pagelab: every run failed (${errors} of ${res.rows.length}); see ${rep.md}\n`);
 }

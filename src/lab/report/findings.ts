@@ -132,9 +132,11 @@ function metadataFinding(rows: ResultRow[]): Finding[] {
 function pageTableFinding(rows: ResultRow[]): Finding[] {
   const w = wl(rows);
   if (w.length === 0) return [];
-  const map = w[0].map;
   const pmm = refPmm(w);
-  const group = onePerKmap(w, w.find((r) => r.map === map && r.pmm === pmm)!, () => true);
+  // the first map the reference design completed on (the first map, unless its runs failed there)
+  const first = w.find((r) => r.pmm === pmm)!;
+  const map = first.map;
+  const group = onePerKmap(w, first, () => true);
   if (group.length < 2) return [];
   const parts = group.map((r) => `${fmtBytes(r.pageTableBytes)} with ${r.kmap}`);
   return [
@@ -333,9 +335,11 @@ function errorFindings(rows: ResultRow[]): Finding[] {
 function securityFinding(rows: ResultRow[]): Finding[] {
   const w = wl(rows).filter((r) => r.audit !== null);
   if (w.length === 0) return [];
-  const map = w[0].map;
   const pmm = refPmm(w);
-  const group = onePerKmap(w, w.find((r) => r.map === map && r.pmm === pmm)!, () => true);
+  // the first map the reference design completed on (the first map, unless its runs failed there)
+  const first = w.find((r) => r.pmm === pmm)!;
+  const map = first.map;
+  const group = onePerKmap(w, first, () => true);
   const parts = group.map((r) => {
     const a = r.audit!;
     const kaslr = a.kaslrBits > 0 ? ` (direct-map KASLR ${fmt(a.kaslrBits)} bits)` : "";

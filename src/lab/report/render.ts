@@ -15,6 +15,8 @@ export interface ReportMeta {
   jobs: number;
   /** Sentences saying which runs a default plan left out and why (`left out of the default: ...`). */
   leftOut?: string[];
+  /** Set for one shard of a sweep (its report covers its own runs only). */
+  shard?: { k: number; n: number; sweepRuns: number };
 }
 
 export interface ReportFiles {
@@ -65,6 +67,9 @@ function summary(rows: ResultRow[], meta: ReportMeta): string[] {
   const ops = rows.reduce((s, r) => s + r.opsTotal, 0);
   const r0 = rows.find((r) => r.kind === "workload");
   return [
+    meta.shard === undefined
+      ? ""
+      : `Shard ${meta.shard.k}/${meta.shard.n} of a sweep of ${meta.shard.sweepRuns} runs: this report covers its own runs only; pagelab compare merge writes the whole sweep's.`,
     `${rows.length} runs (${done} completed), ${ops} simulated operations, in ${(meta.wallMs / 1000).toFixed(1)} s with ${meta.jobs} worker thread(s).`,
     r0
       ? `Seed ${r0.seed}, ${r0.cpus} CPUs; operations per run: ${[...new Map(rows.filter((r) => r.kind === "workload").map((r) => [r.workload, r.ops])).entries()].map(([w, n]) => `${w} ${n}`).join(", ")}.`
