@@ -191,6 +191,7 @@ class SparseChunk {
   /** Lines in use per line page. */
   private lineCount: Uint8Array | null = null;
   private readonly blocks: Uint32Array[] = [];
+  /** Lines handed out (including those of pages made whole since). */
   private lines = 0;
   /** Host bytes backing this chunk (whole pages and lines, including the lines of promoted pages). */
   bytes = 0;
@@ -294,11 +295,25 @@ class SparseChunk {
     if (k > 0) return this.pages[k - 1];
     const page = this.pool.take();
     if (k === 0) this.touched++;
-    if (k < 0) this.copyLines(-k - 1, page, 0);
+    if (k < 0) {
+      this.copyLines(-k - 1, page, 0);
+      if (this.lineCount![-k - 1] === this.lines) this.dropLines(); // they were this page's only lines
+    }
     this.pages.push(page);
     this.setSlot(p, this.pages.length);
     this.bytes += 4096;
     return page;
+  }
+
+  /** Forget every line (none is in use any more): blocks back to the pool, no line map. */
+  private dropLines(): void {
+    this.pool.give(this.blocks);
+    this.blocks.length = 0;
+    this.bytes -= this.lines * LINE_BYTES;
+    this.lines = 0;
+    this.linePages = 0;
+    this.lineMap = null;
+    this.lineCount = null;
   }
 
   /** Copy the lines of line page `lp` into `to` from word `at`. */
