@@ -489,11 +489,16 @@ class RunCutter {
 
   cut(runStart: number, runEnd: number): void {
     this.largest = Math.max(this.largest, runEnd - runStart);
+    const top = 1 << MAX_ORDER;
     for (let p = runStart; p < runEnd; ) {
-      let o = MAX_ORDER;
-      while (o > 0 && (p % 2 ** o !== 0 || p + 2 ** o > runEnd)) o--;
+      // The largest order that p is aligned to and that fits before runEnd (bit arithmetic on the low
+      // MAX_ORDER bits: p itself may exceed 2^32).
+      const low = p % top;
+      const align = low === 0 ? MAX_ORDER : 31 - Math.clz32(low & -low);
+      const fit = 31 - Math.clz32(Math.min(runEnd - p, top));
+      const o = align < fit ? align : fit;
       this.freeByOrder[o]++;
-      p += 2 ** o;
+      p += 1 << o;
     }
   }
 }
