@@ -496,7 +496,7 @@ class RunCutter {
       const low = p % top;
       const align = low === 0 ? MAX_ORDER : 31 - Math.clz32(low & -low);
       const fit = 31 - Math.clz32(Math.min(runEnd - p, top));
-      const o = align < fit ? align : fit;
+      const o = Math.min(align, fit);
       this.freeByOrder[o]++;
       p += 1 << o;
     }
