@@ -175,6 +175,12 @@ class PagePool {
 }
 const SLAB_PAGES = 256;
 
+/** Are the `n` words of `arr` from `at` all equal to `word`? */
+function allWords(arr: Uint32Array, at: number, n: number, word: number): boolean {
+  for (let i = at; i < at + n; i++) if (arr[i] !== word) return false;
+  return true;
+}
+
 class SparseChunk {
   /**
    * Per page: 0 untouched, k > 0 the whole page `pages[k - 1]`, k < 0 line page number -k - 1. Null
@@ -303,6 +309,64 @@ class SparseChunk {
     this.setSlot(p, this.pages.length);
     this.bytes += 4096;
     return page;
+  }
+
+  /** Copy `n` words of this chunk from byte `off` into `dst[at..]` (zero where nothing is backed). */
+  readInto(off: number, dst: Uint32Array, at: number, n: number): void {
+    for (let o = off; o < off + 4 * n; ) {
+      const p = o >>> 12;
+      const inPage = o & 4095;
+      const len = Math.min(off + 4 * n - o, 4096 - inPage);
+      const d = at + ((o - off) >>> 2);
+      const k = this.slotOf(p);
+      if (k === 0) dst.fill(0, d, d + (len >>> 2));
+      else if (k > 0) dst.set(this.pages[k - 1].subarray(inPage >>> 2, (inPage + len) >>> 2), d);
+      else {
+        const row = (-k - 1) * 64;
+        for (let l = inPage >>> 6; l <= (inPage + len - 1) >>> 6; l++) {
+          const from = Math.max(inPage, l * LINE_BYTES);
+          const to = Math.min(inPage + len, (l + 1) * LINE_BYTES);
+          const dd = d + ((from - inPage) >>> 2);
+          const s = this.lineMap![row + l];
+          if (s === 0) dst.fill(0, dd, dd + ((to - from) >>> 2));
+          else {
+            const w = this.lineWord(s - 1) + ((from - l * LINE_BYTES) >>> 2);
+            dst.set(this.lineBlock(s - 1).subarray(w, w + ((to - from) >>> 2)), dd);
+          }
+        }
+      }
+      o += len;
+    }
+  }
+
+  /** Does every word of [off, off + len) of this chunk (4-byte aligned) equal `word`? */
+  isFilled(off: number, len: number, word: number): boolean {
+    for (let o = off; o < off + len; ) {
+      const p = o >>> 12;
+      const inPage = o & 4095;
+      const n = Math.min(off + len - o, 4096 - inPage);
+      const k = this.slotOf(p);
+      if (k === 0) {
+        if (word !== 0) return false;
+      } else if (k > 0) {
+        if (!allWords(this.pages[k - 1], inPage >>> 2, n >>> 2, word)) return false;
+      } else {
+        const row = (-k - 1) * 64;
+        for (let l = inPage >>> 6; l <= (inPage + n - 1) >>> 6; l++) {
+          const s = this.lineMap![row + l];
+          if (s === 0) {
+            if (word !== 0) return false;
+            continue;
+          }
+          const from = Math.max(inPage, l * LINE_BYTES);
+          const to = Math.min(inPage + n, (l + 1) * LINE_BYTES);
+          const at = this.lineWord(s - 1) + ((from - l * LINE_BYTES) >>> 2);
+          if (!allWords(this.lineBlock(s - 1), at, (to - from) >>> 2, word)) return false;
+        }
+      }
+      o += n;
+    }
+    return true;
   }
 
   /** Forget every line (none is in use any more): blocks back to the pool, no line map. */
@@ -623,12 +687,21 @@ export class PhysMem implements PhysPort {
   /** `n` counted loads of consecutive words from `pa` into `dst[from..]` (as `n` read32: memReads += n). */
   readWords(pa: number, dst: Uint32Array, from: number, n: number): void {
     this.counters.memReads += n;
-    this.pieces(pa, n * 4, false, (arr, w, k, at) => {
-      const d = from + (at >>> 2);
-      if (arr === null) dst.fill(0, d, d + k);
-      else if (k > 16) dst.set(arr.subarray(w, w + k), d);
-      else for (let i = 0; i < k; i++) dst[d + i] = arr[w + i];
-    });
+    this.checkRange(pa, n * 4);
+    if ((pa & 3) !== 0) this.badAccess(pa, 4);
+    for (let at = 0; at < n; ) {
+      const p = pa + at * 4;
+      const inChunk = p % CHUNK_BYTES;
+      const k = Math.min(n - at, (CHUNK_BYTES - inChunk) >>> 2);
+      const d = this.dir(p, false);
+      const slot = d === null ? null : d[(p % GIB) >>> 21];
+      if (slot === null) dst.fill(0, from + at, from + at + k);
+      else if (typeof slot === "number") dst.fill(slot, from + at, from + at + k);
+      else if (slot instanceof Uint32Array)
+        dst.set(slot.subarray(inChunk >>> 2, (inChunk >>> 2) + k), from + at);
+      else slot.readInto(inChunk, dst, from + at, k);
+      at += k;
+    }
   }
 
   /**
@@ -677,7 +750,11 @@ export class PhysMem implements PhysPort {
     if (pa + len > last) part(last, pa + len - last);
   }
 
-  /** True when every byte of [pa, pa+len) equals `byte` (4-byte aligned); counted as bulk bytes. */
+  /**
+   * True when every byte of [pa, pa+len) equals `byte` (4-byte aligned); counted as bulk bytes. Walks
+   * the backing directly: untouched and uniform chunks, untouched pages and missing lines are answered
+   * without looking at words.
+   */
   isFilled(pa: number, len: number, byte: number): boolean {
     const word = ((byte & 0xff) * 0x01010101) >>> 0;
     this.counters.memBulkBytes += len;
@@ -685,29 +762,20 @@ export class PhysMem implements PhysPort {
     if ((pa & 3) !== 0 || (len & 3) !== 0)
       fail("MISALIGNED", `bulk access ${hex(pa)}+${hex(len)} is not 4-byte aligned`);
     for (let p = pa; p < pa + len; ) {
-      const next = Math.min(pa + len, (Math.floor(p / CHUNK_BYTES) + 1) * CHUNK_BYTES);
-      const u = this.uniformWord(p);
-      if (u !== undefined) {
-        if (u !== word) return false;
-      } else {
-        const ok = this.pieces(p, next - p, false, (arr, w, n) => {
-          if (arr === null) return word === 0;
-          for (let i = w; i < w + n; i++) if (arr[i] !== word) return false;
-          return true;
-        });
-        if (!ok) return false;
-      }
-      p = next;
+      const inChunk = p % CHUNK_BYTES;
+      const n = Math.min(pa + len - p, CHUNK_BYTES - inChunk);
+      const d = this.dir(p, false);
+      const slot = d === null ? null : d[(p % GIB) >>> 21];
+      if (slot === null) {
+        if (word !== 0) return false;
+      } else if (typeof slot === "number") {
+        if (slot !== word) return false;
+      } else if (slot instanceof Uint32Array) {
+        if (!allWords(slot, inChunk >>> 2, n >>> 2, word)) return false;
+      } else if (!slot.isFilled(inChunk, n, word)) return false;
+      p += n;
     }
     return true;
-  }
-
-  /** The word every byte quad of the 2 MiB chunk of `pa` holds when it is uniform or untouched, else undefined. */
-  private uniformWord(pa: number): number | undefined {
-    const d = this.dir(pa, false);
-    if (d === null) return 0;
-    const slot = d[(pa % GIB) >>> 21];
-    return slot === null ? 0 : typeof slot === "number" ? slot : undefined;
   }
 
   copyFrame(from: number, to: number): void {

@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { PagelabError } from "../../src/errors.ts";
 import { PhysMem, read64, write64 } from "../../src/machine/phys-mem.ts";
@@ -144,5 +145,66 @@ describe("PhysMem", () => {
     m.write32(0x200004, 5);
     expect(m.read32(0x200000)).toBe(0x11111111);
     expect(m.read32(0x200004)).toBe(5);
+  });
+});
+
+describe("isFilled and readWords agree with word-by-word loads on every kind of backing", () => {
+  it("random stores, fills and ranges (untouched, lines, whole pages, dense and uniform chunks)", () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.oneof(
+            fc.record({
+              kind: fc.constant("store"),
+              word: fc.nat(2 * 1024 * 1024 - 1),
+              value: fc.constantFrom(0, 0xa5a5a5a5, 7),
+            }),
+            fc.record({
+              kind: fc.constant("fill"),
+              word: fc.nat(2 * 1024 * 1024 - 1),
+              words: fc.nat(600_000),
+              byte: fc.constantFrom(0, 0xa5),
+            }),
+          ),
+          { maxLength: 40 },
+        ),
+        fc.array(
+          fc.record({
+            word: fc.nat(2 * 1024 * 1024 - 1),
+            words: fc.nat(700_000),
+            byte: fc.constantFrom(0, 0xa5),
+          }),
+          {
+            minLength: 1,
+            maxLength: 20,
+          },
+        ),
+        (ops, queries) => {
+          const m = new PhysMem({ maxPhysAddrBits: 36 });
+          const base = 0x40000000; // chunks 512.. of the second GiB: four chunks in play
+          for (const op of ops) {
+            if (op.kind === "store") m.write32(base + op.word * 4, op.value);
+            else {
+              const words = Math.min(op.words, 2 * 1024 * 1024 - op.word);
+              m.fill(base + op.word * 4, words * 4, op.byte);
+            }
+          }
+          for (const q of queries) {
+            const words = Math.min(q.words, 2 * 1024 * 1024 - q.word);
+            const w = (q.byte * 0x01010101) >>> 0;
+            let want = true;
+            for (let i = 0; i < words && want; i++) if (m.peek32(base + (q.word + i) * 4) !== w) want = false;
+            expect(m.isFilled(base + q.word * 4, words * 4, q.byte)).toBe(want);
+            const got = new Uint32Array(words);
+            m.readWords(base + q.word * 4, got, 0, words);
+            let same = true;
+            for (let i = 0; i < words && same; i++)
+              if (got[i] !== m.peek32(base + (q.word + i) * 4)) same = false;
+            expect(same).toBe(true);
+          }
+        },
+      ),
+      { numRuns: 60, seed: 13 },
+    );
   });
 });

@@ -30,8 +30,7 @@
  * always coalesced (checked). Costs: 16 B per frame, and a few list-head and record accesses per call.
  * Registers in JS: free and managed frame counts, the current CPU, region bases.
  */
-import { bulkIsFilled } from "../../machine/phys-mem.ts";
-import type { PhysPort } from "../../machine/phys-mem.ts";
+import { bulkIsFilled, type PhysPort, readWords } from "../../machine/phys-mem.ts";
 import {
   allocFramesVia,
   badFree,
@@ -66,6 +65,9 @@ const NR_ORDERS = NR_ORDERS_;
 const PAGE = PAGE_;
 const checkFreeArgs = checkFreeArgs_;
 const fits = fits_;
+
+/** Scratch: one page of record words, for the checker's bulk reads. */
+const RECORDS = new Uint32Array(1024);
 
 /** Record word-0 fields. */
 export const enum Rec {
@@ -815,36 +817,35 @@ export class Buddy implements FrameAllocator {
     let heads = 0;
     let pcpHeads = 0;
     let allocated = 0;
-    // Records that are all zero (NONE: the inside of free blocks) are skipped a page, then 256 bytes,
-    // at a time with one bulk compare each: the check costs about one read of the records, not one
-    // access per frame.
-    const perPage = 4096 / this.stride;
-    const perLine = 256 / this.stride;
+    // A page of records at a time: all zero (NONE: the inside of free blocks) is one bulk compare,
+    // otherwise the page's words are read in one run: the check costs about one read of the records,
+    // not one access per frame.
+    const sw = this.stride / 4;
     for (let r = 0; r < this.regions.count; r++) {
       const end = this.regions.end[r];
-      for (let p = this.regions.start[r]; p < end; p++) {
+      for (let p = this.regions.start[r]; p < end; ) {
         const idx = this.regions.base[r] + p - this.regions.start[r];
-        if (idx % perLine === 0) {
-          if (idx % perPage === 0 && p + perPage <= end && this.zeroRecords(idx, perPage)) {
-            p += perPage - 1;
-            continue;
-          }
-          if (p + perLine <= end && this.zeroRecords(idx, perLine)) {
-            p += perLine - 1;
-            continue;
-          }
+        const pa = this.rec(idx);
+        // The records whose state word lies in this page.
+        const n = Math.min(end - p, Math.ceil((4096 - (pa % 4096)) / this.stride));
+        if (this.zeroRecords(idx, n)) {
+          p += n;
+          continue;
         }
-        const w = this.port.read32(this.rec(idx));
-        const st = w & Rec.STATE_MASK;
-        const o = (w >>> Rec.ORDER_SHIFT) & 0xff;
-        if (st === Rec.BUDDY) heads++;
-        else if (st === Rec.PCP) pcpHeads++;
-        else if (st === Rec.ALLOC) {
-          if (p % (1 << o) !== 0 || p + (1 << o) > this.regions.end[r])
-            invariant(this.name, `allocated block 0x${p.toString(16)} (order ${o}) misplaced`);
-          iv.push(p, 1 << o);
-          allocated += 1 << o;
-        } else if (st !== Rec.NONE) invariant(this.name, `record of 0x${p.toString(16)} has state ${st}`);
+        readWords(this.port, pa, RECORDS, 0, (n - 1) * sw + 1);
+        for (let j = 0; j < n; j++, p++) {
+          const w = RECORDS[j * sw];
+          const st = w & Rec.STATE_MASK;
+          const o = (w >>> Rec.ORDER_SHIFT) & 0xff;
+          if (st === Rec.BUDDY) heads++;
+          else if (st === Rec.PCP) pcpHeads++;
+          else if (st === Rec.ALLOC) {
+            if (p % (1 << o) !== 0 || p + (1 << o) > end)
+              invariant(this.name, `allocated block 0x${p.toString(16)} (order ${o}) misplaced`);
+            iv.push(p, 1 << o);
+            allocated += 1 << o;
+          } else if (st !== Rec.NONE) invariant(this.name, `record of 0x${p.toString(16)} has state ${st}`);
+        }
       }
     }
     return { heads, pcpHeads, allocated };
