@@ -5,13 +5,15 @@
  * aside. Then the bad inputs: shards of another sweep or version, a missing or doubled shard, a
  * truncated results.json, a bad --shard; merge writes nothing when it refuses.
  */
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Command } from "@commander-js/extra-typings";
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { registerCompare } from "../../src/cli/commands/compare.ts";
-import { planMatrix, type RunSpec } from "../../src/lab/compare.ts";
+import { planMatrix, type ResultRow, type RunSpec } from "../../src/lab/compare.ts";
+import { rankingFlips } from "../../src/lab/report/corpus.ts";
+import { computeFindings, fmt, fmtBytes } from "../../src/lab/report/findings.ts";
 import { mergeShards } from "../../src/lab/shard.ts";
 import { dealShards, parseShard } from "../../src/lab/shard-plan.ts";
 import { pagelab } from "../cli/run.ts";
@@ -67,6 +69,7 @@ function mergeError(dirs: string[], out: string): { code: string; message: strin
 
 let root: string;
 const dir = (name: string) => join(root, name);
+afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 describe("compare --shard K/N and compare merge", () => {
   beforeAll(async () => {
@@ -196,6 +199,64 @@ describe("compare --shard K/N and compare merge", () => {
       expect(r.stderr).toContain(`--shard ${s}`);
     }
     expect(readdirSync(root).filter((f) => f.startsWith("never"))).toEqual([]);
+  });
+});
+
+describe("the report of a sweep over several machines (the corpus report)", () => {
+  const rowsOf = (d: string) => JSON.parse(readFileSync(join(d, "results.json"), "utf8")) as ResultRow[];
+
+  it("has the corpus figures, tables and findings, with the rows' numbers", () => {
+    const files = readdirSync(dir("whole"));
+    for (const f of ["corpus-metadata-share", "corpus-page-tables", "corpus-refusals"])
+      expect(files).toContain(`fig-${f}.svg`);
+    const rows = rowsOf(dir("whole"));
+    const md = readFileSync(join(dir("whole"), "report.md"), "utf8");
+    const booted = rows.filter((r) => r.error === null);
+    const machines = new Set(booted.map((r) => r.map)).size;
+    expect(machines).toBe(5);
+    for (const pmm of ["bitmap", "buddy"]) {
+      const pct = booted.filter((r) => r.pmm === pmm).map((r) => (100 * r.metadataBytes) / r.ramBytes);
+      const lo = fmt(Math.min(...pct));
+      const hi = fmt(Math.max(...pct));
+      expect(md).toContain(`${lo === hi ? lo : `${lo} to ${hi}`} % with ${pmm}`);
+    }
+    expect(md).toMatch(
+      /Across 5 machines \([\d.]+ GiB to [\d.]+ GiB of usable RAM\), PMM metadata after boot/,
+    );
+    expect(md).toMatch(
+      /NO_ROOM_FOR_KERNEL refused the boot of 1 of 6 machines \(bitmap on 1 and buddy on 1\): corpus:ml-linux-tip-commits-c649691b0a-0/,
+    );
+    expect(md).toMatch(
+      /On page-churn \(direct mapping, 4 CPUs\), the designs rank .*(bitmap < buddy|buddy < bitmap)/,
+    );
+    const table = md.split("### Page tables by machine (buddy PMM)")[1].split("\n\n")[1].split("\n");
+    expect(table.length).toBe(2 + 5);
+    const r0 = booted.find((r) => r.pmm === "buddy" && r.kmap === "recursive")!;
+    expect(table.find((l) => l.startsWith(`| ${r0.map} |`))).toMatch(
+      new RegExp(`\\| ${fmtBytes(r0.pageTableBytes).replace(".", "\\.")} \\|$`),
+    );
+  });
+
+  it("names the machines where the ranking flips, and says nothing of the kind for one machine", () => {
+    const rows = rowsOf(dir("whole"));
+    const direct = rows.filter((r) => r.kmap === "direct" && r.error === null);
+    const maps = [...new Set(direct.map((r) => r.map))];
+    // make bitmap the costlier design everywhere but on one machine
+    const flipped = maps[3];
+    const edited = rows.map((r) => {
+      if (r.perOp === null) return r;
+      const high = (r.pmm === "bitmap") !== (r.map === flipped);
+      return { ...r, perOp: { ...r.perOp, memRefs: high ? 50 : 10 } };
+    });
+    const g = rankingFlips(edited).find((x) => x.kmap === "direct")!;
+    expect(g.usual).toEqual(["buddy", "bitmap"]);
+    expect(g.machines).toBe(5);
+    expect(g.flips.map((f) => f.map)).toEqual([flipped]);
+    const text = computeFindings(edited).find((f) => f.topic === "corpus: ranking")!.text;
+    expect(text).toContain(`on 4 of 5 machines; the ranking flips on ${flipped}`);
+    expect(text).toContain(": bitmap < buddy.");
+    const one = rows.filter((r) => r.map === maps[0]);
+    expect(computeFindings(one).filter((f) => f.topic.startsWith("corpus"))).toEqual([]);
   });
 });
 

@@ -6,6 +6,7 @@
 import * as vega from "vega";
 import { compile, type TopLevelSpec } from "vega-lite";
 import type { ResultRow } from "../compare.ts";
+import { isMultiMap, metadataShareSpec, pageTableSpec, referencePmm, refusalSpec } from "./corpus.ts";
 
 export interface Figure {
   id: string;
@@ -140,7 +141,15 @@ function pageTableFigure(rows: ResultRow[]): TopLevelSpec | null {
     encoding: {
       x: { field: "kmap", type: "nominal", title: "kernel mapping" },
       xOffset: { field: "pmm", type: "nominal" },
-      y: { field: "kib", type: "quantitative", title: "kernel page tables after boot (KiB)" },
+      // several machines: one bar per design and strategy, their median
+      y: isMultiMap(rows)
+        ? {
+            field: "kib",
+            type: "quantitative",
+            aggregate: "median",
+            title: "kernel page tables after boot (KiB, median over machines)",
+          }
+        : { field: "kib", type: "quantitative", title: "kernel page tables after boot (KiB)" },
       color: { field: "pmm", type: "nominal", title: "PMM", scale: PALETTE },
     },
   };
@@ -163,7 +172,14 @@ function perOpFigure(rows: ResultRow[], key: "memRefs" | "tlbMisses", title: str
       encoding: {
         x: { field: "pmm", type: "nominal", title: "PMM" },
         xOffset: { field: "kmap", type: "nominal" },
-        y: { field: "v", type: "quantitative", title },
+        y: isMultiMap(rows)
+          ? {
+              field: "v",
+              type: "quantitative",
+              aggregate: "median",
+              title: `${title} (median over machines)`,
+            }
+          : { field: "v", type: "quantitative", title },
         color: { field: "kmap", type: "nominal", title: "kernel mapping", scale: PALETTE },
       },
     },
@@ -198,7 +214,9 @@ function ipiFigure(rows: ResultRow[]): TopLevelSpec | null {
   };
 }
 
-function largestFigure(rows: ResultRow[]): { spec: TopLevelSpec; workload: string; kmap: string } | null {
+function largestFigure(
+  rows: ResultRow[],
+): { spec: TopLevelSpec; workload: string; kmap: string; map: string } | null {
   const candidates = rows.filter((r) => r.kind === "workload" && ok(r) && r.series.length > 0);
   if (candidates.length === 0) return null;
   const workload = candidates.some((r) => r.workload === "file-cache")
@@ -218,6 +236,7 @@ function largestFigure(rows: ResultRow[]): { spec: TopLevelSpec; workload: strin
   return {
     workload,
     kmap,
+    map,
     spec: {
       $schema: "https://vega.github.io/schema/vega-lite/v6.json",
       width: 560,
@@ -251,6 +270,26 @@ export async function buildFigures(rows: ResultRow[]): Promise<Figure[]> {
   const add = async (id: string, title: string, caption: string, spec: TopLevelSpec | null) => {
     if (spec !== null) out.push({ id, title, caption, svg: await render(spec) });
   };
+  if (isMultiMap(rows)) {
+    await add(
+      "corpus-metadata-share",
+      "PMM metadata as a share of RAM, machine by machine",
+      "Allocator metadata after boot as a percentage of each machine's usable RAM, against its RAM (log-log), one point per machine and design. Machines whose boot was refused are absent.",
+      metadataShareSpec(rows),
+    );
+    await add(
+      "corpus-page-tables",
+      "Kernel page tables per strategy, machine by machine",
+      `Bytes of page tables in the kernel's final address space after boot with the ${referencePmm(rows)} PMM, per kernel-mapping strategy, against each machine's usable RAM (log-log).`,
+      pageTableSpec(rows),
+    );
+    await add(
+      "corpus-refusals",
+      "Boot refusals by cause",
+      "Machines whose boot was refused, by the error that refused it and the design.",
+      refusalSpec(rows),
+    );
+  }
   const meta = metadataFigure(rows);
   await add(
     "metadata-vs-ram",
@@ -307,7 +346,7 @@ export async function buildFigures(rows: ResultRow[]): Promise<Figure[]> {
     await add(
       "largest-order",
       "Largest successful allocation over time",
-      `Largest order that would succeed, sampled during ${lf.workload} (kernel mapping ${lf.kmap}); -1 means not even one page.` +
+      `Largest order that would succeed, sampled during ${lf.workload} (kernel mapping ${lf.kmap}${isMultiMap(rows) ? `, on ${lf.map}` : ""}); -1 means not even one page.` +
         identicalNote(
           identicalSeries(
             valuesOf(lf.spec),

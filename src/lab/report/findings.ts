@@ -3,7 +3,16 @@
  * `pagelab compare` command that reproduces exactly the rows it cites. A finding is only stated when
  * its rows exist and completed; nothing is said about what was not measured.
  */
+import { corpusMachines, isCorpusName } from "../../firmware/corpus.ts";
 import type { ResultRow } from "../compare.ts";
+import {
+  isMultiMap,
+  machineName,
+  metadataShares,
+  pageTablesByMap,
+  rankingFlips,
+  refusals,
+} from "./corpus.ts";
 
 export interface Finding {
   topic: string;
@@ -31,6 +40,15 @@ function uniq<T>(xs: T[]): T[] {
   return [...new Set(xs)];
 }
 
+/** A --maps list: `corpus` when the maps are every machine of the corpus. */
+function mapsArg(maps: string[]): string {
+  if (maps.length > 1 && maps.every(isCorpusName)) {
+    const all = corpusMachines().map((m) => `corpus:${m.key}`);
+    if (maps.length === all.length && all.every((m, i) => m === maps[i])) return "corpus";
+  }
+  return maps.join(",");
+}
+
 /** The command that reproduces a set of rows (all of one kind). */
 export function commandForRows(rows: ResultRow[]): string {
   const r0 = rows[0];
@@ -41,7 +59,7 @@ export function commandForRows(rows: ResultRow[]): string {
   }
   const parts = [
     "pagelab compare",
-    `--maps ${uniq(rows.map((r) => r.map)).join(",")}`,
+    `--maps ${mapsArg(uniq(rows.map((r) => r.map)))}`,
     `--pmm ${pmms}`,
     `--kmap ${uniq(rows.map((r) => r.kmap)).join(",")}`,
     `--workload ${uniq(rows.map((r) => r.workload)).join(",")}`,
@@ -359,8 +377,117 @@ function securityFinding(rows: ResultRow[]): Finding[] {
   ];
 }
 
+/** The share of RAM each design's metadata takes across the machines. */
+function metadataShareFinding(rows: ResultRow[]): Finding[] {
+  const pts = metadataShares(rows);
+  const maps = uniq(pts.map((p) => p.map));
+  if (maps.length < 2) return [];
+  const lo = Math.min(...pts.map((p) => p.ramGiB * 2 ** 30));
+  const hi = Math.max(...pts.map((p) => p.ramGiB * 2 ** 30));
+  const parts = uniq(pts.map((p) => p.pmm)).map((pmm) => {
+    const of = pts.filter((p) => p.pmm === pmm).map((p) => p.percent);
+    const a = fmt(Math.min(...of));
+    const b = fmt(Math.max(...of));
+    return `${a === b ? a : `${a} to ${b}`} % with ${pmm}`;
+  });
+  const used = rows.filter((r) => r.kind === "workload" && ok(r) && maps.includes(r.map));
+  return [
+    {
+      topic: "corpus: metadata",
+      text: `Across ${maps.length} machines (${fmtBytes(lo)} to ${fmtBytes(hi)} of usable RAM), PMM metadata after boot, as a share of RAM, is ${listing(parts)}.`,
+      command: commandForRows(used.filter((r) => r.kmap === used[0].kmap)),
+    },
+  ];
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+/** Each strategy's page tables across the machines (the reference design's runs). */
+function corpusPageTableFinding(rows: ResultRow[]): Finding[] {
+  const { kmaps, pmm, maps } = pageTablesByMap(rows);
+  if (maps.length < 2 || kmaps.length === 0) return [];
+  const parts = kmaps.map((k) => {
+    const b = maps.map((m) => m.byKmap[k]).filter((x): x is number => x !== undefined);
+    return `${fmtBytes(Math.min(...b))} to ${fmtBytes(Math.max(...b))} (median ${fmtBytes(median(b))}) with ${k}`;
+  });
+  let text = `With the ${pmm} PMM on ${maps.length} machines, the kernel's page tables after boot take ${listing(parts)}.`;
+  if (kmaps.length >= 2) {
+    const [a, b] = kmaps;
+    const both = maps.filter((m) => m.byKmap[a] !== undefined && m.byKmap[b] !== undefined);
+    const fewer = both.filter((m) => m.byKmap[b] < m.byKmap[a]).length;
+    text += ` ${b} needs fewer page-table bytes than ${a} on ${fewer} of ${both.length} machines.`;
+  }
+  const used = rows.filter((r) => r.kind === "workload" && ok(r) && r.pmm === pmm);
+  const w0 = used[0].workload;
+  return [
+    { topic: "corpus: page tables", text, command: commandForRows(used.filter((r) => r.workload === w0)) },
+  ];
+}
+
+/** Boots refused, by cause. */
+function refusalFindings(rows: ResultRow[]): Finding[] {
+  const g = refusals(rows);
+  const out: Finding[] = [];
+  const total = uniq(rows.filter((r) => r.kind === "workload").map((r) => r.map)).length;
+  for (const code of uniq(g.map((x) => x.code))) {
+    const of = g.filter((x) => x.code === code);
+    const maps = uniq(of.flatMap((x) => x.maps));
+    const pmms = of.map((x) => `${x.pmm} on ${x.maps.length}`);
+    const named = maps.slice(0, 3).map(machineName);
+    const cited = rows.filter(
+      (r) => r.kind === "workload" && r.error?.code === code && r.map === maps[0] && r.pmm === of[0].pmm,
+    );
+    out.push({
+      topic: "corpus: refusals",
+      text:
+        `${code} refused the boot of ${maps.length} of ${total} machines (${listing(pmms)}): ` +
+        `${listing(named)}${maps.length > 3 ? ` and ${maps.length - 3} more` : ""}; e.g. ${of[0].message.split("\n")[0]}`,
+      command: cited[0].command,
+    });
+  }
+  return out;
+}
+
+/** The machines on which the designs rank differently from most. */
+function rankingFindings(rows: ResultRow[]): Finding[] {
+  return rankingFlips(rows).map((g) => {
+    const where = `On ${g.workload} (${g.kmap} mapping, ${g.cpus} CPUs)`;
+    const usual = g.usual.join(" < ");
+    if (g.flips.length === 0)
+      return {
+        topic: "corpus: ranking",
+        text: `${where}, the designs rank the same on all ${g.machines} machines by memory references per operation: ${usual}.`,
+        command: commandForRows(g.usualRows),
+      };
+    const named = g.flips.slice(0, 5).map((f) => `${machineName(f.map)}: ${f.order.join(" < ")}`);
+    const more = g.flips.length > 5 ? ` and ${g.flips.length - 5} more` : "";
+    return {
+      topic: "corpus: ranking",
+      text:
+        `${where}, the designs rank ${usual} by memory references per operation on ${g.machines - g.flips.length} of ${g.machines} machines; ` +
+        `the ranking flips on ${listing(named)}${more}.`,
+      command: commandForRows([...g.usualRows, ...g.flips.slice(0, 5).flatMap((f) => f.rows)]),
+    };
+  });
+}
+
+/** The findings only a sweep over several machines gives (the corpus report). */
+function corpusFindings(rows: ResultRow[]): Finding[] {
+  if (!isMultiMap(rows)) return [];
+  return [
+    ...metadataShareFinding(rows),
+    ...corpusPageTableFinding(rows),
+    ...rankingFindings(rows),
+    ...refusalFindings(rows),
+  ];
+}
+
 export function computeFindings(rows: ResultRow[]): Finding[] {
   return [
+    ...corpusFindings(rows),
     ...metadataFinding(rows),
     ...pageTableFinding(rows),
     ...securityFinding(rows),

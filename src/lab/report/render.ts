@@ -6,6 +6,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ResultRow } from "../compare.ts";
 import { buildFigures, type Figure } from "./charts.ts";
+import { isMultiMap, pageTablesByMap, refusals } from "./corpus.ts";
 import { computeFindings, type Finding, fmt, fmtBytes } from "./findings.ts";
 
 export interface ReportMeta {
@@ -35,16 +36,33 @@ function perOpTable(rows: ResultRow[], workload: string, key: "memRefs" | "tlbMi
   const g = rows.filter((r) => r.kind === "workload" && r.workload === workload && r.error === null);
   const kmaps = [...new Set(g.map((r) => r.kmap))];
   const pmms = [...new Set(g.map((r) => r.pmm))];
+  const multi = isMultiMap(rows);
   const out: string[][] = [["PMM", ...kmaps]];
   for (const p of pmms)
     out.push([
       p,
       ...kmaps.map((k) => {
+        if (multi) {
+          // several machines: the median over them
+          const v = g.filter((x) => x.pmm === p && x.kmap === k && x.perOp).map((x) => x.perOp![key]);
+          return v.length === 0 ? "-" : fmt(median(v));
+        }
         const r = g.find((x) => x.pmm === p && x.kmap === k);
         return r?.perOp ? fmt(r.perOp[key]) : "-";
       }),
     ]);
   return out;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+/** " (median over N machines)" after a per-op table's title when the sweep has several maps. */
+function overMachines(rows: ResultRow[]): string {
+  const n = new Set(rows.filter((r) => r.kind === "workload" && r.error === null).map((r) => r.map)).size;
+  return isMultiMap(rows) ? ` (median over ${n} machines)` : "";
 }
 
 function mdTable(t: string[][]): string {
@@ -81,10 +99,12 @@ function summary(rows: ResultRow[], meta: ReportMeta): string[] {
 function errorTable(rows: ResultRow[]): string[][] {
   const bad = rows.filter((r) => r.error !== null);
   if (bad.length === 0) return [];
+  // with several maps, a matrix run names its machine
+  const on = (r: ResultRow) => (r.kind === "workload" && isMultiMap(rows) ? `${r.map}: ` : "");
   return [
     ["run", "error", "message"],
     ...bad.map((r) => [
-      `${r.kind === "sweep" ? `sweep ${r.map}${r.levels === 5 ? "@5" : ""}` : r.workload} / ${r.pmm} / ${r.kmap}`,
+      `${on(r)}${r.kind === "sweep" ? `sweep ${r.map}${r.levels === 5 ? "@5" : ""}` : r.workload} / ${r.pmm} / ${r.kmap}`,
       r.error!.code,
       r.error!.message.length > 200 ? `${r.error!.message.slice(0, 197)}...` : r.error!.message,
     ]),
@@ -106,6 +126,32 @@ function sweepTable(rows: ResultRow[]): string[][] {
         return r.error ? "refused" : fmtBytes(r.metadataBytes);
       }),
     ]),
+  ];
+}
+
+/** Per machine: its RAM and the reference design's page-table bytes per strategy (several maps only). */
+function machineTable(rows: ResultRow[]): string[][] {
+  if (!isMultiMap(rows)) return [];
+  const { kmaps, maps } = pageTablesByMap(rows);
+  if (maps.length === 0) return [];
+  return [
+    ["machine", "usable RAM", ...kmaps.map((k) => `page tables, ${k}`)],
+    ...maps.map((m) => [
+      m.map,
+      fmtBytes(m.ramBytes),
+      ...kmaps.map((k) => (m.byKmap[k] === undefined ? "-" : fmtBytes(m.byKmap[k]))),
+    ]),
+  ];
+}
+
+/** Boots refused, by cause and design (several maps only). */
+function refusalTable(rows: ResultRow[]): string[][] {
+  if (!isMultiMap(rows)) return [];
+  const g = refusals(rows);
+  if (g.length === 0) return [];
+  return [
+    ["cause", "PMM", "machines", "e.g."],
+    ...g.map((x) => [x.code, x.pmm, String(x.maps.length), x.maps[0]]),
   ];
 }
 
@@ -131,12 +177,23 @@ function markdown(rows: ResultRow[], meta: ReportMeta, findings: Finding[], figs
   if (workloads.length > 0) {
     L.push("## Tables", "");
     for (const w of workloads) {
-      L.push(`### ${w}: memory references per operation`, "", mdTable(perOpTable(rows, w, "memRefs")), "");
-      L.push(`### ${w}: TLB misses per operation`, "", mdTable(perOpTable(rows, w, "tlbMisses")), "");
+      const m = overMachines(rows);
+      L.push(
+        `### ${w}: memory references per operation${m}`,
+        "",
+        mdTable(perOpTable(rows, w, "memRefs")),
+        "",
+      );
+      L.push(`### ${w}: TLB misses per operation${m}`, "", mdTable(perOpTable(rows, w, "tlbMisses")), "");
     }
   }
   const st = sweepTable(rows);
   if (st.length > 0) L.push("### PMM metadata after boot by RAM size", "", mdTable(st), "");
+  const rt = refusalTable(rows);
+  if (rt.length > 0) L.push("### Boot refusals by cause", "", mdTable(rt), "");
+  const pt = machineTable(rows);
+  if (pt.length > 0)
+    L.push(`### Page tables by machine (${pageTablesByMap(rows).pmm} PMM)`, "", mdTable(pt), "");
   const et = errorTable(rows);
   if (et.length > 0) L.push("## Runs that did not complete", "", mdTable(et), "");
   return `${L.join("\n")}\n`;
@@ -168,13 +225,20 @@ function html(rows: ResultRow[], meta: ReportMeta, findings: Finding[], figs: Fi
     H.push("<h2>Tables</h2>");
     for (const w of workloads) {
       H.push(
-        `<h3>${esc(w)}: memory references per operation</h3>${htmlTable(perOpTable(rows, w, "memRefs"))}`,
+        `<h3>${esc(w)}: memory references per operation${esc(overMachines(rows))}</h3>${htmlTable(perOpTable(rows, w, "memRefs"))}`,
       );
-      H.push(`<h3>${esc(w)}: TLB misses per operation</h3>${htmlTable(perOpTable(rows, w, "tlbMisses"))}`);
+      H.push(
+        `<h3>${esc(w)}: TLB misses per operation${esc(overMachines(rows))}</h3>${htmlTable(perOpTable(rows, w, "tlbMisses"))}`,
+      );
     }
   }
   const st = sweepTable(rows);
   if (st.length > 0) H.push(`<h3>PMM metadata after boot by RAM size</h3>${htmlTable(st)}`);
+  const rt = refusalTable(rows);
+  if (rt.length > 0) H.push(`<h3>Boot refusals by cause</h3>${htmlTable(rt)}`);
+  const pt = machineTable(rows);
+  if (pt.length > 0)
+    H.push(`<h3>Page tables by machine (${esc(pageTablesByMap(rows).pmm)} PMM)</h3>${htmlTable(pt)}`);
   const et = errorTable(rows);
   if (et.length > 0) H.push(`<h2>Runs that did not complete</h2>${htmlTable(et)}`);
   H.push("</body></html>");
