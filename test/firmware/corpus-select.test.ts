@@ -7,6 +7,7 @@ import { describe, expect, it } from "vitest";
 import { corpusMachines, expandMapNames, selectCorpus } from "../../src/firmware/corpus.ts";
 import { e820TypeName } from "../../src/firmware/e820-types.ts";
 import { loadMap } from "../../src/firmware/load.ts";
+import { pagelab } from "../cli/run.ts";
 import { loadRecords } from "./corpus.ts";
 
 const records = loadRecords();
@@ -91,5 +92,17 @@ describe("corpus selectors", () => {
     const many = failure(() => loadMap("corpus:platform=vm"));
     expect(many.code).toBe("MANY_MAPS");
     expect(many.message).toMatch(/names \d+ maps .*pagelab compare --map corpus:platform=vm/);
+  });
+
+  it("through the CLI: boot takes one machine, and refuses a selector naming several in one line, exit 2", () => {
+    const one = pagelab("boot", "--map", "corpus:linuxhw-029040A622", "--json", "--no-check");
+    expect(one.status, one.stderr).toBe(0);
+    const j = JSON.parse(one.stdout);
+    expect(j.map).toMatch(/corpus:linuxhw-029040A622/);
+    expect(j.ramBytes).toBe(17014878208); // 15.8 GiB: the R240's usable RAM as memblock keeps it
+    const many = pagelab("pmm", "--map", "corpus:firmware=bios");
+    expect(many.status).toBe(2);
+    expect(many.stderr.trim().split("\n")).toHaveLength(1);
+    expect(many.stderr).toMatch(/\[MANY_MAPS\]: corpus:firmware=bios names 86 maps/);
   });
 });
