@@ -149,7 +149,9 @@ export class TlbArray {
    */
   invalidateAddress(vpn: number, pcid: number, keepGlobal: boolean, sizes: readonly PageShift[]): number {
     let n = 0;
-    for (const s of sizes) {
+    for (let k = 0; k < sizes.length; k++) {
+      const s = sizes[k];
+      if (this.live[s] === 0) continue;
       const pn = s === 0 ? vpn : Math.floor(vpn / (1 << s));
       const first = (pn & (this.sets - 1)) * this.ways;
       for (let i = first; i < first + this.ways; i++) {
