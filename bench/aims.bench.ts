@@ -1,12 +1,14 @@
 /**
  * `npm run bench -- aims`: the figures a user meets, each a whole `pagelab` process as a user runs it
  * (start-up included, after-boot checks on), with its host wall time and peak RSS beside the aim. The
- * PMM-versus-C rows come from `npm run bench -- pmm` in the same run. The load average is printed
- * first: these machines are shared, so ratios within one run are the reliable figures.
+ * PMM-versus-C row comes from the PMM benchmark when it ran earlier in the same run (`npm run bench`
+ * runs this file last), else it is measured here. The load average is printed first and last: these
+ * machines are shared, so ratios within one run are the reliable figures.
  */
 import { spawnSync } from "node:child_process";
 import { loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
+import { lastFigures, measureTwinFigures } from "./pmm.bench.ts";
 
 const ONE = fileURLToPath(new URL("./cli-one.mjs", import.meta.url));
 
@@ -65,6 +67,15 @@ function run(args: string[]): { ms: number; rssMiB: number; status: number; err:
   return { ms, rssMiB: m ? Number(m[1]) / 1024 : Number.NaN, status: r.status ?? -1, err };
 }
 
+/** The PMM-versus-C row: from the PMM benchmark when it ran earlier in this process, else measured now. */
+function pmmRow(): void {
+  const f = lastFigures ?? measureTwinFigures();
+  const x = (r: number) => (Number.isNaN(r) ? "n/a (no cc)" : `${r.toFixed(1)}x`);
+  console.log(
+    `${"PMM order-0 alloc+free vs C, same trace".padEnd(44)} stack ${x(f.stack)}, stack-pages ${x(f.stackPages)}, freelist ${x(f.freelist)}, buddy ${x(f.buddy)} (mixed ${x(f.buddyMixed)}), bitmap pair ${f.bitmapPairNs.toFixed(0)} ns  aim: stacks, freelist <= 2x; buddy <= 3x; bitmap pair <= 150 ns`,
+  );
+}
+
 export default async function aims(): Promise<void> {
   const only = process.env.AIMS?.split(",");
   console.log(
@@ -81,6 +92,7 @@ export default async function aims(): Promise<void> {
       `${row.what.padEnd(44)} ${(r.ms / 1000).toFixed(2).padStart(8)} ${`${(r.rssMiB / 1024).toFixed(2)} GB`.padStart(10)}  ${row.aim}${fail}`,
     );
   }
+  if (!only || only.some((o) => "pmm".includes(o))) pmmRow();
   console.log(
     `load average ${loadavg()
       .map((l) => l.toFixed(2))

@@ -160,7 +160,7 @@ function writeTrace(t: Trace): string {
 }
 
 /** Build and run the C twin; returns its rows, or null (with a message) when there is no compiler. */
-function runNative(traces: Trace[]): Row[] | null {
+function runNative(traces: Trace[], twins = true): Row[] | null {
   const cc = spawnSync("cc", ["--version"], { encoding: "utf8" });
   if (cc.error || cc.status !== 0) {
     console.log("C reference skipped: no C compiler (`cc`) on this machine.");
@@ -187,6 +187,7 @@ function runNative(traces: Trace[]): Row[] | null {
     }
     for (const line of r.stdout.trim().split("\n")) rows.push(JSON.parse(line) as Row);
   }
+  if (!twins) return rows;
   // The twins of the WebAssembly rows: examples/c/stack_pages.c (order 0 only) and examples/c/bitmap.c
   // themselves, each built for the host into bench/native/byo_host.c.
   const inc = join(here, "..", "include");
@@ -238,6 +239,60 @@ function wasmDesigns(): { stackPages: PmmDesign[]; bitmap: PmmDesign[] } {
   return { stackPages: [load("stack_pages.c")], bitmap: [load("bitmap.c")] };
 }
 
+/** The PMM row of the aims table (bench/aims.bench.ts): ratios to the C twin measured in this run. */
+export interface TwinFigures {
+  /** TypeScript ns/pair over C ns/pair on the order-0 trace, or NaN without a C compiler. */
+  stack: number;
+  stackPages: number;
+  freelist: number;
+  buddy: number;
+  buddyMixed: number;
+  /** Bitmap order-0 round trip (alloc then free), ns. */
+  bitmapPairNs: number;
+}
+
+/** Set by `main` when the full PMM benchmark ran in this process. */
+export let lastFigures: TwinFigures | null = null;
+
+function figuresOf(rows: Row[], native: Row[] | null, tights: [string, number][]): TwinFigures {
+  const ratio = (design: string, trace: string) => {
+    const r = rows.find((x) => x.design === design && x.trace === trace);
+    const n = native?.find((x) => x.design === design && x.trace === trace);
+    return r !== undefined && n !== undefined ? r.nsPerPair / n.nsPerPair : Number.NaN;
+  };
+  // The C twin (bench/native/pmm_ref.c) has one stack; the other order-0 designs are compared with it.
+  const vsStack = (design: string) => {
+    const r = rows.find((x) => x.design === design && x.trace === "order0");
+    const n = native?.find((x) => x.design === "stack-unchecked" && x.trace === "order0");
+    return r !== undefined && n !== undefined ? r.nsPerPair / n.nsPerPair : Number.NaN;
+  };
+  return {
+    stack: ratio("stack-unchecked", "order0"),
+    stackPages: vsStack("stack-pages-unchecked"),
+    freelist: vsStack("freelist-unchecked"),
+    buddy: ratio("buddy", "order0"),
+    buddyMixed: ratio("buddy", "mixed"),
+    bitmapPairNs: tights.find(([n]) => n === "bitmap")?.[1] ?? Number.NaN,
+  };
+}
+
+/** Only the aims table's PMM figures (when the full benchmark did not run in this process). */
+export function measureTwinFigures(): TwinFigures {
+  const order0 = makeTrace("order0", 42, () => 0);
+  const mixed = makeTrace("mixed", 42, mixedOrder);
+  const rows = [
+    benchDesign(stackDesign({ checked: false }), order0),
+    benchDesign(stackPagesDesign({ checked: false }), order0),
+    benchDesign(freeListDesign({ checked: false }), order0),
+    benchDesign(buddyDesign(), order0),
+    benchDesign(buddyDesign(), mixed),
+  ];
+  const up = bringUp(bitmapDesign(), LAYOUT);
+  tight(up.alloc, 200_000);
+  const tights: [string, number][] = [["bitmap", tight(up.alloc, 2_000_000)]];
+  return figuresOf(rows, runNative([order0, mixed], false), tights);
+}
+
 export default async function main(): Promise<void> {
   const wasm = wasmDesigns();
   const order0 = makeTrace("order0", 42, () => 0);
@@ -286,6 +341,7 @@ export default async function main(): Promise<void> {
     tights.push([d.name, tight(up.alloc, 2_000_000)]);
   }
   const native = runNative([order0, mixed]);
+  lastFigures = figuresOf(rows, native, tights);
   const twin = (r: Row) => native?.find((n) => n.trace === r.trace && n.design === r.design);
   console.log("\ndesign                 trace    ns/pair   pairs/s      failed  vs C (same trace)");
   for (const r of rows) {

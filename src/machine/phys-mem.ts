@@ -191,11 +191,15 @@ class SparseChunk {
   private soloPage = -1;
   private soloSlot = 0;
   readonly pages: Uint32Array[] = [];
-  /** Per line page, 64 entries: line slot + 1 in the pool, 0 for a line never written (allocated with the first line). */
-  private lineMap: Uint16Array | null = null;
-  private linePages = 0;
-  /** Lines in use per line page. */
+  /**
+   * Per line page, up to LINES_PER_PAGE entries (a page with more is made whole): the line's number in
+   * its page + 1 (`lineIds`) and its slot in the pool (`lineSlots`); `lineCount` entries in use. 24
+   * bytes a line page, not a 64-entry map (allocated with the first line).
+   */
+  private lineIds: Uint8Array | null = null;
+  private lineSlots: Uint16Array | null = null;
   private lineCount: Uint8Array | null = null;
+  private linePages = 0;
   private readonly blocks: Uint32Array[] = [];
   /** Lines handed out (including those of pages made whole since). */
   private lines = 0;
@@ -241,7 +245,7 @@ class SparseChunk {
   line(p: number, l: number): number {
     const k = this.slotOf(p);
     if (k >= 0) return -1;
-    return this.lineMap![(-k - 1) * 64 + l] - 1;
+    return this.lineSlot(-k - 1, l) - 1;
   }
 
   /** The block holding pool slot `s`; the line is its words [lineWord(s), lineWord(s) + 16). */
@@ -269,13 +273,18 @@ class SparseChunk {
   addLine(p: number, l: number): number {
     let k = this.slotOf(p);
     if (k === 0) {
-      if (this.lineMap === null || (this.linePages + 1) * 64 > this.lineMap.length) {
-        const n = this.lineMap === null ? 64 * 8 : this.lineMap.length * 2;
-        const grown = new Uint16Array(n);
-        const count = new Uint8Array(n / 64);
-        if (this.lineMap !== null) grown.set(this.lineMap);
-        if (this.lineCount !== null) count.set(this.lineCount);
-        this.lineMap = grown;
+      if (this.lineCount === null || this.linePages + 1 > this.lineCount.length) {
+        const pages = this.lineCount === null ? 8 : this.lineCount.length * 2;
+        const ids = new Uint8Array(pages * LINES_PER_PAGE);
+        const slots = new Uint16Array(pages * LINES_PER_PAGE);
+        const count = new Uint8Array(pages);
+        if (this.lineCount !== null) {
+          ids.set(this.lineIds!);
+          slots.set(this.lineSlots!);
+          count.set(this.lineCount);
+        }
+        this.lineIds = ids;
+        this.lineSlots = slots;
         this.lineCount = count;
       }
       k = -++this.linePages;
@@ -289,8 +298,9 @@ class SparseChunk {
     }
     const s = this.lines++;
     if (s % LINES_PER_BLOCK === 0) this.blocks.push(this.pool.take()); // LINES_PER_BLOCK lines: 4 KiB
-    this.lineMap![lp * 64 + l] = s + 1;
-    this.lineCount![lp]++;
+    const e = lp * LINES_PER_PAGE + this.lineCount![lp]++;
+    this.lineIds![e] = l + 1;
+    this.lineSlots![e] = s;
     this.bytes += LINE_BYTES;
     return s;
   }
@@ -322,12 +332,12 @@ class SparseChunk {
       if (k === 0) dst.fill(0, d, d + (len >>> 2));
       else if (k > 0) dst.set(this.pages[k - 1].subarray(inPage >>> 2, (inPage + len) >>> 2), d);
       else {
-        const row = (-k - 1) * 64;
+        const lp = -k - 1;
         for (let l = inPage >>> 6; l <= (inPage + len - 1) >>> 6; l++) {
           const from = Math.max(inPage, l * LINE_BYTES);
           const to = Math.min(inPage + len, (l + 1) * LINE_BYTES);
           const dd = d + ((from - inPage) >>> 2);
-          const s = this.lineMap![row + l];
+          const s = this.lineSlot(lp, l);
           if (s === 0) dst.fill(0, dd, dd + ((to - from) >>> 2));
           else {
             const w = this.lineWord(s - 1) + ((from - l * LINE_BYTES) >>> 2);
@@ -351,9 +361,9 @@ class SparseChunk {
       } else if (k > 0) {
         if (!allWords(this.pages[k - 1], inPage >>> 2, n >>> 2, word)) return false;
       } else {
-        const row = (-k - 1) * 64;
+        const lp = -k - 1;
         for (let l = inPage >>> 6; l <= (inPage + n - 1) >>> 6; l++) {
-          const s = this.lineMap![row + l];
+          const s = this.lineSlot(lp, l);
           if (s === 0) {
             if (word !== 0) return false;
             continue;
@@ -376,17 +386,24 @@ class SparseChunk {
     this.bytes -= this.lines * LINE_BYTES;
     this.lines = 0;
     this.linePages = 0;
-    this.lineMap = null;
+    this.lineIds = null;
+    this.lineSlots = null;
     this.lineCount = null;
+  }
+
+  /** Pool slot + 1 of line `l` of line page `lp`, or 0 when that line was never written. */
+  private lineSlot(lp: number, l: number): number {
+    const n = this.lineCount![lp];
+    const e = lp * LINES_PER_PAGE;
+    for (let i = 0; i < n; i++) if (this.lineIds![e + i] === l + 1) return this.lineSlots![e + i] + 1;
+    return 0;
   }
 
   /** Copy the lines of line page `lp` into `to` from word `at`. */
   private copyLines(lp: number, to: Uint32Array, at: number): void {
-    const row = lp * 64;
-    for (let i = 0; i < 64; i++) {
-      const s = this.lineMap![row + i];
-      if (s !== 0) to.set(this.lineView(s - 1), at + i * LINE_WORDS);
-    }
+    const e = lp * LINES_PER_PAGE;
+    for (let i = 0; i < this.lineCount![lp]; i++)
+      to.set(this.lineView(this.lineSlots![e + i]), at + (this.lineIds![e + i] - 1) * LINE_WORDS);
   }
 
   /** Copy everything backed into a dense 2 MiB chunk. */
