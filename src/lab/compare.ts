@@ -265,6 +265,8 @@ export interface LeftOut {
 export interface ComparePlan {
   specs: RunSpec[];
   leftOut: LeftOut[];
+  /** A run's estimated cost for the shards' deal: costEstimate, or almost nothing when the budget refuses it. */
+  cost: (s: RunSpec) => number;
 }
 
 const GIB = 2 ** 30;
@@ -436,7 +438,12 @@ export async function prepareCompare(o: CompareOptions, outDir: string): Promise
       "NOTHING_TO_RUN",
       `every run would be refused by the host-memory budget: ${leftOut.map((l) => l.text).join("; ")}`,
     );
-  return { specs, leftOut };
+  // a run the budget refuses costs its refusal only (a 1.5 TiB machine's stack is refused in a moment)
+  const cost = (s: RunSpec): number => {
+    const est = estimate(s);
+    return est !== null && est.bytes > s.hostBudget ? 0.01 : costEstimate(s);
+  };
+  return { specs, leftOut, cost };
 }
 
 function groupLeftOut(out: { s: RunSpec; bytes: number; why: string }[], budget: number): LeftOut[] {
@@ -774,8 +781,8 @@ export async function runCompare(
   plan: RunSpec[];
 }> {
   const t0 = performance.now();
-  const { specs: plan, leftOut } = await prepareCompare(o, outDir);
-  const specs = shard === undefined ? plan : shardSpecs(plan, shard, costEstimate);
+  const { specs: plan, leftOut, cost } = await prepareCompare(o, outDir);
+  const specs = shard === undefined ? plan : shardSpecs(plan, shard, cost);
   const resultsPath = join(outDir, "results.json");
   let fd: number;
   try {
