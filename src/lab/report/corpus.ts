@@ -211,7 +211,8 @@ export interface RankingGroup {
 
 /**
  * Per workload, strategy and CPU count: the designs ranked by memory references per operation on
- * each machine where at least two completed; the most common order, and the machines that differ.
+ * each machine where at least two completed; the most common order where all of them completed, and
+ * the machines whose order differs from it (on the designs that completed there).
  */
 export function rankingFlips(rows: ResultRow[]): RankingGroup[] {
   const w = matrix(rows).filter((r) => ok(r) && r.perOp !== null);
@@ -228,19 +229,25 @@ export function rankingFlips(rows: ResultRow[]): RankingGroup[] {
       orders.push({ map, order: s.map((r) => r.pmm), rows: s });
     }
     if (orders.length < 2) continue;
+    // the most common order among the machines where every design ran (ties: the one met first)
+    const most = Math.max(...orders.map((o) => o.order.length));
     const count = new Map<string, number>();
-    for (const o of orders) count.set(o.order.join(" < "), (count.get(o.order.join(" < ")) ?? 0) + 1);
-    // the most common order; ties: the one met first
-    let usual = orders[0].order.join(" < ");
+    for (const o of orders)
+      if (o.order.length === most) count.set(o.order.join(" < "), (count.get(o.order.join(" < ")) ?? 0) + 1);
+    let usual = [...count.keys()][0];
     for (const [k, n] of count) if (n > count.get(usual)!) usual = k;
+    const ranked = usual.split(" < ");
+    // a machine where some design did not run flips only if the others are out of the usual order
+    const flipped = (o: { order: string[] }) =>
+      o.order.join(" < ") !== ranked.filter((p) => o.order.includes(p)).join(" < ");
     const [workload, kmap, cpus] = c.split("|");
     out.push({
       workload,
       kmap,
       cpus: Number(cpus),
-      usual: usual.split(" < "),
+      usual: ranked,
       machines: orders.length,
-      flips: orders.filter((o) => o.order.join(" < ") !== usual),
+      flips: orders.filter(flipped),
       usualRows: orders.find((o) => o.order.join(" < ") === usual)!.rows,
     });
   }
