@@ -421,6 +421,10 @@ class SparseChunk {
 /** A slot: a dense chunk, a sparse chunk, untouched (zero), or a number: every word of the chunk holds it. */
 type Slot = Uint32Array | SparseChunk | null | number;
 
+/** Entries of the page cache (a power of two). */
+const PAGE_CACHE = 512;
+const NO_WORDS = new Uint32Array(0);
+
 const DENSE_MASK = 0xffe00003; // an offset inside a 2 MiB chunk, 4-byte aligned
 const PAGE_MASK = 0xfffff003; // an offset inside a 4 KiB page, 4-byte aligned
 const LINE_MASK = 0xffffffc3; // an offset inside a 64-byte line, 4-byte aligned
@@ -432,6 +436,15 @@ export class PhysMem implements PhysPort {
   readonly counters: Counters;
 
   private readonly dirs = new Map<number, Slot[]>();
+  /**
+   * A direct-mapped cache of pages backed whole (in a dense chunk or as a whole page), behind the
+   * one-entry cache: page number (NaN: empty), the array and the word index of the page's first word.
+   * Designs that alternate between a few metadata pages (a buddy's records and list heads) stay off
+   * the directory. Entries of a chunk are forgotten when its backing is replaced.
+   */
+  private readonly pcTag = new Float64Array(PAGE_CACHE).fill(Number.NaN);
+  private readonly pcArr: Uint32Array[] = new Array<Uint32Array>(PAGE_CACHE).fill(NO_WORDS);
+  private readonly pcWord = new Int32Array(PAGE_CACHE);
   private readonly pool = new PagePool();
   private readonly denseBudget: number;
   /**
@@ -533,6 +546,7 @@ export class PhysMem implements PhysPort {
         slot.bytes >= PROMOTE_BYTES ||
         (slot.touched >= PROMOTE_PAGES && this.denseChunks * CHUNK_BYTES < this.denseBudget)
       ) {
+        this.forgetChunk(pa - (pa % CHUNK_BYTES));
         const dense = this.promote(slot);
         d[idx] = dense;
         return this.found(pa, CHUNK_BYTES, dense, 0, true);
@@ -552,8 +566,28 @@ export class PhysMem implements PhysPort {
       this.lastMask = span === CHUNK_BYTES ? DENSE_MASK : span === PAGE_SIZE ? PAGE_MASK : LINE_MASK;
       this.lastChunk = arr;
       this.lastDelta = word;
+      if (span !== LINE_BYTES) {
+        // The page of pa is backed whole: remember it in the page cache.
+        const page = Math.floor(pa / PAGE_SIZE);
+        const i = page & (PAGE_CACHE - 1);
+        this.pcTag[i] = page;
+        this.pcArr[i] = arr;
+        this.pcWord[i] = this.locWord - ((pa % PAGE_SIZE) >>> 2);
+      }
     }
     return arr;
+  }
+
+  /** Forget the page-cache entries of the 2 MiB chunk at `chunkBase` (its backing is being replaced). */
+  private forgetChunk(chunkBase: number): void {
+    const first = chunkBase / PAGE_SIZE;
+    for (let i = 0; i < PAGE_CACHE; i++) {
+      const t = this.pcTag[i];
+      if (t >= first && t < first + 512) {
+        this.pcTag[i] = Number.NaN;
+        this.pcArr[i] = NO_WORDS;
+      }
+    }
   }
 
   private untouched(pa: number, span: number): null {
@@ -572,6 +606,7 @@ export class PhysMem implements PhysPort {
 
   /** Replace the whole chunk at `chunkBase` by a uniform word (0: untouched), freeing its backing. */
   private setUniform(chunkBase: number, word: number): void {
+    this.forgetChunk(chunkBase);
     const d = this.dir(chunkBase, word !== 0);
     if (d === null) return;
     const idx = (chunkBase % GIB) >>> 21;
@@ -606,6 +641,12 @@ export class PhysMem implements PhysPort {
     this.counters.memReads++;
     const off = pa - this.lastBase;
     if ((off | 0) === off && (off & this.lastMask) === 0) return this.lastChunk[(off >>> 2) + this.lastDelta];
+    const page = Math.floor(pa / PAGE_SIZE);
+    const i = page & (PAGE_CACHE - 1);
+    if (this.pcTag[i] === page) {
+      const o = pa - page * PAGE_SIZE;
+      if ((o | 0) === o && (o & 3) === 0) return this.pcArr[i][this.pcWord[i] + (o >>> 2)];
+    }
     return this.slowPeek(pa);
   }
 
@@ -622,6 +663,16 @@ export class PhysMem implements PhysPort {
       this.counters.memWrites++;
       this.lastChunk[(off >>> 2) + this.lastDelta] = value;
       return;
+    }
+    const page = Math.floor(pa / PAGE_SIZE);
+    const i = page & (PAGE_CACHE - 1);
+    if (this.pcTag[i] === page) {
+      const o = pa - page * PAGE_SIZE;
+      if ((o | 0) === o && (o & 3) === 0) {
+        this.counters.memWrites++;
+        this.pcArr[i][this.pcWord[i] + (o >>> 2)] = value;
+        return;
+      }
     }
     this.slowWrite(pa, value);
   }
@@ -640,6 +691,12 @@ export class PhysMem implements PhysPort {
   peek32(pa: number): number {
     const off = pa - this.lastBase;
     if ((off | 0) === off && (off & this.lastMask) === 0) return this.lastChunk[(off >>> 2) + this.lastDelta];
+    const page = Math.floor(pa / PAGE_SIZE);
+    const i = page & (PAGE_CACHE - 1);
+    if (this.pcTag[i] === page) {
+      const o = pa - page * PAGE_SIZE;
+      if ((o | 0) === o && (o & 3) === 0) return this.pcArr[i][this.pcWord[i] + (o >>> 2)];
+    }
     return this.slowPeek(pa);
   }
 

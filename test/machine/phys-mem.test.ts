@@ -208,3 +208,55 @@ describe("isFilled and readWords agree with word-by-word loads on every kind of 
     );
   });
 });
+
+describe("the RAM caches never serve a replaced backing", () => {
+  it("random stores, fills and loads interleaved agree with a flat model (promotions, uniform chunks, recycled pages)", () => {
+    const WORDS = 4 * 512 * 1024; // four 2 MiB chunks
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.oneof(
+            fc.record({ kind: fc.constant("store"), word: fc.nat(WORDS - 1), value: fc.nat(0xffffffff) }),
+            fc.record({ kind: fc.constant("burst"), word: fc.nat(WORDS - 1), n: fc.nat(200) }),
+            fc.record({
+              kind: fc.constant("fill"),
+              word: fc.nat(WORDS - 1),
+              words: fc.nat(1_200_000),
+              byte: fc.constantFrom(0, 0x5a),
+            }),
+            fc.record({ kind: fc.constant("load"), word: fc.nat(WORDS - 1) }),
+          ),
+          { maxLength: 80 },
+        ),
+        (ops) => {
+          const m = new PhysMem({ maxPhysAddrBits: 36, denseBudget: 2 * 1024 * 1024 });
+          const model = new Uint32Array(WORDS);
+          const base = 0x40000000;
+          let seed = 1;
+          for (const op of ops) {
+            if (op.kind === "store") {
+              m.write32(base + op.word * 4, op.value);
+              model[op.word] = op.value;
+            } else if (op.kind === "burst") {
+              // many pages of one chunk touched: promotes it (and recycles its sparse pages)
+              for (let i = 0; i < op.n; i++) {
+                seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+                const w = (op.word & ~(512 * 1024 - 1)) + (seed % (512 * 1024));
+                m.write32(base + w * 4, seed);
+                model[w] = seed;
+              }
+            } else if (op.kind === "fill") {
+              const words = Math.min(op.words, WORDS - op.word);
+              m.fill(base + op.word * 4, words * 4, op.byte);
+              model.fill((op.byte * 0x01010101) >>> 0, op.word, op.word + words);
+            } else {
+              expect(m.read32(base + op.word * 4)).toBe(model[op.word]);
+            }
+          }
+          for (let w = 0; w < WORDS; w += 997) expect(m.read32(base + w * 4)).toBe(model[w]);
+        },
+      ),
+      { numRuns: 60, seed: 21 },
+    );
+  });
+});
