@@ -438,13 +438,15 @@ export class PhysMem implements PhysPort {
   private readonly dirs = new Map<number, Slot[]>();
   /**
    * A direct-mapped cache of pages backed whole (in a dense chunk or as a whole page), behind the
-   * one-entry cache: page number (NaN: empty), the array and the word index of the page's first word.
+   * one-entry cache: page number (NaN: empty) and the granule that backs it (array, base, mask), which
+   * a hit makes the one-entry cache's again.
    * Designs that alternate between a few metadata pages (a buddy's records and list heads) stay off
    * the directory. Entries of a chunk are forgotten when its backing is replaced.
    */
   private readonly pcTag = new Float64Array(PAGE_CACHE).fill(Number.NaN);
   private readonly pcArr: Uint32Array[] = new Array<Uint32Array>(PAGE_CACHE).fill(NO_WORDS);
-  private readonly pcWord = new Int32Array(PAGE_CACHE);
+  private readonly pcBase = new Float64Array(PAGE_CACHE);
+  private readonly pcMask = new Int32Array(PAGE_CACHE);
   private readonly pool = new PagePool();
   private readonly denseBudget: number;
   /**
@@ -567,15 +569,30 @@ export class PhysMem implements PhysPort {
       this.lastChunk = arr;
       this.lastDelta = word;
       if (span !== LINE_BYTES) {
-        // The page of pa is backed whole: remember it in the page cache.
+        // The page of pa is backed whole: remember its granule (the dense chunk or the page).
         const page = Math.floor(pa / PAGE_SIZE);
         const i = page & (PAGE_CACHE - 1);
         this.pcTag[i] = page;
         this.pcArr[i] = arr;
-        this.pcWord[i] = this.locWord - ((pa % PAGE_SIZE) >>> 2);
+        this.pcBase[i] = this.lastBase;
+        this.pcMask[i] = this.lastMask;
       }
     }
     return arr;
+  }
+
+  /** Is the page of pa (an aligned word address) in the page cache? Then its granule is the one-entry cache's. */
+  private pageCacheHit(pa: number): boolean {
+    const page = Math.floor(pa / PAGE_SIZE);
+    const i = page & (PAGE_CACHE - 1);
+    if (this.pcTag[i] !== page) return false;
+    const off = pa - this.pcBase[i];
+    if ((off | 0) !== off || (off & this.pcMask[i]) !== 0) return false;
+    this.lastBase = this.pcBase[i];
+    this.lastMask = this.pcMask[i];
+    this.lastChunk = this.pcArr[i];
+    this.lastDelta = 0;
+    return true;
   }
 
   /** Forget the page-cache entries of the 2 MiB chunk at `chunkBase` (its backing is being replaced). */
@@ -641,17 +658,12 @@ export class PhysMem implements PhysPort {
     this.counters.memReads++;
     const off = pa - this.lastBase;
     if ((off | 0) === off && (off & this.lastMask) === 0) return this.lastChunk[(off >>> 2) + this.lastDelta];
-    const page = Math.floor(pa / PAGE_SIZE);
-    const i = page & (PAGE_CACHE - 1);
-    if (this.pcTag[i] === page) {
-      const o = pa - page * PAGE_SIZE;
-      if ((o | 0) === o && (o & 3) === 0) return this.pcArr[i][this.pcWord[i] + (o >>> 2)];
-    }
     return this.slowPeek(pa);
   }
 
-  /** Load through the directory (and refresh the cache); checks range and alignment. */
+  /** Load through the page cache, else the directory (and refresh the caches); checks range and alignment. */
   private slowPeek(pa: number): number {
+    if (this.pageCacheHit(pa)) return this.lastChunk[(pa - this.lastBase) >>> 2];
     if (pa % 4 !== 0 || pa >= this.limit || pa < 0) this.badAccess(pa, 4);
     const arr = this.locate(pa, false);
     return arr === null ? 0 : arr[this.locWord];
@@ -664,20 +676,16 @@ export class PhysMem implements PhysPort {
       this.lastChunk[(off >>> 2) + this.lastDelta] = value;
       return;
     }
-    const page = Math.floor(pa / PAGE_SIZE);
-    const i = page & (PAGE_CACHE - 1);
-    if (this.pcTag[i] === page) {
-      const o = pa - page * PAGE_SIZE;
-      if ((o | 0) === o && (o & 3) === 0) {
-        this.counters.memWrites++;
-        this.pcArr[i][this.pcWord[i] + (o >>> 2)] = value;
-        return;
-      }
-    }
     this.slowWrite(pa, value);
   }
 
+  /** Store through the page cache, else the directory (backing memory as needed). */
   private slowWrite(pa: number, value: number): void {
+    if (this.pageCacheHit(pa)) {
+      this.counters.memWrites++;
+      this.lastChunk[(pa - this.lastBase) >>> 2] = value;
+      return;
+    }
     if (pa % 4 !== 0 || pa >= this.limit || pa < 0) this.badAccess(pa, 4);
     this.counters.memWrites++;
     const arr = this.locate(pa, value !== 0, true);
@@ -691,12 +699,6 @@ export class PhysMem implements PhysPort {
   peek32(pa: number): number {
     const off = pa - this.lastBase;
     if ((off | 0) === off && (off & this.lastMask) === 0) return this.lastChunk[(off >>> 2) + this.lastDelta];
-    const page = Math.floor(pa / PAGE_SIZE);
-    const i = page & (PAGE_CACHE - 1);
-    if (this.pcTag[i] === page) {
-      const o = pa - page * PAGE_SIZE;
-      if ((o | 0) === o && (o & 3) === 0) return this.pcArr[i][this.pcWord[i] + (o >>> 2)];
-    }
     return this.slowPeek(pa);
   }
 
