@@ -104,5 +104,15 @@ describe("corpus selectors", () => {
     expect(many.status).toBe(2);
     expect(many.stderr.trim().split("\n")).toHaveLength(1);
     expect(many.stderr).toMatch(/\[MANY_MAPS\]: corpus:firmware=bios names 86 maps/);
+    // pagelab map lists the machines a selector names, to pick one from
+    const list = pagelab("map", "corpus:ram>=1000G", "--json");
+    expect(list.status, list.stderr).toBe(0);
+    const got = JSON.parse(list.stdout).machines as { map: string; usableBytes: number }[];
+    expect(got.map((m) => m.map)).toEqual(
+      corpusMachines()
+        .filter((m) => m.ramBytes >= 1000 * GiB)
+        .map((m) => `corpus:${m.key}`),
+    );
+    expect(got.length).toBe(4);
   });
 });

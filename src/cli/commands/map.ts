@@ -4,7 +4,7 @@
  * log; `map convert` writes the map in another format.
  */
 import { SUMMARY } from "./index.ts";
-import { colour as pc } from "../output.ts";
+import { colour as pc, table } from "../output.ts";
 import { writeFileSync } from "node:fs";
 import { type Command, Option } from "@commander-js/extra-typings";
 import { hex } from "../../errors.ts";
@@ -13,6 +13,7 @@ import { mapFormatOption } from "../map-input.ts";
 import { E820, e820TypeName } from "../../firmware/e820-types.ts";
 import { EMIT_FORMATS, emitMap } from "../../firmware/emit.ts";
 import { usablePages } from "../../firmware/frames.ts";
+import { type CorpusMachine, isCorpusName, selectCorpus } from "../../firmware/corpus.ts";
 import { loadMap } from "../../firmware/load.ts";
 import { formatNodeRange, memblockMemory } from "../../firmware/memblock.ts";
 import { PRESET_PATTERNS } from "../../firmware/presets.ts";
@@ -189,6 +190,40 @@ function showMemblock(map: MemoryMap, json: boolean): void {
   for (const c of mb.changes) console.log(pc.dim(`  ${c.kind.padEnd(8)} ${c.message}`));
 }
 
+/** `pagelab map corpus:FILTER`: the machines a selector names, one line each. */
+function listMachines(selector: string, ms: CorpusMachine[], json: boolean): void {
+  const rows = ms.map((m) => ({
+    map: `corpus:${m.key}`,
+    usableBytes: m.ramBytes,
+    firmware: m.firmware,
+    platform: m.platform,
+    hypervisor: m.hypervisor,
+    numaNodes: m.numaNodes,
+    entries: m.entries,
+    dmi: m.dmi,
+  }));
+  if (json) {
+    printJson({ selector, machines: rows });
+    return;
+  }
+  console.log(`${pc.bold(selector)}: ${ms.length} machines (pagelab map corpus:ID shows one)`);
+  const t = table({
+    head: ["map", "usable RAM", "firmware", "platform", "NUMA", "entries", "DMI"],
+    chars: { mid: "", "left-mid": "", "mid-mid": "", "right-mid": "" },
+  });
+  for (const r of rows)
+    t.push([
+      r.map,
+      `${(r.usableBytes / 2 ** 30).toFixed(1)} GiB`,
+      r.firmware,
+      r.hypervisor ?? r.platform,
+      r.numaNodes,
+      r.entries,
+      (r.dmi ?? "").replace(/, BIOS .*$/, "").slice(0, 48),
+    ]);
+  console.log(t.toString());
+}
+
 const HELP = `
 Sources: a file in any of these formats (detected, or named with --format), or a preset.
 ${FORMATS.map((f) => `  ${f.padEnd(11)} ${FORMAT_HELP[f]}`).join("\n")}
@@ -199,7 +234,8 @@ Real machines: corpus:ID is one of the 244 firmware maps of corpus/e820-real.jso
 real machines and VMs; the record's table lines, parsed as dmesg). Wherever a command takes a map,
 corpus:FIELD OP VALUE[:...] selects by ram (8G, ram=8G..64G), numa, entries, firmware (uefi, bios,
 xen-pv), platform (physical, vm), hypervisor (qemu/kvm, hyper-v, none, ...) or origin, and 'corpus' is
-every map; a selector must name one map here, while pagelab compare --map runs each.
+every map. pagelab map SELECTOR lists the machines it names (--json: their fields); other commands
+that boot take one machine, while pagelab compare --map runs each.
 
 The map is sanitized exactly as Linux's e820__update_table() does (sorted, overlaps resolved with the
 higher type number winning, adjacent same-type entries merged except PRAM and soft reserved, zero-length
@@ -229,6 +265,11 @@ export function registerMap(program: Command): void {
     .option("--keep-boot-services", "UEFI input: keep BootServicesCode/Data reserved")
     .addHelpText("after", HELP)
     .action((source, o) => {
+      // a corpus selector naming several machines: the list of them, to pick one from
+      if (isCorpusName(source) && o.format === undefined && !o.memblock) {
+        const ms = selectCorpus(source);
+        if (ms.length > 1) return listMachines(source, ms, o.json === true);
+      }
       const m = loadMap(source, { format: o.format, keepBootServices: o.keepBootServices });
       if (o.memblock) showMemblock(m, o.json === true);
       else showMap(m, o.json === true);
