@@ -9,6 +9,8 @@ import { fail } from "../../errors.ts";
 import { DEFAULT_PRESET } from "../../firmware/index.ts";
 import { DESIGN_NAMES } from "../../kernel/pmm/designs.ts";
 import {
+  type CompareOptions,
+  type CompareProgress,
   DEFAULT_CPUS,
   DEFAULT_HOST_BUDGET,
   DEFAULT_KMAPS,
@@ -271,21 +273,11 @@ async function mergeAction(dirs: string[], o: { out: string; json?: true }) {
 
 type CompareCliOptions = ReturnType<ReturnType<typeof compareCommand>["opts"]>;
 
-async function compareAction(o: CompareCliOptions, command: string) {
-  const bar = new cliProgress.SingleBar(
-    {
-      format: "compare [{bar}] {value}/{total} runs | {last}",
-      noTTYOutput: true,
-      notTTYSchedule: 5000,
-      stream: process.stderr,
-      hideCursor: true,
-    },
-    cliProgress.Presets.legacy,
-  );
-  let started = false;
+/** The sweep's options from the command line (--map and --maps are one option). */
+function sweepOptionsOf(o: CompareCliOptions): CompareOptions {
   if (o.map !== undefined && o.maps !== undefined)
     fail("BAD_OPTION", "--map and --maps are the same option: give one");
-  const options = {
+  return {
     maps: o.maps ?? o.map,
     pmms: o.pmm,
     kmaps: o.kmap,
@@ -300,10 +292,23 @@ async function compareAction(o: CompareCliOptions, command: string) {
     paranoid: o.paranoid === true,
     hostBudget: o.hostBudget === undefined ? undefined : parseBytes(o.hostBudget, "--host-budget"),
   };
-  const res = await runCompare(
-    options,
-    o.out,
-    (p) => {
+}
+
+/** The progress bar on stderr: a callback for runCompare, and `stop` for the end. */
+function progressBar(): { onProgress: (p: CompareProgress) => void; stop: () => void } {
+  const bar = new cliProgress.SingleBar(
+    {
+      format: "compare [{bar}] {value}/{total} runs | {last}",
+      noTTYOutput: true,
+      notTTYSchedule: 5000,
+      stream: process.stderr,
+      hideCursor: true,
+    },
+    cliProgress.Presets.legacy,
+  );
+  let started = false;
+  return {
+    onProgress: (p) => {
       if (!started) {
         bar.start(p.total, 0, { last: "" });
         started = true;
@@ -312,30 +317,30 @@ async function compareAction(o: CompareCliOptions, command: string) {
       const what = r.kind === "sweep" ? `sweep ${r.map}` : `${r.workload}`;
       bar.update(p.done, { last: `${what} ${r.pmm}/${r.kmap}${r.error ? ` (${r.error.code})` : ""}` });
     },
-    o.shard,
-  );
-  if (started) bar.stop();
+    stop: () => {
+      if (started) bar.stop();
+    },
+  };
+}
+
+async function compareAction(o: CompareCliOptions, command: string) {
+  const options = sweepOptionsOf(o);
+  const bar = progressBar();
+  const res = await runCompare(options, o.out, bar.onProgress, o.shard);
+  bar.stop();
   const leftOut = res.leftOut.map((l) => l.text);
+  const shard = o.shard === undefined ? undefined : { ...o.shard, sweepRuns: res.plan.length };
   const rep = await writeReport(o.out, res.rows, {
     command,
     wallMs: res.wallMs,
     jobs: o.jobs,
     leftOut,
-    shard: o.shard === undefined ? undefined : { ...o.shard, sweepRuns: res.plan.length },
+    shard,
   });
   const manifest =
     o.shard === undefined
       ? undefined
-      : writeManifest(o.out, {
-          options,
-          command,
-          leftOut,
-          plan: res.plan,
-          specs: res.specs,
-          shard: o.shard,
-          wallMs: res.wallMs,
-          jobs: o.jobs,
-        });
+      : writeManifest(o.out, { ...res, options, command, leftOut, shard: o.shard, jobs: o.jobs });
   const errors = res.rows.filter((r) => r.error !== null).length;
   // every run failed: nothing was measured (exit status 1, documented in --help); a shard may have no run
   if (errors === res.rows.length && res.rows.length > 0) process.exitCode = 1;
@@ -349,21 +354,32 @@ async function compareAction(o: CompareCliOptions, command: string) {
       leftOut,
       wallMs: res.wallMs,
       findings: rep.findings,
-      ...(o.shard === undefined ? {} : { shard: { ...o.shard, manifest, sweepRuns: res.plan.length } }),
+      ...(shard === undefined ? {} : { shard: { ...shard, manifest } }),
     });
     return;
   }
-  if (o.shard !== undefined)
+  if (shard !== undefined)
     process.stdout.write(
-      `shard ${o.shard.k}/${o.shard.n} of a sweep of ${res.plan.length} runs; when every shard is done: pagelab compare merge DIR... --out DIR\n  ${manifest}\n`,
+      `shard ${shard.k}/${shard.n} of a sweep of ${shard.sweepRuns} runs; when every shard is done: pagelab compare merge DIR... --out DIR\n  ${manifest}\n`,
     );
+  printSummary(res, rep, leftOut, errors);
+}
+
+/** The text output: counts, files, left-out runs, findings. */
+function printSummary(
+  res: { rows: unknown[]; wallMs: number; resultsPath: string },
+  rep: Awaited<ReturnType<typeof writeReport>>,
+  leftOut: string[],
+  errors: number,
+): void {
+  const all = errors === res.rows.length && errors > 0;
   process.stdout.write(
-    `${res.rows.length} runs (${errors} did not complete${errors === res.rows.length && errors > 0 ? ": every run failed" : ""}) in ${(res.wallMs / 1000).toFixed(1)} s\n` +
+    `${res.rows.length} runs (${errors} did not complete${all ? ": every run failed" : ""}) in ${(res.wallMs / 1000).toFixed(1)} s\n` +
       `  ${res.resultsPath}\n  ${rep.md}\n  ${rep.html}\n\n`,
   );
   for (const l of leftOut) process.stdout.write(`${l}\n`);
   if (leftOut.length > 0) process.stdout.write("\n");
   for (const f of rep.findings) process.stdout.write(`- ${f.text}\n    ${f.command}\n`);
-  if (errors === res.rows.length && errors > 0)
+  if (all)
     process.stderr.write(`pagelab: every run failed (${errors} of ${res.rows.length}); see ${rep.md}\n`);
 }

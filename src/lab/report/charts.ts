@@ -264,32 +264,37 @@ function valuesOf(spec: TopLevelSpec): Record<string, unknown>[] {
   return Array.isArray(d?.values) ? (d.values as Record<string, unknown>[]) : [];
 }
 
+type AddFigure = (id: string, title: string, caption: string, spec: TopLevelSpec | null) => Promise<void>;
+
+/** The figures only a sweep over several machines has (the corpus report, ./corpus.ts). */
+async function corpusFigures(rows: ResultRow[], add: AddFigure): Promise<void> {
+  await add(
+    "corpus-metadata-share",
+    "PMM metadata as a share of RAM, machine by machine",
+    "Allocator metadata after boot as a percentage of each machine's usable RAM, against its RAM (log-log), one point per machine and design. Machines whose boot was refused are absent.",
+    metadataShareSpec(rows),
+  );
+  await add(
+    "corpus-page-tables",
+    "Kernel page tables per strategy, machine by machine",
+    `Bytes of page tables in the kernel's final address space after boot with the ${referencePmm(rows)} PMM, per kernel-mapping strategy, against each machine's usable RAM (log-log).`,
+    pageTableSpec(rows),
+  );
+  await add(
+    "corpus-refusals",
+    "Boot refusals by cause",
+    "Machines whose boot was refused, by the error that refused it and the design.",
+    refusalSpec(rows),
+  );
+}
+
 /** Every figure that has data, rendered; a figure whose values are all 0 is a sentence instead. */
 export async function buildFigures(rows: ResultRow[]): Promise<Figure[]> {
   const out: Figure[] = [];
   const add = async (id: string, title: string, caption: string, spec: TopLevelSpec | null) => {
     if (spec !== null) out.push({ id, title, caption, svg: await render(spec) });
   };
-  if (isMultiMap(rows)) {
-    await add(
-      "corpus-metadata-share",
-      "PMM metadata as a share of RAM, machine by machine",
-      "Allocator metadata after boot as a percentage of each machine's usable RAM, against its RAM (log-log), one point per machine and design. Machines whose boot was refused are absent.",
-      metadataShareSpec(rows),
-    );
-    await add(
-      "corpus-page-tables",
-      "Kernel page tables per strategy, machine by machine",
-      `Bytes of page tables in the kernel's final address space after boot with the ${referencePmm(rows)} PMM, per kernel-mapping strategy, against each machine's usable RAM (log-log).`,
-      pageTableSpec(rows),
-    );
-    await add(
-      "corpus-refusals",
-      "Boot refusals by cause",
-      "Machines whose boot was refused, by the error that refused it and the design.",
-      refusalSpec(rows),
-    );
-  }
+  if (isMultiMap(rows)) await corpusFigures(rows, add);
   const meta = metadataFigure(rows);
   await add(
     "metadata-vs-ram",
