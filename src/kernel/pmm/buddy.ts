@@ -354,7 +354,8 @@ export class Buddy implements FrameAllocator {
     const re = this.regions.end[r];
     while (k < MAX_ORDER) {
       const size = 1 << k;
-      const bpfn = pfn % (2 * size) === 0 ? pfn + size : pfn - size;
+      // pfn is aligned to size: its buddy is above when bit k of pfn is clear (no fmod on a double).
+      const bpfn = (Math.floor(pfn / size) & 1) === 0 ? pfn + size : pfn - size;
       if (bpfn < rs || bpfn + size > re) break;
       const bidx = idx + (bpfn - pfn);
       const w = port.read32(this.rec(bidx));
@@ -535,7 +536,14 @@ export class Buddy implements FrameAllocator {
 
   free(pfn: number, order: number): void {
     const r = this.regions.indexOf(pfn);
-    if (r < 0 || !Number.isInteger(order) || order < 0 || order > MAX_ORDER || pfn % (1 << order) !== 0) {
+    if (
+      r < 0 ||
+      !Number.isInteger(pfn) ||
+      !Number.isInteger(order) ||
+      order < 0 ||
+      order > MAX_ORDER ||
+      (order !== 0 && pfn % (1 << order) !== 0) // no fmod on the order-0 path
+    ) {
       checkFreeArgs(this.name, pfn, order, MAX_ORDER);
       badFree("BAD_FREE", this.name, pfn, order, "not in usable RAM");
     }
