@@ -483,14 +483,17 @@ function groupLeftOut(out: { s: RunSpec; bytes: number; why: string }[], budget:
   return [...groups.values()].map(({ why, ...g }) => {
     const [lo, hi] = g.hostBytes;
     const range = gib(lo) === gib(hi) ? gib(hi) : `${gib(lo)} to ${gib(hi)}`;
+    // a corpus sweep leaves a design out on hundreds of machines: name a few
+    const many = g.maps.length > 8;
+    const maps = many ? `${g.maps.length} maps (${g.maps.slice(0, 3).join(", ")}, ...)` : listing(g.maps);
     const where =
       g.kind === "sweep"
-        ? `${listing(g.pmms)} in the sweep at ${listing(g.maps)}`
-        : `${listing(g.pmms)} on ${listing(g.maps)} for ${listing(g.workloads)}`;
+        ? `${listing(g.pmms)} in the sweep at ${maps}`
+        : `${listing(g.pmms)} on ${maps} for ${listing(g.workloads)}`;
     const name =
       g.kind === "sweep"
         ? `--pmm ${g.pmms.join(",")} --sweep ${g.maps.join(",")}`
-        : `--pmm ${g.pmms.join(",")} --maps ${g.maps.join(",")}`;
+        : `--pmm ${g.pmms.join(",")} --maps ${many ? "<those maps>" : g.maps.join(",")}`;
     const text =
       `left out of the default: ${where} (${g.runs} run${g.runs === 1 ? "" : "s"}): ` +
       `would back ${range} of host memory (${why}), over the ${budgetText(budget)} per-run --host-budget; ` +
