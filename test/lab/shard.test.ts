@@ -11,7 +11,13 @@ import { join } from "node:path";
 import { Command } from "@commander-js/extra-typings";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { registerCompare } from "../../src/cli/commands/compare.ts";
-import { planMatrix, type ResultRow, type RunSpec } from "../../src/lab/compare.ts";
+import {
+  costEstimate,
+  planMatrix,
+  prepareCompare,
+  type ResultRow,
+  type RunSpec,
+} from "../../src/lab/compare.ts";
 import { rankingFlips } from "../../src/lab/report/corpus.ts";
 import { computeFindings, fmt, fmtBytes } from "../../src/lab/report/findings.ts";
 import { mergeShards } from "../../src/lab/shard.ts";
@@ -269,6 +275,39 @@ describe("the report of a sweep over several machines (the corpus report)", () =
     ).toEqual([flipped]);
     const one = rows.filter((r) => r.map === maps[0]);
     expect(computeFindings(one).filter((f) => f.topic.startsWith("corpus"))).toEqual([]);
+  });
+});
+
+describe("compare over many corpus machines", () => {
+  it("says which default runs it leaves out in a sentence that names a few machines, and deals refused runs as free", async () => {
+    const plan = await prepareCompare(
+      { maps: ["corpus:ram>=64G"], pmms: undefined, kmaps: ["direct"], workloads: ["page-churn"], sweep: [] },
+      join(tmpdir(), "pagelab-never-written"),
+    );
+    const free = plan.leftOut.find((l) => l.pmms.includes("freelist"))!;
+    expect(free.maps.length).toBeGreaterThan(8);
+    expect(free.text).toMatch(
+      new RegExp(
+        `freelist on ${free.maps.length} maps \\(corpus:[^,]+, corpus:[^,]+, corpus:[^,]+, \\.\\.\\.\\)`,
+      ),
+    );
+    expect(free.text.length).toBeLessThan(600);
+    // named designs: the budget's refusals stay in the plan as rows, and cost almost nothing in the deal
+    const named = await prepareCompare(
+      {
+        maps: ["corpus:ram>=1T"],
+        pmms: ["stack-pages", "bitmap"],
+        kmaps: ["direct"],
+        workloads: ["page-churn"],
+        sweep: [],
+      },
+      join(tmpdir(), "pagelab-never-written"),
+    );
+    const [stack, bitmap] = named.specs;
+    expect(stack.pmm).toBe("stack-pages");
+    expect(costEstimate(stack)).toBeGreaterThan(100);
+    expect(named.cost(stack)).toBe(0.01);
+    expect(named.cost(bitmap)).toBe(costEstimate(bitmap));
   });
 });
 
