@@ -23,7 +23,7 @@
 // The new dist/ is written beside the old one and swapped in by rename, so a pagelab process starting
 // meanwhile finds either the old build, the new one, or none (and runs the sources), never half of one.
 import { spawnSync } from "node:child_process";
-import { readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -65,6 +65,9 @@ const out = join(root, "dist");
 const tmp = join(root, `.dist-${process.pid}`);
 rmSync(tmp, { recursive: true, force: true });
 const t0 = performance.now();
+// The stamp carries the build's START time: a source edited while esbuild runs is newer than the stamp,
+// so the launcher runs the sources rather than a bundle that may predate the edit.
+const started = new Date();
 try {
   await esbuild.build({
     absWorkingDir: root,
@@ -87,7 +90,8 @@ try {
     logLevel: "warning",
   });
   if (args.has("--types")) emitTypes(join(tmp, "types"));
-  writeFileSync(join(tmp, ".built"), `${new Date().toISOString()}\n`);
+  writeFileSync(join(tmp, ".built"), `${started.toISOString()}\n`);
+  utimesSync(join(tmp, ".built"), started, started);
   const old = join(root, `.dist-old-${process.pid}`);
   try {
     renameSync(out, old);
