@@ -174,6 +174,8 @@ class PagePool {
   }
 }
 const SLAB_PAGES = 256;
+/** The shared empty block list of chunks without lines (never pushed to). */
+const NO_BLOCKS: Uint32Array[] = [];
 
 /** Are the `n` words of `arr` from `at` all equal to `word`? */
 function allWords(arr: Uint32Array, at: number, n: number, word: number): boolean {
@@ -200,7 +202,8 @@ class SparseChunk {
   private lineSlots: Uint16Array | null = null;
   private lineCount: Uint8Array | null = null;
   private linePages = 0;
-  private readonly blocks: Uint32Array[] = [];
+  /** Blocks of lines (none until the first line: a chunk of whole pages keeps no list). */
+  private blocks: Uint32Array[] = NO_BLOCKS;
   /** Lines handed out (including those of pages made whole since). */
   private lines = 0;
   /** Host bytes backing this chunk (whole pages and lines, including the lines of promoted pages). */
@@ -297,7 +300,10 @@ class SparseChunk {
       return -1;
     }
     const s = this.lines++;
-    if (s % LINES_PER_BLOCK === 0) this.blocks.push(this.pool.take()); // LINES_PER_BLOCK lines: 4 KiB
+    if (s % LINES_PER_BLOCK === 0) {
+      if (this.blocks === NO_BLOCKS) this.blocks = [];
+      this.blocks.push(this.pool.take()); // LINES_PER_BLOCK lines: 4 KiB
+    }
     const e = lp * LINES_PER_PAGE + this.lineCount![lp]++;
     this.lineIds![e] = l + 1;
     this.lineSlots![e] = s;
@@ -382,7 +388,7 @@ class SparseChunk {
   /** Forget every line (none is in use any more): blocks back to the pool, no line map. */
   private dropLines(): void {
     this.pool.give(this.blocks);
-    this.blocks.length = 0;
+    this.blocks = NO_BLOCKS;
     this.bytes -= this.lines * LINE_BYTES;
     this.lines = 0;
     this.linePages = 0;

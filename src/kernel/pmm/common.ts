@@ -573,6 +573,50 @@ function scanRuns(
   return { ...head, freeByOrder: cutter.freeByOrder, largestFreeRun: cutter.largest, perRegion };
 }
 
+/**
+ * Join frame numbers into runs of consecutive frames, for `forEachFree` of the stack designs: `words`
+ * holds k entries as u64 halves (lo, hi); `run` carries the open run across calls ([start, length],
+ * start -1 for none) and each finished run goes to `fn`. Entries that continue the run one frame at a
+ * time (a stack filled by the handover) are compared in one tight loop. `bad(j)` is called for an entry
+ * whose high word puts it at or above 2^53 (it must throw).
+ */
+export function joinRuns(
+  words: Uint32Array,
+  k: number,
+  run: Float64Array,
+  fn: (pfn: number, count: number) => void,
+  bad?: (j: number) => void,
+): void {
+  let start = run[0];
+  let len = run[1];
+  for (let j = 0; j < k; ) {
+    if (start >= 0) {
+      const next = start + len;
+      const hi = Math.floor(next / 4294967296);
+      const lo = next - hi * 4294967296;
+      if (words[2 * j] === lo && words[2 * j + 1] === hi) {
+        let m = j + 1;
+        let want = lo + 1;
+        while (m < k && want <= 0xffffffff && words[2 * m] === want && words[2 * m + 1] === hi) {
+          m++;
+          want++;
+        }
+        len += m - j;
+        j = m;
+        continue;
+      }
+    }
+    if (words[2 * j + 1] > 0x1fffff) bad?.(j);
+    const pfn = words[2 * j + 1] * 4294967296 + words[2 * j];
+    if (start >= 0) fn(start, len);
+    start = pfn;
+    len = 1;
+    j++;
+  }
+  run[0] = start;
+  run[1] = len;
+}
+
 /** `allocFrames` for any allocator: order-0 allocations until n or out of memory. */
 export function allocFramesVia(a: FrameAllocator, n: number, out: number[], c?: AllocConstraints): number {
   let got = 0;

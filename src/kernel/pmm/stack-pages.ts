@@ -31,6 +31,7 @@ import {
   fits as fits_,
   invariant,
   isHard,
+  joinRuns,
   RegionTable,
   statsFromFree,
 } from "./common.ts";
@@ -227,24 +228,15 @@ export class StackPages implements FrameAllocator {
   forEachFree(fn: (pfn: number, count: number) => void): void {
     let page = this.head;
     let n = this.top;
-    let runStart = -1;
-    let runLen = 0;
+    const run = new Float64Array([-1, 0]);
+    const tooLarge = (j: number) => read64(this.port, page * 4096 + 8 + j * 8); // throws VALUE_TOO_LARGE
     while (page >= 0) {
       readWords(this.port, page * 4096 + 8, RUN, 0, 2 * n);
-      for (let j = 0; j < n; j++) {
-        if (RUN[2 * j + 1] > 0x1fffff) read64(this.port, page * 4096 + 8 + j * 8); // throws VALUE_TOO_LARGE
-        const pfn = RUN[2 * j + 1] * 4294967296 + RUN[2 * j];
-        if (pfn === runStart + runLen && runStart >= 0) runLen++;
-        else {
-          if (runStart >= 0) fn(runStart, runLen);
-          runStart = pfn;
-          runLen = 1;
-        }
-      }
+      joinRuns(RUN, n, run, fn, tooLarge);
       page = read64(this.port, page * 4096);
       n = PER_STACK_PAGE;
     }
-    if (runStart >= 0) fn(runStart, runLen);
+    if (run[0] >= 0) fn(run[0], run[1]);
   }
 
   forEachMetaFrame(fn: (pfn: number) => void): void {

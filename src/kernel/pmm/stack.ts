@@ -30,6 +30,7 @@ import {
   fits as fits_,
   invariant,
   isHard,
+  joinRuns,
   RegionTable,
   statsFromFree,
 } from "./common.ts";
@@ -211,8 +212,7 @@ export class FreePageStack implements FrameAllocator {
    * follow each other on the stack and in memory are reported as one run.
    */
   forEachFree(fn: (pfn: number, count: number) => void): void {
-    let runStart = -1;
-    let runLen = 0;
+    const run = new Float64Array([-1, 0]);
     for (let i = 0; i < this.n; ) {
       const k = Math.min(this.n - i, PER_PAGE - (i % PER_PAGE));
       if (this.region.readWords !== undefined) this.region.readWords(i * 8, RUN, 0, 2 * k);
@@ -221,18 +221,10 @@ export class FreePageStack implements FrameAllocator {
           RUN[2 * j + 1] = this.region.read32((i + j) * 8 + 4);
           RUN[2 * j] = this.region.read32((i + j) * 8);
         }
-      for (let j = 0; j < k; j++) {
-        const pfn = RUN[2 * j + 1] * 4294967296 + RUN[2 * j];
-        if (pfn === runStart + runLen && runStart >= 0) runLen++;
-        else {
-          if (runStart >= 0) fn(runStart, runLen);
-          runStart = pfn;
-          runLen = 1;
-        }
-      }
+      joinRuns(RUN, k, run, fn);
       i += k;
     }
-    if (runStart >= 0) fn(runStart, runLen);
+    if (run[0] >= 0) fn(run[0], run[1]);
   }
 
   forEachMetaFrame(fn: (pfn: number) => void): void {
