@@ -35,7 +35,7 @@ describe("pagelab compare: the default matrix", () => {
     // most designs on the sparse map
     const left = run.stdout.split("\n").filter((l) => l.startsWith("left out of the default: "));
     expect(left.join("\n")).toMatch(
-      /freelist in the sweep at qemu:16G and sparse@5 \(2 runs\): would back 1\.2 GiB to [\d.]+ GiB of host memory \(it writes a next pointer into every free frame.*over the 512 MiB per-run --host-budget; run them with --host-budget \d+G/,
+      /freelist in the sweep at qemu:16G and sparse@5 \(2 runs\): would back [\d.]+ [MG]iB to [\d.]+ GiB of host memory \(it writes a next pointer into every free frame.*over the 512 MiB per-run --host-budget; run them with --host-budget \d+G/,
     );
     expect(left.join("\n")).toMatch(/in the sweep at sparse@5/);
     for (const l of left) expect(md).toContain(`- ${l}`);

@@ -102,9 +102,9 @@ describe("pagelab compare: usage errors are refused up front", () => {
     ],
     [
       "a plan the host budget refuses entirely",
-      { pmms: ["freelist"], workloads: ["page-churn"], sweep: [], hostBudget: 256 * 2 ** 20 },
+      { pmms: ["freelist"], workloads: ["page-churn"], sweep: [], hostBudget: 128 * 2 ** 20 },
       null,
-      /every run would be refused by the host-memory budget: left out of the default: freelist on qemu:4G for page-churn .*would back 0\.5 GiB of host memory .*over the 256 MiB per-run --host-budget/,
+      /every run would be refused by the host-memory budget: left out of the default: freelist on qemu:4G for page-churn .*would back 0\.2 GiB of host memory .*over the 128 MiB per-run --host-budget/,
     ],
   ];
   for (const [what, o, outDir, msg] of inProcess)
@@ -138,7 +138,7 @@ describe("pagelab compare: a run whose every row failed", () => {
       "--sweep",
       "none",
       "--host-budget",
-      "64M",
+      "8M",
       "--jobs",
       "0",
       "--out",
@@ -169,7 +169,7 @@ describe("pagelab compare: a run whose every row failed", () => {
       "--sweep",
       "none",
       "--host-budget",
-      "64M",
+      "8M",
       "--jobs",
       "0",
       "--out",

@@ -224,7 +224,7 @@ describe("pagelab compare: refusals and bad input", () => {
       "--sweep",
       "none",
       "--host-budget",
-      "64M",
+      "8M",
       "--jobs",
       "0",
       "--out",
