@@ -146,6 +146,8 @@ export const DEFAULT_DENSE_BUDGET = 0;
 const LINE_BYTES = 64;
 const LINE_WORDS = LINE_BYTES >>> 2;
 const LINES_PER_PAGE = 8;
+/** Directory lookups of a line page's lines after which the page is made whole (`SparseChunk.hot`). */
+const HOT_LINE_LOOKUPS = 64;
 /** Lines are kept in blocks of this many (4 KiB), so that the block cached for the fast path stays valid as the pool grows. */
 const LINES_PER_BLOCK = 64;
 
@@ -201,6 +203,8 @@ class SparseChunk {
   private lineIds: Uint8Array | null = null;
   private lineSlots: Uint16Array | null = null;
   private lineCount: Uint8Array | null = null;
+  /** Per line page: lookups of its lines through the directory (see `hot`). */
+  private lineHits: Uint8Array | null = null;
   private linePages = 0;
   /** Blocks of lines (none until the first line: a chunk of whole pages keeps no list). */
   private blocks: Uint32Array[] = NO_BLOCKS;
@@ -281,14 +285,17 @@ class SparseChunk {
         const ids = new Uint8Array(pages * LINES_PER_PAGE);
         const slots = new Uint16Array(pages * LINES_PER_PAGE);
         const count = new Uint8Array(pages);
+        const hits = new Uint8Array(pages);
         if (this.lineCount !== null) {
           ids.set(this.lineIds!);
           slots.set(this.lineSlots!);
           count.set(this.lineCount);
+          hits.set(this.lineHits!);
         }
         this.lineIds = ids;
         this.lineSlots = slots;
         this.lineCount = count;
+        this.lineHits = hits;
       }
       k = -++this.linePages;
       this.setSlot(p, k);
@@ -395,6 +402,20 @@ class SparseChunk {
     this.lineIds = null;
     this.lineSlots = null;
     this.lineCount = null;
+    this.lineHits = null;
+  }
+
+  /**
+   * A line of page `p` (kept as lines) was looked up through the directory: is the page hot enough to
+   * be made whole? A page whose lines are looked up `HOT_LINE_LOOKUPS` times is one the program keeps
+   * coming back to (a list head beside records elsewhere, a summary word): whole, it is served by the
+   * page cache without the directory.
+   */
+  hot(p: number): boolean {
+    const lp = -this.slotOf(p) - 1;
+    const h = this.lineHits![lp] + 1;
+    this.lineHits![lp] = h;
+    return h >= HOT_LINE_LOOKUPS;
   }
 
   /** Pool slot + 1 of line `l` of line page `lp`, or 0 when that line was never written. */
@@ -449,10 +470,9 @@ export class PhysMem implements PhysPort {
    * Designs that alternate between a few metadata pages (a buddy's records and list heads) stay off
    * the directory. Entries of a chunk are forgotten when its backing is replaced.
    */
-  private readonly pcTag = new Float64Array(PAGE_CACHE).fill(Number.NaN);
+  private readonly pcPage = new Float64Array(PAGE_CACHE).fill(Number.NaN);
   private readonly pcArr: Uint32Array[] = new Array<Uint32Array>(PAGE_CACHE).fill(NO_WORDS);
-  private readonly pcBase = new Float64Array(PAGE_CACHE);
-  private readonly pcMask = new Int32Array(PAGE_CACHE);
+  private readonly pcWord = new Int32Array(PAGE_CACHE);
   private readonly pool = new PagePool();
   private readonly denseBudget: number;
   /**
@@ -561,6 +581,12 @@ export class PhysMem implements PhysPort {
       }
       if (s < 0) return this.found(pa, PAGE_SIZE, slot.page(p)!, 0, true);
     }
+    if (slot.hot(p)) {
+      const before = slot.bytes;
+      const page = slot.wholePage(p);
+      this.sparseBytes += slot.bytes - before;
+      return this.found(pa, PAGE_SIZE, page, 0, true);
+    }
     return this.found(pa, LINE_BYTES, slot.lineBlock(s), slot.lineWord(s), true);
   }
 
@@ -575,39 +601,23 @@ export class PhysMem implements PhysPort {
       this.lastChunk = arr;
       this.lastDelta = word;
       if (span !== LINE_BYTES) {
-        // The page of pa is backed whole: remember its granule (the dense chunk or the page).
-        const page = Math.floor(pa / PAGE_SIZE);
-        const i = page & (PAGE_CACHE - 1);
-        this.pcTag[i] = page;
+        // The page of pa is backed whole: remember the array and the word where the page starts.
+        const inPage = pa % PAGE_SIZE;
+        const i = (pa / PAGE_SIZE) & (PAGE_CACHE - 1);
+        this.pcPage[i] = pa - inPage;
         this.pcArr[i] = arr;
-        this.pcBase[i] = this.lastBase;
-        this.pcMask[i] = this.lastMask;
+        this.pcWord[i] = this.locWord - (inPage >>> 2);
       }
     }
     return arr;
   }
 
-  /** Is the page of pa (an aligned word address) in the page cache? Then its granule is the one-entry cache's. */
-  private pageCacheHit(pa: number): boolean {
-    const page = Math.floor(pa / PAGE_SIZE);
-    const i = page & (PAGE_CACHE - 1);
-    if (this.pcTag[i] !== page) return false;
-    const off = pa - this.pcBase[i];
-    if ((off | 0) !== off || (off & this.pcMask[i]) !== 0) return false;
-    this.lastBase = this.pcBase[i];
-    this.lastMask = this.pcMask[i];
-    this.lastChunk = this.pcArr[i];
-    this.lastDelta = 0;
-    return true;
-  }
-
   /** Forget the page-cache entries of the 2 MiB chunk at `chunkBase` (its backing is being replaced). */
   private forgetChunk(chunkBase: number): void {
-    const first = chunkBase / PAGE_SIZE;
     for (let i = 0; i < PAGE_CACHE; i++) {
-      const t = this.pcTag[i];
-      if (t >= first && t < first + 512) {
-        this.pcTag[i] = Number.NaN;
+      const t = this.pcPage[i];
+      if (t >= chunkBase && t < chunkBase + CHUNK_BYTES) {
+        this.pcPage[i] = Number.NaN;
         this.pcArr[i] = NO_WORDS;
       }
     }
@@ -664,12 +674,15 @@ export class PhysMem implements PhysPort {
     this.counters.memReads++;
     const off = pa - this.lastBase;
     if ((off | 0) === off && (off & this.lastMask) === 0) return this.lastChunk[(off >>> 2) + this.lastDelta];
+    // The page cache (an integer offset with no bit of PAGE_MASK: inside the page, aligned; NaN: empty).
+    const i = (pa / PAGE_SIZE) & (PAGE_CACHE - 1);
+    const o = pa - this.pcPage[i];
+    if ((o | 0) === o && (o & PAGE_MASK) === 0) return this.pcArr[i][(o >>> 2) + this.pcWord[i]];
     return this.slowPeek(pa);
   }
 
-  /** Load through the page cache, else the directory (and refresh the caches); checks range and alignment. */
+  /** Load through the directory (and refresh the caches); checks range and alignment. */
   private slowPeek(pa: number): number {
-    if (this.pageCacheHit(pa)) return this.lastChunk[(pa - this.lastBase) >>> 2];
     if (!Number.isInteger(pa) || (pa & 3) !== 0 || pa >= this.limit || pa < 0) this.badAccess(pa, 4); // no fmod
     const arr = this.locate(pa, false);
     return arr === null ? 0 : arr[this.locWord];
@@ -682,16 +695,18 @@ export class PhysMem implements PhysPort {
       this.lastChunk[(off >>> 2) + this.lastDelta] = value;
       return;
     }
+    const i = (pa / PAGE_SIZE) & (PAGE_CACHE - 1);
+    const o = pa - this.pcPage[i];
+    if ((o | 0) === o && (o & PAGE_MASK) === 0) {
+      this.counters.memWrites++;
+      this.pcArr[i][(o >>> 2) + this.pcWord[i]] = value;
+      return;
+    }
     this.slowWrite(pa, value);
   }
 
-  /** Store through the page cache, else the directory (backing memory as needed). */
+  /** Store through the directory (backing memory as needed). */
   private slowWrite(pa: number, value: number): void {
-    if (this.pageCacheHit(pa)) {
-      this.counters.memWrites++;
-      this.lastChunk[(pa - this.lastBase) >>> 2] = value;
-      return;
-    }
     if (!Number.isInteger(pa) || (pa & 3) !== 0 || pa >= this.limit || pa < 0) this.badAccess(pa, 4); // no fmod
     this.counters.memWrites++;
     const arr = this.locate(pa, value !== 0, true);
@@ -705,6 +720,9 @@ export class PhysMem implements PhysPort {
   peek32(pa: number): number {
     const off = pa - this.lastBase;
     if ((off | 0) === off && (off & this.lastMask) === 0) return this.lastChunk[(off >>> 2) + this.lastDelta];
+    const i = (pa / PAGE_SIZE) & (PAGE_CACHE - 1);
+    const o = pa - this.pcPage[i];
+    if ((o | 0) === o && (o & PAGE_MASK) === 0) return this.pcArr[i][(o >>> 2) + this.pcWord[i]];
     return this.slowPeek(pa);
   }
 

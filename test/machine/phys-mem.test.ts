@@ -209,6 +209,38 @@ describe("isFilled and readWords agree with word-by-word loads on every kind of 
   });
 });
 
+describe("a line page the program keeps coming back to", () => {
+  it("is made whole after 64 directory lookups of its lines, keeping its data, and served from the page cache after", () => {
+    const m = new PhysMem({ denseBudget: 0 });
+    const head = 0x40000000; // a list head: two lines of one page
+    const rec = (i: number) => 0x40200000 + (i % 8) * 4096; // records: one line in each of 8 pages
+    m.write32(head, 1);
+    m.write32(head + 64, 2);
+    for (let i = 0; i < 8; i++) m.write32(rec(i) + 4, i + 1);
+    const lines = m.backedBytes;
+    expect(lines).toBe(10 * 64);
+    let lookups = 0;
+    // Alternate head and records, all lines (not page-cached): each access looks its line up.
+    while (m.backedBytes === lines && lookups < 200) {
+      expect(m.read32(head)).toBe(1);
+      expect(m.read32(rec(lookups) + 4)).toBe((lookups % 8) + 1);
+      lookups++;
+    }
+    expect(lookups).toBe(62); // the head's page: its 2 stores and 62 loads looked it up; a record page 1 + 8 times
+    expect(m.backedBytes).toBe(lines - 2 * 64 + 4096); // made whole (its lines, the chunk's only ones, dropped)
+    const reads = m.counters.memReads;
+    for (let i = 0; i < 100; i++) {
+      m.write32(head + 64, i);
+      expect(m.read32(rec(i) + 4)).toBe((i % 8) + 1);
+      expect(m.read32(head)).toBe(1);
+    }
+    expect(m.read32(head + 64)).toBe(99);
+    expect(m.counters.memReads - reads).toBe(201);
+    expect(m.backedBytes).toBe(lines - 2 * 64 + 4096); // the record pages, 21 lookups each, stay lines
+    expect(m.isFilled(head + 128, 4096 - 128, 0)).toBe(true);
+  });
+});
+
 describe("the RAM caches never serve a replaced backing", () => {
   it("random stores, fills and loads interleaved agree with a flat model (promotions, uniform chunks, recycled pages)", () => {
     const WORDS = 4 * 512 * 1024; // four 2 MiB chunks
