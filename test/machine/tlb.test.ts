@@ -35,6 +35,45 @@ describe("TLB", () => {
     expect(m.counters.walks).toBe(8);
   });
 
+  it("a repeated kernel access is served like an L1 hit: same counts, same recency, ended by any fill, INVLPG or PCID switch", () => {
+    // The stale detector walks on every hit, so the repeat is served without the lookup only with it off.
+    const { m, cpu, mapper } = setup({ pcide: true, checkStale: false });
+    // 16 sets of 6 ways: pages 16 apart share one set.
+    const base = vpnOf(0xffffc90000000000n);
+    // Page 0 is a kernel page; pages 1-7 user pages, whose hits are never served without the lookup.
+    mapper.map(base, 0x1000, PAGE_4K, { write: true }).ignore();
+    for (let i = 1; i < 8; i++) mapper.map(base + i * 16, 0x1000 + i, PAGE_4K, { user: true }).ignore();
+    const user = Access.READ | Access.USER;
+    cpu.translate(base, Access.READ);
+    for (let i = 1; i < 6; i++) cpu.translate(base + i * 16, user); // set full: page 0 is LRU
+    cpu.translate(base, Access.READ); // an L1 hit: page 0 most recent, and remembered
+    for (let i = 1; i < 6; i++) cpu.translate(base + i * 16, user); // L1 hits: page 0 is LRU again
+    cpu.translate(base, Access.READ); // the repeat: must make page 0 most recent like a lookup would
+    expect(m.counters.tlbL1Hits).toBe(7);
+    expect(m.counters.tlbHits4k).toBe(7);
+    cpu.translate(base + 6 * 16, user); // evicts page 1, not page 0
+    const walks = m.counters.walks;
+    cpu.translate(base, Access.READ);
+    expect(m.counters.walks).toBe(walks);
+    expect(m.counters.tlbL1Hits).toBe(8);
+    cpu.translate(base + 16, user); // page 1 was evicted from the L1: an STLB hit
+    expect(m.counters.tlbL2Hits).toBe(1);
+    // A write through an entry that is not dirty yet is not a repeat of the read: the assist happens.
+    const pteWrites = m.counters.walkWrites;
+    cpu.translate(base, Access.WRITE);
+    cpu.translate(base, Access.WRITE);
+    expect(m.counters.walkWrites).toBeGreaterThan(pteWrites);
+    const w = m.counters.walks;
+    cpu.translate(base, Access.WRITE); // now a repeat
+    expect(m.counters.walks).toBe(w);
+    cpu.invlpg(base);
+    cpu.translate(base, Access.WRITE);
+    expect(m.counters.walks).toBe(w + 1);
+    cpu.writeCr3(mapper.root, 2, true); // another PCID: the entry of PCID 0 is not visible
+    cpu.translate(base, Access.WRITE);
+    expect(m.counters.walks).toBe(w + 2);
+  });
+
   it("LRU replacement within a set", () => {
     const a = new TlbArray({ entries: 4, ways: 2 }); // 2 sets
     a.insert(0, 0, 0, 0, 100, 0);

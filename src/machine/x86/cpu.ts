@@ -17,7 +17,15 @@ import type { Counters } from "../counters.ts";
 import type { PhysMem } from "../phys-mem.ts";
 import { Access, checkRights, PfErr, pageFault, peekWalk, walk } from "./mmu.ts";
 import { reservedHiMask } from "./pte.ts";
-import { GOLDEN_COVE, PagingStructureCache, Tlb, type TlbArray, type TlbGeometry, TlbPerm } from "./tlb.ts";
+import {
+  GOLDEN_COVE,
+  PagingStructureCache,
+  Tlb,
+  type TlbArray,
+  type TlbEpoch,
+  type TlbGeometry,
+  TlbPerm,
+} from "./tlb.ts";
 import type { Levels } from "./vaddr.ts";
 
 export interface CpuOptions {
@@ -92,6 +100,25 @@ export class Cpu {
   private hitArr: TlbArray;
   private hitShift = 0;
 
+  /**
+   * The last first-level hit of a kernel data access (READ or WRITE, supervisor page; WRITE only
+   * through a dirty writable entry): page, access, PCID, the entry (array, index, size) and the frame,
+   * valid while the TLB epoch is the one seen then. Repeating that access can only find the same entry
+   * in the same array (nothing was filled, invalidated or flushed since), pass the same rights check
+   * (a supervisor read or write of a supervisor page does not depend on SMAP, PKRU or CR0.WP once the
+   * entry is writable) and need no dirty assist, so it is served by counting the same hit and
+   * refreshing the same entry's recency: identical counters and TLB state, without the lookup.
+   */
+  private mtVpn = Number.NaN;
+  private mtAccess = 0;
+  private mtPcid = 0;
+  private mtEpoch = -1;
+  private mtArr: TlbArray;
+  private mtI = 0;
+  private mtShift = 0;
+  private mtPfn = 0;
+  private readonly epoch: TlbEpoch;
+
   constructor(mem: PhysMem, opts: CpuOptions = {}) {
     this.id = opts.id ?? 0;
     this.mem = mem;
@@ -110,6 +137,8 @@ export class Cpu {
     this.pke = opts.pke ?? false;
     this.reservedHi = reservedHiMask(mem.maxPhysAddrBits, this.nxe);
     this.hitArr = this.tlb.stlb;
+    this.mtArr = this.tlb.d4k;
+    this.epoch = this.tlb.epoch;
   }
 
   /**
@@ -118,8 +147,23 @@ export class Cpu {
    */
   translate(vpn: number, access: number): number {
     const pcid = this.currentPcid;
-    const tlb = this.tlb;
     const c = this.counters;
+    if (
+      vpn === this.mtVpn &&
+      access === this.mtAccess &&
+      this.epoch.n === this.mtEpoch &&
+      pcid === this.mtPcid &&
+      !this.checkStale
+    ) {
+      c.tlbL1Hits++;
+      const shift = this.mtShift;
+      if (shift === 0) c.tlbHits4k++;
+      else if (shift === 9) c.tlbHits2m++;
+      else c.tlbHits1g++;
+      this.mtArr.touch(this.mtI);
+      return this.mtPfn;
+    }
+    const tlb = this.tlb;
     const fetch = (access & Access.FETCH) !== 0;
     let arr: TlbArray = fetch ? tlb.i4k : tlb.d4k;
     let shift = 0;
@@ -136,6 +180,26 @@ export class Cpu {
     }
     if (i >= 0) {
       c.tlbL1Hits++;
+      const epoch = this.epoch.n;
+      const pfn = this.useEntry(arr, i, shift, vpn, access);
+      const perm = arr.perm[i];
+      if (
+        pfn >= 0 &&
+        this.epoch.n === epoch &&
+        (perm & TlbPerm.US) === 0 &&
+        (access === Access.READ ||
+          (access === Access.WRITE && (perm & (TlbPerm.RW | TlbPerm.DIRTY)) === (TlbPerm.RW | TlbPerm.DIRTY)))
+      ) {
+        this.mtVpn = vpn;
+        this.mtAccess = access;
+        this.mtPcid = pcid;
+        this.mtEpoch = epoch;
+        this.mtArr = arr;
+        this.mtI = i;
+        this.mtShift = shift;
+        this.mtPfn = pfn;
+      }
+      return pfn;
     } else {
       i = this.lookupStlb(vpn, pcid, access);
       if (i < 0) {
@@ -175,7 +239,7 @@ export class Cpu {
   private useEntry(arr: TlbArray, i: number, shift: number, vpn: number, access: number): number {
     const perm = arr.perm[i];
     const span = 1 << shift;
-    const pfn = arr.base[i] + (vpn % span);
+    const pfn = arr.base[i] + (vpn & (span - 1)); // low bits of an integer below 2^53: no fmod
     if (this.checkStale) this.staleCheck(vpn, pfn, perm);
     if (shift === 0) this.counters.tlbHits4k++;
     else if (shift === 9) this.counters.tlbHits2m++;
@@ -217,7 +281,7 @@ export class Cpu {
       else {
         // The instruction TLB has no 1 GiB entries: a 1 GiB page is cached as the 2 MiB piece used.
         const pn = Math.floor(vpn / 512);
-        tlb.i2m.insert(pn, 9, pcid, global, shift === 9 ? base : base + (pn % 512) * 512, perm);
+        tlb.i2m.insert(pn, 9, pcid, global, shift === 9 ? base : base + (pn & 511) * 512, perm);
       }
       return;
     }

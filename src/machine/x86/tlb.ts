@@ -66,6 +66,14 @@ export const ZEN4: TlbGeometry = {
 };
 
 /**
+ * Bumped by every change to the entries of a CPU's TLB arrays (fill, invalidation, flush): a CPU may
+ * serve a repeated first-level hit without the lookup while the epoch it saw is current (cpu.ts).
+ */
+export class TlbEpoch {
+  n = 0;
+}
+
+/**
  * One set-associative array. `tag` is the page number at the entry's size (VPN >> shift), -1 when
  * the way is invalid. Mixed-size arrays (the STLB) also compare `shift`.
  */
@@ -82,8 +90,10 @@ export class TlbArray {
   /** Valid entries per page shift (index 0, 9, 18): lookups of a size with none return at once. */
   readonly live = new Int32Array(19);
   private clock = 0;
+  readonly epoch: TlbEpoch;
 
-  constructor(g: TlbArrayGeometry) {
+  constructor(g: TlbArrayGeometry, epoch: TlbEpoch = new TlbEpoch()) {
+    this.epoch = epoch;
     if (g.entries % g.ways !== 0)
       fail("BAD_TLB", `TLB of ${g.entries} entries is not a multiple of ${g.ways} ways`);
     const sets = g.entries / g.ways;
@@ -115,8 +125,14 @@ export class TlbArray {
     return -1;
   }
 
+  /** What a repeated `lookup` that finds entry `i` again does: make it the most recently used. */
+  touch(i: number): void {
+    this.lru[i] = ++this.clock;
+  }
+
   /** Insert (or refresh) an entry, evicting the set's least recently used way. Returns its index. */
   insert(pn: number, shift: number, pcid: number, global: number, base: number, perm: number): number {
+    this.epoch.n++;
     const ways = this.ways;
     const first = (pn & (this.sets - 1)) * ways;
     let victim = first;
@@ -148,6 +164,7 @@ export class TlbArray {
    * (INVLPG semantics; with `keepGlobal`, INVPCID type 0 semantics). Returns how many were dropped.
    */
   invalidateAddress(vpn: number, pcid: number, keepGlobal: boolean, sizes: readonly PageShift[]): number {
+    this.epoch.n++;
     let n = 0;
     for (let k = 0; k < sizes.length; k++) {
       const s = sizes[k];
@@ -173,6 +190,7 @@ export class TlbArray {
    * drops the globals of one PCID.
    */
   flush(pcid: number, keepGlobal: boolean): number {
+    this.epoch.n++;
     let n = 0;
     for (let i = 0; i < this.tag.length; i++) {
       if (this.tag[i] === -1) continue;
@@ -204,16 +222,19 @@ export class Tlb {
   readonly i2m: TlbArray;
   readonly stlb: TlbArray;
   readonly stlb1g: TlbArray;
+  /** Shared by the arrays: bumped by any change to any entry. */
+  readonly epoch = new TlbEpoch();
 
   constructor(geometry: TlbGeometry = GOLDEN_COVE) {
     this.geometry = geometry;
-    this.d4k = new TlbArray(geometry.l1d4k);
-    this.d2m = new TlbArray(geometry.l1d2m);
-    this.d1g = new TlbArray(geometry.l1d1g);
-    this.i4k = new TlbArray(geometry.l1i4k);
-    this.i2m = new TlbArray(geometry.l1i2m);
-    this.stlb = new TlbArray(geometry.stlb);
-    this.stlb1g = new TlbArray(geometry.stlb1g);
+    const e = this.epoch;
+    this.d4k = new TlbArray(geometry.l1d4k, e);
+    this.d2m = new TlbArray(geometry.l1d2m, e);
+    this.d1g = new TlbArray(geometry.l1d1g, e);
+    this.i4k = new TlbArray(geometry.l1i4k, e);
+    this.i2m = new TlbArray(geometry.l1i2m, e);
+    this.stlb = new TlbArray(geometry.stlb, e);
+    this.stlb1g = new TlbArray(geometry.stlb1g, e);
   }
 
   arrays(): TlbArray[] {
