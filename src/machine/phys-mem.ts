@@ -543,7 +543,7 @@ export class PhysMem implements PhysPort {
   private locate(pa: number, create: boolean, write = create, wholePage = false): Uint32Array | null {
     const d = this.dir(pa, create);
     if (d === null) return this.untouched(pa, CHUNK_BYTES);
-    const inGiB = pa % GIB;
+    const inGiB = pa & (GIB - 1); // pa: a checked integer; & keeps its low 32 bits (no fmod)
     const idx = inGiB >>> 21;
     let slot = d[idx];
     if (typeof slot === "number") {
@@ -574,7 +574,7 @@ export class PhysMem implements PhysPort {
         slot.bytes >= PROMOTE_BYTES ||
         (slot.touched >= PROMOTE_PAGES && this.denseChunks * CHUNK_BYTES < this.denseBudget)
       ) {
-        this.forgetChunk(pa - (pa % CHUNK_BYTES));
+        this.forgetChunk(pa - (pa & (CHUNK_BYTES - 1)));
         const dense = this.promote(slot);
         d[idx] = dense;
         return this.found(pa, CHUNK_BYTES, dense, 0, true);
@@ -592,7 +592,7 @@ export class PhysMem implements PhysPort {
 
   /** `locate`'s answer: `arr` holds the `span`-byte granule of `pa` from word `word` on; cached for the fast path when `cache`. */
   private found(pa: number, span: number, arr: Uint32Array, word: number, cache: boolean): Uint32Array {
-    const inSpan = pa % span;
+    const inSpan = pa & (span - 1);
     this.locWord = word + (inSpan >>> 2);
     this.locSpan = span - inSpan;
     if (cache) {
@@ -602,7 +602,7 @@ export class PhysMem implements PhysPort {
       this.lastDelta = word;
       if (span !== LINE_BYTES) {
         // The page of pa is backed whole: remember the array and the word where the page starts.
-        const inPage = pa % PAGE_SIZE;
+        const inPage = pa & (PAGE_SIZE - 1);
         const i = (pa / PAGE_SIZE) & (PAGE_CACHE - 1);
         this.pcPage[i] = pa - inPage;
         this.pcArr[i] = arr;
@@ -624,7 +624,7 @@ export class PhysMem implements PhysPort {
   }
 
   private untouched(pa: number, span: number): null {
-    this.locSpan = span - (pa % span);
+    this.locSpan = span - (pa & (span - 1));
     return null;
   }
 
@@ -642,7 +642,7 @@ export class PhysMem implements PhysPort {
     this.forgetChunk(chunkBase);
     const d = this.dir(chunkBase, word !== 0);
     if (d === null) return;
-    const idx = (chunkBase % GIB) >>> 21;
+    const idx = (chunkBase & (GIB - 1)) >>> 21;
     const old = d[idx];
     if (old instanceof Uint32Array) this.denseChunks--;
     else if (old instanceof SparseChunk) {
@@ -667,7 +667,7 @@ export class PhysMem implements PhysPort {
 
   /** Does a store of `len` bytes at `pa` write more of its page than its lines would hold? Then back the page whole. */
   private coversPage(pa: number, len: number): boolean {
-    return Math.min(len, PAGE_SIZE - (pa % PAGE_SIZE)) > LINES_PER_PAGE * LINE_BYTES;
+    return Math.min(len, PAGE_SIZE - (pa & (PAGE_SIZE - 1))) > LINES_PER_PAGE * LINE_BYTES;
   }
 
   read32(pa: number): number {
@@ -791,10 +791,10 @@ export class PhysMem implements PhysPort {
     if ((pa & 3) !== 0) this.badAccess(pa, 4);
     for (let at = 0; at < n; ) {
       const p = pa + at * 4;
-      const inChunk = p % CHUNK_BYTES;
+      const inChunk = p & (CHUNK_BYTES - 1);
       const k = Math.min(n - at, (CHUNK_BYTES - inChunk) >>> 2);
       const d = this.dir(p, false);
-      const slot = d === null ? null : d[(p % GIB) >>> 21];
+      const slot = d === null ? null : d[(p & (GIB - 1)) >>> 21];
       if (slot === null) dst.fill(0, from + at, from + at + k);
       else if (typeof slot === "number") dst.fill(slot, from + at, from + at + k);
       else if (slot instanceof Uint32Array)
@@ -862,10 +862,10 @@ export class PhysMem implements PhysPort {
     if ((pa & 3) !== 0 || (len & 3) !== 0)
       fail("MISALIGNED", `bulk access ${hex(pa)}+${hex(len)} is not 4-byte aligned`);
     for (let p = pa; p < pa + len; ) {
-      const inChunk = p % CHUNK_BYTES;
+      const inChunk = p & (CHUNK_BYTES - 1);
       const n = Math.min(pa + len - p, CHUNK_BYTES - inChunk);
       const d = this.dir(p, false);
-      const slot = d === null ? null : d[(p % GIB) >>> 21];
+      const slot = d === null ? null : d[(p & (GIB - 1)) >>> 21];
       if (slot === null) {
         if (word !== 0) return false;
       } else if (typeof slot === "number") {
@@ -923,7 +923,7 @@ export class PhysMem implements PhysPort {
           at += n;
           continue;
         }
-        const skip = first * 4 - ((p + first * 4) % LINE_BYTES);
+        const skip = first * 4 - ((p + first * 4) & (LINE_BYTES - 1));
         if (skip > 0) {
           at += skip;
           continue;
