@@ -158,14 +158,16 @@ const LINES_PER_BLOCK = 64;
  */
 class PagePool {
   private slab = new ArrayBuffer(0);
-  private next = SLAB_PAGES;
+  private slabPages = 0;
+  private next = 0;
   private readonly free: Uint32Array[] = [];
 
   take(): Uint32Array {
     const f = this.free.pop();
     if (f !== undefined) return f.fill(0);
-    if (this.next === SLAB_PAGES) {
-      this.slab = new ArrayBuffer(SLAB_PAGES * 4096);
+    if (this.next === this.slabPages) {
+      this.slabPages = Math.min(MAX_SLAB_PAGES, Math.max(SLAB_PAGES, this.slabPages * 2));
+      this.slab = new ArrayBuffer(this.slabPages * 4096);
       this.next = 0;
     }
     return new Uint32Array(this.slab, this.next++ * 4096, 1024);
@@ -176,6 +178,7 @@ class PagePool {
   }
 }
 const SLAB_PAGES = 256;
+const MAX_SLAB_PAGES = 16384;
 /** The shared empty block list of chunks without lines (never pushed to). */
 const NO_BLOCKS: Uint32Array[] = [];
 
@@ -343,8 +346,10 @@ class SparseChunk {
       const d = at + ((o - off) >>> 2);
       const k = this.slotOf(p);
       if (k === 0) dst.fill(0, d, d + (len >>> 2));
-      else if (k > 0) dst.set(this.pages[k - 1].subarray(inPage >>> 2, (inPage + len) >>> 2), d);
-      else {
+      else if (k > 0) {
+        const page = this.pages[k - 1];
+        dst.set(len === 4096 ? page : page.subarray(inPage >>> 2, (inPage + len) >>> 2), d);
+      } else {
         const lp = -k - 1;
         for (let l = inPage >>> 6; l <= (inPage + len - 1) >>> 6; l++) {
           const from = Math.max(inPage, l * LINE_BYTES);
@@ -816,7 +821,9 @@ export class PhysMem implements PhysPort {
       true,
       (arr, w, k, at) => {
         const s = from + (at >>> 2);
-        if (k > 16) arr!.set(src.subarray(s, s + k), w);
+        if (s === 0 && k === src.length)
+          arr!.set(src, w); // a whole page of scratch: no view made
+        else if (k > 16) arr!.set(src.subarray(s, s + k), w);
         else for (let i = 0; i < k; i++) arr![w + i] = src[s + i];
       },
       true,

@@ -14,6 +14,7 @@ import {
   type KernelCliOptions,
   withBootOptions,
 } from "../options.ts";
+import { relaunchWithHugePages } from "../huge-pages.ts";
 import { printJson, colour as pc, table } from "../output.ts";
 
 export { withBootOptions };
@@ -139,7 +140,10 @@ export async function bootFromOptions(
   }
   const design = await loadDesign(o.pmm);
   if (isDesignPath(o.pmm) && o.validate) validateOrExit(design, json);
-  return bootKernel({ ...opts, pmm: design });
+  // A big boot relaunches itself with 2 MiB host pages (huge-pages.ts); not after a design file's
+  // validation was printed, which the relaunched process would print again.
+  const onHostEstimate = isDesignPath(o.pmm) ? undefined : relaunchWithHugePages;
+  return bootKernel({ ...opts, pmm: design, onHostEstimate });
 }
 
 export function registerBoot(program: Command): void {

@@ -13,6 +13,7 @@ import type { PmmDesign } from "../../kernel/pmm/interface.ts";
 import { isDesignPath, loadDesign } from "../../kernel/pmm/load.ts";
 import { measureAllocator, type PmmMeasures } from "../../kernel/pmm/measure.ts";
 import { BYO_VALIDATION, validateDesign } from "../../kernel/pmm/validate.ts";
+import { relaunchWithHugePages } from "../huge-pages.ts";
 import { mapFormatOption } from "../map-input.ts";
 import {
   cpusOption,
@@ -136,7 +137,12 @@ async function pmmAction(o: PmmCliOptions) {
     });
   // Every budget is checked before the first design is booted (no half-printed table).
   const layout = { usable: firstRam.ram, cpus: o.cpus, colours: o.colours };
-  for (const n of names) checkHostBudget(file ?? getDesign(n), layout, o.hostBudget);
+  let host = 0;
+  for (const n of names)
+    host = Math.max(host, checkHostBudget(file ?? getDesign(n), layout, o.hostBudget).bytes);
+  // A big one relaunches the command with 2 MiB host pages (huge-pages.ts); not after a design
+  // file's validation was printed, which the relaunched process would print again.
+  if (file === null) relaunchWithHugePages(host);
   const full = { usable: usableFrameRanges(firstRam.map), cpus: o.cpus, colours: o.colours };
   const results: (PmmMeasures & { fullMapMetadataBytes: number })[] = [];
   for (const n of names) {

@@ -154,7 +154,8 @@ function firmwareMap(s: Start): AfterFirmware {
   const { opts, design, strategy, levels, mapName } = s;
   const { map, changes, ram, ramBytes, early } = bootRam(mapName, strategy, levels, opts.mem, opts);
   const ncpus = opts.cpus ?? 1;
-  checkHostBudget(design, { usable: ram, cpus: ncpus, colours: opts.colours }, opts.hostBudget);
+  const host = checkHostBudget(design, { usable: ram, cpus: ncpus, colours: opts.colours }, opts.hostBudget);
+  opts.onHostEstimate?.(host.bytes);
   const holes = map.entries
     .filter((e) => !isUsable(e.type) && e.start < 1n << 52n)
     .map((e) => ({ start: Number(e.start), end: Number(e.end + 1n), type: e820TypeName(e.type) }));

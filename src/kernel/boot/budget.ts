@@ -20,15 +20,16 @@ export function hostBytesEstimate(design: PmmDesign, layout: PmmLayout): HostByt
 
 /**
  * Refuse up front (HOST_MEMORY, exit 2) when `design` on `layout` would back more host memory than
- * `budget`: boot, audit, pmm, demo, pt, compare and the server's boots all go through here.
+ * `budget`: boot, audit, pmm, demo, pt, compare and the server's boots all go through here. Returns the
+ * estimate when it is within the budget.
  */
 export function checkHostBudget(
   design: PmmDesign,
   layout: PmmLayout,
   budget = DEFAULT_BOOT_HOST_BUDGET,
-): void {
+): HostBytes {
   const est = hostBytesEstimate(design, layout);
-  if (est.bytes <= budget) return;
+  if (est.bytes <= budget) return est;
   const ramGiB = (framesIn(layout.usable) * 4096) / 2 ** 30;
   fail(
     "HOST_MEMORY",

@@ -44,6 +44,11 @@ export interface BootOptions extends KmapOptions {
   mem?: number;
   /** Refuse up front when the estimated host memory exceeds this many bytes (default 8 GiB). */
   hostBudget?: number;
+  /**
+   * Called with the boot's host-memory estimate (bytes) once it is within the budget, before anything
+   * is backed: the CLI relaunches itself with 2 MiB host pages for a big one (cli/huge-pages.ts).
+   */
+  onHostEstimate?: (bytes: number) => void;
 }
 
 /** The option flags of the strategy-specific options, for the refusals. */
