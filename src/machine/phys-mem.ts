@@ -152,35 +152,51 @@ const HOT_LINE_LOOKUPS = 64;
 const LINES_PER_BLOCK = 64;
 
 /**
- * The 4 KiB pages and line blocks of sparse chunks, carved from 1 MiB slabs (one host allocation per
- * 256 pages: allocating each page alone cost ~17 us with many alive) and recycled, zeroed, when their
- * chunk is made dense or uniform.
+ * The 4 KiB pages and line blocks of sparse chunks, carved from slabs (one host allocation per 256
+ * pages at first, doubling up to 64 MiB: allocating each page alone cost ~17 us with many alive, and a
+ * big slab can be backed by 2 MiB host pages) and recycled, zeroed, when their chunk is made dense or
+ * uniform. A page is a number, `id` (slab << 14 | page in slab): no object per page for the garbage
+ * collector to trace (a 1 TiB stack has half a million pages); `arr(id)` and `word(id)` locate it.
  */
 class PagePool {
-  private slab = new ArrayBuffer(0);
+  private readonly slabs: Uint32Array[] = [];
   private slabPages = 0;
   private next = 0;
-  private readonly free: Uint32Array[] = [];
+  private readonly free: number[] = [];
 
-  take(): Uint32Array {
+  take(): number {
     const f = this.free.pop();
-    if (f !== undefined) return f.fill(0);
+    if (f !== undefined) {
+      const w = this.word(f);
+      this.arr(f).fill(0, w, w + 1024);
+      return f;
+    }
     if (this.next === this.slabPages) {
       this.slabPages = Math.min(MAX_SLAB_PAGES, Math.max(SLAB_PAGES, this.slabPages * 2));
-      this.slab = new ArrayBuffer(this.slabPages * 4096);
+      this.slabs.push(new Uint32Array(this.slabPages * 1024));
       this.next = 0;
     }
-    return new Uint32Array(this.slab, this.next++ * 4096, 1024);
+    return (this.slabs.length - 1) * MAX_SLAB_PAGES + this.next++;
   }
 
-  give(pages: readonly Uint32Array[]): void {
-    for (const p of pages) this.free.push(p);
+  /** The slab holding page `id`. */
+  arr(id: number): Uint32Array {
+    return this.slabs[Math.floor(id / MAX_SLAB_PAGES)];
+  }
+
+  /** The word of `arr(id)` where page `id` starts. */
+  word(id: number): number {
+    return (id & (MAX_SLAB_PAGES - 1)) * 1024;
+  }
+
+  give(ids: readonly number[]): void {
+    for (const id of ids) this.free.push(id);
   }
 }
 const SLAB_PAGES = 256;
 const MAX_SLAB_PAGES = 16384;
-/** The shared empty block list of chunks without lines (never pushed to). */
-const NO_BLOCKS: Uint32Array[] = [];
+/** The shared empty id list of chunks without lines or without a second page (never pushed to). */
+const NO_IDS: number[] = [];
 
 /** Are the `n` words of `arr` from `at` all equal to `word`? */
 function allWords(arr: Uint32Array, at: number, n: number, word: number): boolean {
@@ -190,14 +206,19 @@ function allWords(arr: Uint32Array, at: number, n: number, word: number): boolea
 
 class SparseChunk {
   /**
-   * Per page: 0 untouched, k > 0 the whole page `pages[k - 1]`, k < 0 line page number -k - 1. Null
+   * Per page: 0 untouched, k > 0 whole page number k (`idOf`), k < 0 line page number -k - 1. Null
    * while at most one page is touched (`soloPage`, `soloSlot`): a chunk holding one stack page or one
    * table costs that page, not a 512-entry index beside it.
    */
   private pageSlot: Int16Array | null = null;
   private soloPage = -1;
   private soloSlot = 0;
-  readonly pages: Uint32Array[] = [];
+  /**
+   * Pool ids of the whole pages: the first in `firstId` (-1: none), the others in `moreIds` (a chunk
+   * with one stack page, the common case, keeps no list).
+   */
+  private firstId = -1;
+  private moreIds: number[] = NO_IDS;
   /**
    * Per line page, up to LINES_PER_PAGE entries (a page with more is made whole): the line's number in
    * its page + 1 (`lineIds`) and its slot in the pool (`lineSlots`); `lineCount` entries in use. 24
@@ -210,7 +231,7 @@ class SparseChunk {
   private lineHits: Uint8Array | null = null;
   private linePages = 0;
   /** Blocks of lines (none until the first line: a chunk of whole pages keeps no list). */
-  private blocks: Uint32Array[] = NO_BLOCKS;
+  private blocks: number[] = NO_IDS;
   /** Lines handed out (including those of pages made whole since). */
   private lines = 0;
   /** Host bytes backing this chunk (whole pages and lines, including the lines of promoted pages). */
@@ -222,7 +243,8 @@ class SparseChunk {
 
   /** Give every page and line block back to the pool (the chunk is being replaced). */
   release(): void {
-    this.pool.give(this.pages);
+    if (this.firstId >= 0) this.pool.give([this.firstId]);
+    this.pool.give(this.moreIds);
     this.pool.give(this.blocks);
   }
 
@@ -245,10 +267,14 @@ class SparseChunk {
     this.pageSlot[p] = k;
   }
 
-  /** The whole page `p` (0..511), or null. */
-  page(p: number): Uint32Array | null {
-    const k = this.slotOf(p);
-    return k > 0 ? this.pages[k - 1] : null;
+  /** The pool id of the whole page `p` (0..511), or -1. */
+  pageId(p: number): number {
+    return this.idOf(this.slotOf(p));
+  }
+
+  /** The pool id of whole page number `k` (a slot > 0), or -1 for any other slot. */
+  private idOf(k: number): number {
+    return k === 1 ? this.firstId : k > 1 ? this.moreIds[k - 2] : -1;
   }
 
   /** The pool slot of line `l` (0..63) of page `p` when `p` is kept as lines and the line exists, else -1. */
@@ -260,11 +286,13 @@ class SparseChunk {
 
   /** The block holding pool slot `s`; the line is its words [lineWord(s), lineWord(s) + 16). */
   lineBlock(s: number): Uint32Array {
-    return this.blocks[Math.floor(s / LINES_PER_BLOCK)];
+    return this.pool.arr(this.blocks[Math.floor(s / LINES_PER_BLOCK)]);
   }
 
   lineWord(s: number): number {
-    return (s % LINES_PER_BLOCK) * LINE_WORDS;
+    return (
+      this.pool.word(this.blocks[Math.floor(s / LINES_PER_BLOCK)]) + (s & (LINES_PER_BLOCK - 1)) * LINE_WORDS
+    );
   }
 
   isLinePage(p: number): boolean {
@@ -311,7 +339,7 @@ class SparseChunk {
     }
     const s = this.lines++;
     if (s % LINES_PER_BLOCK === 0) {
-      if (this.blocks === NO_BLOCKS) this.blocks = [];
+      if (this.blocks === NO_IDS) this.blocks = [];
       this.blocks.push(this.pool.take()); // LINES_PER_BLOCK lines: 4 KiB
     }
     const e = lp * LINES_PER_PAGE + this.lineCount![lp]++;
@@ -321,20 +349,26 @@ class SparseChunk {
     return s;
   }
 
-  /** Make page `p` a whole 4 KiB page (copying the lines it had). */
-  wholePage(p: number): Uint32Array {
+  /** Make page `p` a whole 4 KiB page (copying the lines it had); returns its pool id. */
+  wholePage(p: number): number {
     const k = this.slotOf(p);
-    if (k > 0) return this.pages[k - 1];
-    const page = this.pool.take();
+    if (k > 0) return this.idOf(k);
+    const id = this.pool.take();
     if (k === 0) this.touched++;
     if (k < 0) {
-      this.copyLines(-k - 1, page, 0);
+      this.copyLines(-k - 1, this.pool.arr(id), this.pool.word(id));
       if (this.lineCount![-k - 1] === this.lines) this.dropLines(); // they were this page's only lines
     }
-    this.pages.push(page);
-    this.setSlot(p, this.pages.length);
+    if (this.firstId < 0) {
+      this.firstId = id;
+      this.setSlot(p, 1);
+    } else {
+      if (this.moreIds === NO_IDS) this.moreIds = [];
+      this.moreIds.push(id);
+      this.setSlot(p, this.moreIds.length + 1);
+    }
     this.bytes += 4096;
-    return page;
+    return id;
   }
 
   /** Copy `n` words of this chunk from byte `off` into `dst[at..]` (zero where nothing is backed). */
@@ -347,8 +381,9 @@ class SparseChunk {
       const k = this.slotOf(p);
       if (k === 0) dst.fill(0, d, d + (len >>> 2));
       else if (k > 0) {
-        const page = this.pages[k - 1];
-        dst.set(len === 4096 ? page : page.subarray(inPage >>> 2, (inPage + len) >>> 2), d);
+        const id = this.idOf(k);
+        const w = this.pool.word(id) + (inPage >>> 2);
+        dst.set(this.pool.arr(id).subarray(w, w + (len >>> 2)), d);
       } else {
         const lp = -k - 1;
         for (let l = inPage >>> 6; l <= (inPage + len - 1) >>> 6; l++) {
@@ -377,7 +412,8 @@ class SparseChunk {
       if (k === 0) {
         if (word !== 0) return false;
       } else if (k > 0) {
-        if (!allWords(this.pages[k - 1], inPage >>> 2, n >>> 2, word)) return false;
+        const id = this.idOf(k);
+        if (!allWords(this.pool.arr(id), this.pool.word(id) + (inPage >>> 2), n >>> 2, word)) return false;
       } else {
         const lp = -k - 1;
         for (let l = inPage >>> 6; l <= (inPage + n - 1) >>> 6; l++) {
@@ -400,7 +436,7 @@ class SparseChunk {
   /** Forget every line (none is in use any more): blocks back to the pool, no line map. */
   private dropLines(): void {
     this.pool.give(this.blocks);
-    this.blocks = NO_BLOCKS;
+    this.blocks = NO_IDS;
     this.bytes -= this.lines * LINE_BYTES;
     this.lines = 0;
     this.linePages = 0;
@@ -443,8 +479,11 @@ class SparseChunk {
     const dense = new Uint32Array(CHUNK_WORDS);
     for (let p = 0; p < 512; p++) {
       const k = this.slotOf(p);
-      if (k > 0) dense.set(this.pages[k - 1], p * 1024);
-      else if (k < 0) this.copyLines(-k - 1, dense, p * 1024);
+      if (k > 0) {
+        const id = this.idOf(k);
+        const w = this.pool.word(id);
+        dense.set(this.pool.arr(id).subarray(w, w + 1024), p * 1024);
+      } else if (k < 0) this.copyLines(-k - 1, dense, p * 1024);
     }
     return dense;
   }
@@ -565,8 +604,9 @@ export class PhysMem implements PhysPort {
       d[idx] = slot;
     }
     const p = (inGiB >>> 12) & 511;
-    const page = slot.page(p);
-    if (page !== null) return this.found(pa, PAGE_SIZE, page, 0, true);
+    const pool = this.pool;
+    const id = slot.pageId(p);
+    if (id >= 0) return this.found(pa, PAGE_SIZE, pool.arr(id), pool.word(id), true);
     const l = (inGiB >>> 6) & 63;
     let s = create && wholePage ? -1 : slot.line(p, l);
     if (s < 0) {
@@ -584,13 +624,16 @@ export class PhysMem implements PhysPort {
         d[idx] = dense;
         return this.found(pa, CHUNK_BYTES, dense, 0, true);
       }
-      if (s < 0) return this.found(pa, PAGE_SIZE, slot.page(p)!, 0, true);
+      if (s < 0) {
+        const whole = slot.pageId(p);
+        return this.found(pa, PAGE_SIZE, pool.arr(whole), pool.word(whole), true);
+      }
     }
     if (slot.hot(p)) {
       const before = slot.bytes;
-      const page = slot.wholePage(p);
+      const whole = slot.wholePage(p);
       this.sparseBytes += slot.bytes - before;
-      return this.found(pa, PAGE_SIZE, page, 0, true);
+      return this.found(pa, PAGE_SIZE, pool.arr(whole), pool.word(whole), true);
     }
     return this.found(pa, LINE_BYTES, slot.lineBlock(s), slot.lineWord(s), true);
   }
