@@ -574,6 +574,23 @@ function scanRuns(
 }
 
 /**
+ * The 64-bit frame numbers p, p+1, ..., p+k-1 as little-endian u32 halves in `run[0..2k)`: what a
+ * stack's bulk push stores (one carry per 2^32 frames instead of a division per entry).
+ */
+export function fillRun(run: Uint32Array, p: number, k: number): void {
+  let lo = p % 4294967296;
+  let hi = Math.floor(p / 4294967296);
+  for (let i = 0; i < 2 * k; i += 2) {
+    run[i] = lo;
+    run[i + 1] = hi;
+    if (++lo === 4294967296) {
+      lo = 0;
+      hi++;
+    }
+  }
+}
+
+/**
  * Join frame numbers into runs of consecutive frames, for `forEachFree` of the stack designs: `words`
  * holds k entries as u64 halves (lo, hi); `run` carries the open run across calls ([start, length],
  * start -1 for none) and each finished run goes to `fn`. Entries that continue the run one frame at a

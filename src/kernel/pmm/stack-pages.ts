@@ -18,7 +18,7 @@
  * search; bad-free detection needs the optional allocation bitmap (`checked`, default true, 1 bit/frame).
  */
 import { read64, readWords, write64, writeWords } from "../../machine/phys-mem.ts";
-import { type CheckedOptions, checkedDesign, stackHostBytes } from "./common.ts";
+import { type CheckedOptions, checkedDesign, fillRun, stackHostBytes } from "./common.ts";
 import type { PhysPort } from "../../machine/phys-mem.ts";
 import {
   AllocMap,
@@ -107,10 +107,7 @@ export class StackPages implements FrameAllocator {
         this.push(p++);
         continue;
       }
-      for (let i = 0; i < k; i++) {
-        RUN[2 * i] = (p + i) >>> 0;
-        RUN[2 * i + 1] = ((p + i) / 4294967296) >>> 0;
-      }
+      fillRun(RUN, p, k);
       writeWords(this.port, this.head * 4096 + 8 + this.top * 8, RUN, 0, 2 * k);
       this.top += k;
       this.entries += k;

@@ -17,7 +17,7 @@
  * (standing metadata, 32 KiB per GiB) catches double and foreign frees; `checked: false` is the bare
  * kernel version (0 standing bytes), used by the benchmark.
  */
-import { type CheckedOptions, checkedDesign, stackHostBytes } from "./common.ts";
+import { type CheckedOptions, checkedDesign, fillRun, stackHostBytes } from "./common.ts";
 import type { PhysPort } from "../../machine/phys-mem.ts";
 import {
   AllocMap,
@@ -111,10 +111,7 @@ export class FreePageStack implements FrameAllocator {
         this.push(p++);
         continue;
       }
-      for (let i = 0; i < k; i++) {
-        RUN[2 * i] = (p + i) >>> 0;
-        RUN[2 * i + 1] = ((p + i) / 4294967296) >>> 0;
-      }
+      fillRun(RUN, p, k);
       this.region.writeWords(off, RUN, 0, 2 * k);
       this.n += k;
       p += k;

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { joinRuns } from "../../../src/kernel/pmm/common.ts";
+import { fillRun, joinRuns } from "../../../src/kernel/pmm/common.ts";
 
 /** The runs a frame-at-a-time loop makes of a list of frame numbers. */
 function naive(pfns: number[]): [number, number][] {
@@ -57,5 +57,29 @@ describe("joinRuns (the stacks' forEachFree)", () => {
         },
       ),
     ).toThrow("entry 1");
+  });
+});
+
+describe("fillRun (the stacks' bulk push)", () => {
+  it("stores p..p+k-1 as little-endian u32 halves, carrying across 2^32", () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.nat(1 << 30),
+          fc.integer({ min: 2 ** 32 - 600, max: 2 ** 32 + 5 }),
+          fc.constant(2 ** 40 - 512),
+        ),
+        fc.integer({ min: 1, max: 512 }),
+        (p, k) => {
+          const run = new Uint32Array(1024).fill(7);
+          fillRun(run, p, k);
+          for (let i = 0; i < k; i++) {
+            expect(run[2 * i]).toBe((p + i) % 2 ** 32);
+            expect(run[2 * i + 1]).toBe(Math.floor((p + i) / 2 ** 32));
+          }
+          expect(run[2 * k] ?? 7).toBe(7); // nothing past the run
+        },
+      ),
+    );
   });
 });
