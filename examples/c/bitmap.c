@@ -224,6 +224,10 @@ static int fits(pmm_pfn_t pfn, unsigned k, const struct pmm_constraints *c) {
   return 1;
 }
 
+/* The used word search_small read where it found the block, handed to take (read once an allocation). */
+static pmm_paddr_t seen_used_pa = ~(pmm_paddr_t)0;
+static uint32_t seen_used;
+
 /* Orders 0..5 in summary words [q0, q1) of region r: an aligned zero group inside one used word. */
 static pmm_pfn_t search_small(uint32_t r, unsigned k, uint64_t q0, uint64_t q1, const struct pmm_constraints *c) {
   pmm_pfn_t base = rstart[r];
@@ -236,7 +240,9 @@ static pmm_pfn_t search_small(uint32_t r, unsigned k, uint64_t q0, uint64_t q1, 
     while (s != 0) {
       uint64_t w = q * 32 + ctz32(s);
       s &= s - 1;
-      uint32_t zeros = ~pmm_read32(used_pa[r] + w * 4); /* 1 = free */
+      seen_used_pa = used_pa[r] + w * 4;
+      seen_used = pmm_read32(seen_used_pa);
+      uint32_t zeros = ~seen_used; /* 1 = free */
       pmm_pfn_t pb = base + w * 32;
       if (k == 0 && c == 0) return pb + ctz32(zeros);
       for (unsigned off = 0; off < 32; off += g)
@@ -296,7 +302,8 @@ static void take(uint32_t r, pmm_pfn_t pfn, unsigned k) {
   uint64_t w = s / 32;
   if (k <= 5) {
     uint32_t m = (k == 5 ? ALL : (1u << (1u << k)) - 1) << (s & 31);
-    uint32_t u = pmm_read32(used_pa[r] + w * 4);
+    pmm_paddr_t upa = used_pa[r] + w * 4;
+    uint32_t u = upa == seen_used_pa ? seen_used : pmm_read32(upa);
     write_used(r, w, u, u | m);
   } else {
     fill_words(r, w, 1ull << (k - 5), ALL);
@@ -304,6 +311,7 @@ static void take(uint32_t r, pmm_pfn_t pfn, unsigned k) {
   pmm_paddr_t h = head_pa[r] + w * 4;
   pmm_write32(h, pmm_read32(h) | (1u << (s & 31)));
   nfree -= 1ull << k;
+  seen_used_pa = ~(pmm_paddr_t)0;
 }
 
 /*
@@ -315,6 +323,7 @@ pmm_pfn_t pmm_alloc(unsigned order, const struct pmm_constraints *c) {
   unsigned k = order;
   if (k > ORDER_1G || nregions == 0) return PMM_NO_PFN;
   uint32_t nr = nregions;
+  seen_used_pa = ~(pmm_paddr_t)0;
   for (uint32_t t = 0; t <= nr; t++) {
     uint32_t r = (hint_r + t) % nr;
     uint64_t q0 = t == 0 ? hint_q : 0;
@@ -333,8 +342,12 @@ pmm_pfn_t pmm_alloc(unsigned order, const struct pmm_constraints *c) {
   return PMM_NO_PFN;
 }
 
-/* The block at frame s of region r must be exactly 2^order frames: all allocated tails, then a non-tail. */
-static int check_extent(uint32_t r, uint64_t s, unsigned order) {
+/*
+ * The block at frame s of region r must be exactly 2^order frames: all allocated tails, then a non-tail.
+ * The words of the head's word w0 were read by the caller (u0, g0, h0); others are read here.
+ */
+static int check_extent(uint32_t r, uint64_t s, unsigned order, uint64_t w0, uint32_t u0, uint32_t g0,
+                        uint32_t h0) {
   uint64_t n = 1ull << order;
   uint64_t span = rend[r] - rstart[r];
   if (s + n > span) return pmm_error(PMM_EWRONGORDER, "the block would run past its region");
@@ -342,9 +355,10 @@ static int check_extent(uint32_t r, uint64_t s, unsigned order) {
     uint64_t w = p / 32;
     uint64_t cnt = min64(n, 32);
     uint32_t m = (cnt == 32 ? ALL : (1u << cnt) - 1) << (p & 31);
-    uint32_t u = pmm_read32(used_pa[r] + w * 4);
-    uint32_t g = pmm_read32(mgd_pa[r] + w * 4);
-    uint32_t h = pmm_read32(head_pa[r] + w * 4);
+    int known = w == w0;
+    uint32_t u = known ? u0 : pmm_read32(used_pa[r] + w * 4);
+    uint32_t g = known ? g0 : pmm_read32(mgd_pa[r] + w * 4);
+    uint32_t h = known ? h0 : pmm_read32(head_pa[r] + w * 4);
     uint32_t want_head = p == s ? 1u << (s & 31) : 0;
     if ((u & m) != m || (g & m) != m || (h & m) != want_head)
       return pmm_error(PMM_EWRONGORDER, "the allocated block at this frame is smaller");
@@ -353,8 +367,9 @@ static int check_extent(uint32_t r, uint64_t s, unsigned order) {
   if (e < span) {
     uint64_t w = e / 32;
     uint32_t bit = 1u << (e & 31);
-    int tail = (pmm_read32(used_pa[r] + w * 4) & bit) != 0 && (pmm_read32(mgd_pa[r] + w * 4) & bit) != 0 &&
-               (pmm_read32(head_pa[r] + w * 4) & bit) == 0;
+    int tail = w == w0 ? (u0 & bit) != 0 && (g0 & bit) != 0 && (h0 & bit) == 0
+                       : (pmm_read32(used_pa[r] + w * 4) & bit) != 0 && (pmm_read32(mgd_pa[r] + w * 4) & bit) != 0 &&
+                             (pmm_read32(head_pa[r] + w * 4) & bit) == 0;
     if (tail) return pmm_error(PMM_EWRONGORDER, "the allocated block at this frame is larger");
   }
   return 0;
@@ -368,22 +383,22 @@ int pmm_free(pmm_pfn_t pfn, unsigned order) {
   uint64_t s = pfn - rstart[r];
   uint64_t w = s / 32;
   uint32_t bit = 1u << (s & 31);
-  if ((pmm_read32(mgd_pa[r] + w * 4) & bit) == 0)
-    return pmm_error(PMM_EBADFREE, "never given to the allocator (reserved or metadata)");
-  if ((pmm_read32(used_pa[r] + w * 4) & bit) == 0) return pmm_error(PMM_EDOUBLE, "already free");
-  if ((pmm_read32(head_pa[r] + w * 4) & bit) == 0)
-    return pmm_error(PMM_EBADFREE, "inside an allocated block, not its first frame");
-  int rc = check_extent((uint32_t)r, s, order);
+  /* The frame's three words, read once and kept for the checks and the update. */
+  uint32_t g = pmm_read32(mgd_pa[r] + w * 4);
+  if ((g & bit) == 0) return pmm_error(PMM_EBADFREE, "never given to the allocator (reserved or metadata)");
+  uint32_t u = pmm_read32(used_pa[r] + w * 4);
+  if ((u & bit) == 0) return pmm_error(PMM_EDOUBLE, "already free");
+  uint32_t h = pmm_read32(head_pa[r] + w * 4);
+  if ((h & bit) == 0) return pmm_error(PMM_EBADFREE, "inside an allocated block, not its first frame");
+  int rc = check_extent((uint32_t)r, s, order, w, u, g, h);
   if (rc != 0) return rc;
   if (order <= 5) {
     uint32_t m = (order == 5 ? ALL : (1u << (1u << order)) - 1) << (s & 31);
-    uint32_t u = pmm_read32(used_pa[r] + w * 4);
     write_used((uint32_t)r, w, u, u & ~m);
   } else {
-    fill_words((uint32_t)r, w, 1ull << (order - 5), 0);
+    fill_words((uint32_t)r, w, 1ull << (order - 5), 0); /* the head word is not among them */
   }
-  pmm_paddr_t h = head_pa[r] + w * 4;
-  pmm_write32(h, pmm_read32(h) & ~bit);
+  pmm_write32(head_pa[r] + w * 4, h & ~bit);
   nfree += 1ull << order;
   return 0;
 }

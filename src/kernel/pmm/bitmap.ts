@@ -96,6 +96,12 @@ export class BitmapAllocator implements FrameAllocator {
   readonly maxOrder = ORDER_1G;
   /** Event counter: summary and bitmap words examined by searches. */
   wordsScanned = 0;
+  /**
+   * The used word `searchSmall` read where it found the block (its address and value), handed to
+   * `take` as C code would keep it in a register: the word is read once an allocation, not twice.
+   */
+  private seenUsedPa = -1;
+  private seenUsed = 0;
   private readonly port: PhysPort;
   private readonly regions: RegionTable;
   private readonly colours: number;
@@ -219,6 +225,7 @@ export class BitmapAllocator implements FrameAllocator {
     const k = order === 0 && c === undefined ? 0 : effectiveOrder(order, c);
     if (k > ORDER_1G) return -1;
     const R = this.regions.count;
+    this.seenUsedPa = -1;
     for (let t = 0; t <= R; t++) {
       const r = (this.hintR + t) % R;
       const q0 = t === 0 ? this.hintQ : 0;
@@ -255,8 +262,11 @@ export class BitmapAllocator implements FrameAllocator {
         const j = ctz(s);
         s = (s & (s - 1)) >>> 0;
         const w = q * 32 + j;
-        const free = ~port.read32(this.usedPa[r] + w * 4) >>> 0;
+        const used = port.read32(this.usedPa[r] + w * 4);
+        const free = ~used >>> 0;
         this.wordsScanned++;
+        this.seenUsedPa = this.usedPa[r] + w * 4;
+        this.seenUsed = used;
         const pb = base + w * 32;
         if (k === 0 && c === undefined) return pb + ctz(free);
         for (let off = 0; off < 32; off += g) {
@@ -308,7 +318,8 @@ export class BitmapAllocator implements FrameAllocator {
     const w = Math.floor(s / 32);
     if (k <= 5) {
       const m = ((k === 5 ? ALL : (1 << (1 << k)) - 1) << (s & 31)) >>> 0;
-      const u = port.read32(this.usedPa[r] + w * 4);
+      const upa = this.usedPa[r] + w * 4;
+      const u = upa === this.seenUsedPa ? this.seenUsed : port.read32(upa);
       this.writeUsed(r, w, u, (u | m) >>> 0);
     } else {
       this.fillWords(r, w, 1 << (k - 5), ALL);
@@ -316,6 +327,7 @@ export class BitmapAllocator implements FrameAllocator {
     const h = this.headPa[r] + w * 4;
     port.write32(h, (port.read32(h) | (1 << (s & 31))) >>> 0);
     this.nfree -= 1 << k;
+    this.seenUsedPa = -1;
   }
 
   /** Set n whole used words (n >= 2, aligned) to val (ALL or 0), updating summaries word-wise in bulk. */
@@ -345,29 +357,43 @@ export class BitmapAllocator implements FrameAllocator {
     const s = pfn - this.regions.start[r];
     const w = Math.floor(s / 32);
     const bit = 1 << (s & 31);
-    if ((port.read32(this.mgdPa[r] + w * 4) & bit) === 0) {
+    // The three words of the frame, read once and kept (as C keeps them in registers) for the checks
+    // and the update.
+    const g = port.read32(this.mgdPa[r] + w * 4);
+    if ((g & bit) === 0) {
       badFree("BAD_FREE", this.name, pfn, order, "never given to the allocator (reserved or metadata)");
     }
-    if ((port.read32(this.usedPa[r] + w * 4) & bit) === 0)
-      badFree("DOUBLE_FREE", this.name, pfn, order, "already free");
-    if ((port.read32(this.headPa[r] + w * 4) & bit) === 0) {
+    const u = port.read32(this.usedPa[r] + w * 4);
+    if ((u & bit) === 0) badFree("DOUBLE_FREE", this.name, pfn, order, "already free");
+    const h = port.read32(this.headPa[r] + w * 4);
+    if ((h & bit) === 0) {
       badFree("BAD_FREE", this.name, pfn, order, "inside an allocated block, not its first frame");
     }
-    this.checkExtent(r, s, order, pfn);
+    this.checkExtent(r, s, order, pfn, w, u, g, h);
     if (order <= 5) {
       const m = ((order === 5 ? ALL : (1 << (1 << order)) - 1) << (s & 31)) >>> 0;
-      const u = port.read32(this.usedPa[r] + w * 4);
       this.writeUsed(r, w, u, (u & ~m) >>> 0);
     } else {
-      this.fillWords(r, w, 1 << (order - 5), 0);
+      this.fillWords(r, w, 1 << (order - 5), 0); // the head word is not among them
     }
-    const h = this.headPa[r] + w * 4;
-    port.write32(h, (port.read32(h) & ~bit) >>> 0);
+    port.write32(this.headPa[r] + w * 4, (h & ~bit) >>> 0);
     this.nfree += 1 << order;
   }
 
-  /** The block at pfn must be exactly 2^order frames: all allocated tails, then a non-tail. */
-  private checkExtent(r: number, s: number, order: number, pfn: number): void {
+  /**
+   * The block at pfn must be exactly 2^order frames: all allocated tails, then a non-tail. The words
+   * of the head's word `w0` were read by the caller (`u0`, `g0`, `h0`); others are read here.
+   */
+  private checkExtent(
+    r: number,
+    s: number,
+    order: number,
+    pfn: number,
+    w0: number,
+    u0: number,
+    g0: number,
+    h0: number,
+  ): void {
     const n = 1 << order;
     const span = this.regions.end[r] - this.regions.start[r];
     if (s + n > span) badFree("WRONG_ORDER", this.name, pfn, order, "the block would run past its region");
@@ -376,9 +402,10 @@ export class BitmapAllocator implements FrameAllocator {
       const w = Math.floor(p / 32);
       const cnt = Math.min(n, 32);
       const m = ((cnt === 32 ? ALL : (1 << cnt) - 1) << (p & 31)) >>> 0;
-      const u = port.read32(this.usedPa[r] + w * 4);
-      const g = port.read32(this.mgdPa[r] + w * 4);
-      const h = port.read32(this.headPa[r] + w * 4);
+      const known = w === w0;
+      const u = known ? u0 : port.read32(this.usedPa[r] + w * 4);
+      const g = known ? g0 : port.read32(this.mgdPa[r] + w * 4);
+      const h = known ? h0 : port.read32(this.headPa[r] + w * 4);
       const wantHead = p === s ? (1 << (s & 31)) >>> 0 : 0;
       if ((u & m) >>> 0 !== m || (g & m) >>> 0 !== m || (h & m) >>> 0 !== wantHead) {
         badFree("WRONG_ORDER", this.name, pfn, order, "the allocated block at this frame is smaller");
@@ -389,9 +416,11 @@ export class BitmapAllocator implements FrameAllocator {
       const w = Math.floor(e / 32);
       const bit = 1 << (e & 31);
       const tail =
-        (port.read32(this.usedPa[r] + w * 4) & bit) !== 0 &&
-        (port.read32(this.mgdPa[r] + w * 4) & bit) !== 0 &&
-        (port.read32(this.headPa[r] + w * 4) & bit) === 0;
+        w === w0
+          ? (u0 & bit) !== 0 && (g0 & bit) !== 0 && (h0 & bit) === 0
+          : (port.read32(this.usedPa[r] + w * 4) & bit) !== 0 &&
+            (port.read32(this.mgdPa[r] + w * 4) & bit) !== 0 &&
+            (port.read32(this.headPa[r] + w * 4) & bit) === 0;
       if (tail) badFree("WRONG_ORDER", this.name, pfn, order, "the allocated block at this frame is larger");
     }
   }
