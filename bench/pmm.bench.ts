@@ -1,6 +1,6 @@
 /**
  * PMM benchmark: alloc+free pairs per second for each design on the same seeded traces, and the ratio
- * against a C twin of the stack and buddy allocators (bench/native/pmm_ref.c, built with `cc -O2` when a
+ * against a C twin of the stack, stack-pages, free-list and buddy allocators (bench/native/pmm_ref.c, built with `cc -O2` when a
  * C compiler exists). The C twin keeps the same state in the same simulated RAM model (2 MiB chunks
  * behind a directory, every 32-bit access bounds-checked and counted), so the ratio measures the
  * language, not a different algorithm; both print a checksum of the frames returned, which must match.
@@ -258,18 +258,18 @@ function figuresOf(rows: Row[], native: Row[] | null, tights: [string, number][]
   const ratio = (design: string, trace: string) => {
     const r = rows.find((x) => x.design === design && x.trace === trace);
     const n = native?.find((x) => x.design === design && x.trace === trace);
-    return r !== undefined && n !== undefined ? r.nsPerPair / n.nsPerPair : Number.NaN;
+    if (r === undefined || n === undefined) return Number.NaN;
+    if (r.checksum !== n.checksum) {
+      console.log(`${design} ${trace}: the C twin's checksum differs, so it is not a twin; no ratio.`);
+      return Number.NaN;
+    }
+    return r.nsPerPair / n.nsPerPair;
   };
-  // The C twin (bench/native/pmm_ref.c) has one stack; the other order-0 designs are compared with it.
-  const vsStack = (design: string) => {
-    const r = rows.find((x) => x.design === design && x.trace === "order0");
-    const n = native?.find((x) => x.design === "stack-unchecked" && x.trace === "order0");
-    return r !== undefined && n !== undefined ? r.nsPerPair / n.nsPerPair : Number.NaN;
-  };
+  // Each design against its own C twin in bench/native/pmm_ref.c (same algorithm, same accesses).
   return {
     stack: ratio("stack-unchecked", "order0"),
-    stackPages: vsStack("stack-pages-unchecked"),
-    freelist: vsStack("freelist-unchecked"),
+    stackPages: ratio("stack-pages-unchecked", "order0"),
+    freelist: ratio("freelist-unchecked", "order0"),
     buddy: ratio("buddy", "order0"),
     buddyMixed: ratio("buddy", "mixed"),
     bitmapPairNs: tights.find(([n]) => n === "bitmap")?.[1] ?? Number.NaN,

@@ -1,7 +1,11 @@
 /*
- * C twin of two pagelab PMM designs, for the ratio printed by bench/pmm.bench.ts:
+ * C twin of four pagelab PMM designs, for the ratio printed by bench/pmm.bench.ts:
  *   - "stack-unchecked": src/kernel/pmm/stack.ts with checked: false (free-page stack in a growable
  *     region, extended with the frame being freed, u64 entries as two 32-bit accesses);
+ *   - "stack-pages-unchecked": src/kernel/pmm/stack-pages.ts with checked: false (linked stack pages of
+ *     511 frame numbers, the pages being free frames themselves);
+ *   - "freelist-unchecked": src/kernel/pmm/freelist.ts with checked: false (xv6's intrusive list: the
+ *     next frame number in the free frame's first 8 bytes);
  *   - "buddy" / "buddy-nopcp": src/kernel/pmm/buddy.ts with 16-byte records, one migrate type, one CPU,
  *     per-CPU lists for orders 0..3 (batch 63, high 6 batches) or none.
  * Same algorithms, same metadata layout, same simulated RAM model as src/machine/phys-mem.ts (2 MiB
@@ -101,6 +105,80 @@ static void stack_boot(void) {
   rframes = calloc((RE - RS) / 512 + 2, 8);
   mapped = sn = 0;
   for (uint64_t p = RS; p < RE; p++) stack_push(p);
+}
+
+/* ---- design 2: linked stack pages (unchecked) ----------------------------------------------------- */
+#define PER_STACK_PAGE 511
+static int64_t sp_head = -1;
+static uint64_t sp_top;
+
+static void sp_push(uint64_t pfn) {
+  if (sp_head < 0 || sp_top == PER_STACK_PAGE) { /* the freed frame becomes the new top page */
+    wr(pfn * 4096, (uint32_t)sp_head);
+    wr(pfn * 4096 + 4, (uint32_t)((uint64_t)sp_head >> 32));
+    sp_head = (int64_t)pfn;
+    sp_top = 0;
+    return;
+  }
+  uint64_t pa = (uint64_t)sp_head * 4096 + 8 + sp_top * 8;
+  wr(pa, (uint32_t)pfn);
+  wr(pa + 4, (uint32_t)(pfn >> 32));
+  sp_top++;
+}
+static int64_t sp_alloc(int order) {
+  if (order != 0) return -1;
+  int64_t h = sp_head;
+  if (h < 0) return -1;
+  if (sp_top == 0) { /* hand out the empty stack page itself */
+    uint64_t pa = (uint64_t)h * 4096;
+    uint32_t lo = rd(pa), hi = rd(pa + 4);
+    sp_head = (int64_t)(((uint64_t)hi << 32) | lo);
+    sp_top = sp_head < 0 ? 0 : PER_STACK_PAGE;
+    return h;
+  }
+  sp_top--;
+  uint64_t pa = (uint64_t)h * 4096 + 8 + sp_top * 8;
+  uint32_t hi = rd(pa + 4);
+  return (int64_t)(((uint64_t)hi << 32) | rd(pa));
+}
+static void sp_free(int64_t pfn, int order) {
+  if (order != 0 || pfn < (int64_t)RS || pfn >= (int64_t)RE) bad((uint64_t)pfn);
+  sp_push((uint64_t)pfn);
+}
+static void sp_boot(int unused) {
+  (void)unused;
+  mem_reset();
+  sp_head = -1;
+  sp_top = 0;
+  for (uint64_t p = RS; p < RE; p++) sp_push(p);
+}
+
+/* ---- design 3: intrusive free list (unchecked) --------------------------------------------------- */
+static int64_t fl_head = -1;
+
+static inline void fl_push(uint64_t pfn) {
+  wr(pfn * 4096, (uint32_t)fl_head); /* -1 (empty) as all ones: the list's end */
+  wr(pfn * 4096 + 4, (uint32_t)((uint64_t)fl_head >> 32));
+  fl_head = (int64_t)pfn;
+}
+static int64_t fl_alloc(int order) {
+  if (order != 0) return -1;
+  int64_t pfn = fl_head;
+  if (pfn < 0) return -1;
+  uint64_t pa = (uint64_t)pfn * 4096;
+  uint32_t hi = rd(pa + 4);
+  fl_head = hi == 0xffffffffu ? -1 : (int64_t)(((uint64_t)hi << 32) | rd(pa));
+  return pfn;
+}
+static void fl_free(int64_t pfn, int order) {
+  if (order != 0 || pfn < (int64_t)RS || pfn >= (int64_t)RE) bad((uint64_t)pfn);
+  fl_push((uint64_t)pfn);
+}
+static void fl_boot(int unused) {
+  (void)unused;
+  mem_reset();
+  fl_head = -1;
+  for (uint64_t p = RS; p < RE; p++) fl_push(p);
 }
 
 /* ---- design 5: buddy ----------------------------------------------------------------------------- */
@@ -377,11 +455,17 @@ int main(int argc, char **argv) {
   RS = strtoull(argv[3], NULL, 0);
   RE = strtoull(argv[4], NULL, 0);
   const char *t = argv[2];
-  if (strcmp(t, "order0") == 0) bench("stack-unchecked", t, stack_boot_arg, 0, stack_alloc, stack_free);
+  if (strcmp(t, "order0") == 0) {
+    bench("stack-unchecked", t, stack_boot_arg, 0, stack_alloc, stack_free);
+    bench("stack-pages-unchecked", t, sp_boot, 0, sp_alloc, sp_free);
+    bench("freelist-unchecked", t, fl_boot, 0, fl_alloc, fl_free);
+  }
   bench("buddy", t, buddy_boot, 1, buddy_alloc, buddy_free);
   bench("buddy-nopcp", t, buddy_boot, 0, buddy_alloc, buddy_free);
   if (strcmp(t, "order0") == 0) {
     tight("stack-unchecked", stack_boot_arg, 0, stack_alloc, stack_free);
+    tight("stack-pages-unchecked", sp_boot, 0, sp_alloc, sp_free);
+    tight("freelist-unchecked", fl_boot, 0, fl_alloc, fl_free);
     tight("buddy", buddy_boot, 1, buddy_alloc, buddy_free);
   }
   fprintf(stderr, "references: %llu reads, %llu writes\n", (unsigned long long)mem_reads, (unsigned long long)mem_writes);
