@@ -12,6 +12,7 @@
  *
  * The API (types, pointer encoding, options) is documented in api.ts and re-exported here.
  */
+import { type CloneOptions, cloneGraph } from "../machine/clone.ts";
 import { fail } from "../errors.ts";
 import { type BootResult, bootKernel } from "./boot/index.ts";
 import { checkTree } from "../machine/x86/inspect.ts";
@@ -189,7 +190,7 @@ function startShootdown(
   });
   kpages.flusher = shootdown;
   if (pool !== null) pool.flusher = shootdown;
-  for (const r of boot.regions) r.flusher = (f) => shootdown.flushKernelAtomic(f);
+  for (const r of boot.regions) r.flusher = shootdown;
   return { tlbState, shootdown };
 }
 
@@ -211,7 +212,7 @@ function startHeap(
       pmm: boot.pmmAllocator,
       vmArena,
       counters: boot.machine.counters,
-      flusher: () => shootdown,
+      flusher: shootdown,
       descs: kdata,
     },
     {
@@ -250,11 +251,40 @@ function startProcesses(
   });
 }
 
+/**
+ * A copy of a booted kernel and its machine, to run a workload on while `k` stays as it was: the state
+ * a fresh boot with the same options reaches (boot is deterministic), at the cost of copying its RAM
+ * and registers instead of booting again. Throws `CloneRefused` when some part cannot be copied (a
+ * design loaded from the user's file may keep closures); the caller then boots afresh.
+ */
+export function forkKernel(k: KernelInternals, opts: Omit<CloneOptions, "shared"> = {}): KernelInternals {
+  const parts = {
+    boot: k.boot,
+    kmem: k.kmem,
+    kpages: k.kpages,
+    pool: k.pool,
+    tlbState: k.tlbState,
+    shootdown: k.shootdown,
+    heap: k.heap,
+    processes: k.processes,
+  };
+  // The design is its description (name, sizing, constructor): configuration, shared as it is.
+  const c = cloneGraph(parts, { ...opts, shared: [k.boot.design] });
+  return assembleKernel(
+    c.boot,
+    k.cpus.length,
+    c,
+    { tlbState: c.tlbState, shootdown: c.shootdown },
+    c.heap,
+    c.processes,
+  );
+}
+
 /** The running kernel: its parts, and the calls that span them (pmmAlloc, reclaim, run, check). */
 function assembleKernel(
   boot: BootResult,
   ncpus: number,
-  { kmem, kpages, pool }: Arenas,
+  { kmem, kpages, pool }: Pick<Arenas, "kmem" | "kpages" | "pool">,
   { tlbState, shootdown }: Smp,
   heap: Heap,
   processes: ProcessManager,

@@ -4,6 +4,7 @@
  * workload switches it (`run(id, fn)`) before doing work "on" another CPU. Per-CPU data such as the
  * fixmap window slots are indexed by `current.id`.
  */
+import { bare, blank, cloneable } from "../machine/clone.ts";
 import type { Machine } from "../machine/machine.ts";
 import type { Cpu } from "../machine/x86/cpu.ts";
 
@@ -12,6 +13,7 @@ export class Current {
   cpu: Cpu;
 
   constructor(readonly machine: Machine) {
+    if (blank()) bare(this); // a bare instance for a copy of the machine (machine/clone.ts)
     this.cpu = machine.cpus[0];
   }
 
@@ -31,3 +33,6 @@ export class Current {
     }
   }
 }
+
+// Copied with their hidden class when a booted machine is forked (machine/clone.ts).
+cloneable(Current);

@@ -33,11 +33,12 @@ import { Worker } from "node:worker_threads";
 import { fail, PagelabError } from "../errors.ts";
 import { corpusMachine, expandMapNames, isCorpusName } from "../firmware/corpus.ts";
 import { DEFAULT_PRESET } from "../firmware/index.ts";
-import { startKernel } from "../kernel/kernel.ts";
+import { forkKernel, type KernelInternals, startKernel } from "../kernel/kernel.ts";
 import { DESIGN_NAMES, DESIGNS, getDesign } from "../kernel/pmm/designs.ts";
 import type { PmmDesign } from "../kernel/pmm/interface.ts";
 import { isDesignPath, loadDesign } from "../kernel/pmm/load.ts";
 import { BYO_VALIDATION, checkedDesign, validateDesign } from "../kernel/pmm/validate.ts";
+import { BufferRecycler, CloneRefused } from "../machine/clone.ts";
 import { Rng } from "../machine/rng.ts";
 import type { Levels } from "../machine/x86/vaddr.ts";
 import { auditBoot } from "./audit.ts";
@@ -546,8 +547,97 @@ function emptyRow(s: RunSpec): ResultRow {
 
 const MAX_SERIES = 512;
 
+/** Where a run gets its booted kernel: a boot of its own, or a copy of its group's (`BootGroup`). */
+type KernelSource = (s: RunSpec, pmm: string | PmmDesign) => KernelInternals;
+
+const freshBoot: KernelSource = (s, pmm) =>
+  startKernel({
+    map: s.map,
+    pmm,
+    kmap: s.kmap,
+    levels: s.levels,
+    cpus: s.cpus,
+    seed: s.seed,
+    mem: s.mem ?? undefined,
+    hostBudget: s.hostBudget,
+    check: false,
+  });
+
+/**
+ * The options a run's kernel boots with. Runs with the same key boot the same machine to the same
+ * state (the boot is deterministic), so a group of them boots once and each run takes a copy
+ * (`forkKernel`). A user's design file is booted per run (null): its code may keep state a copy
+ * cannot carry.
+ */
+export function bootKey(s: RunSpec): string | null {
+  if (isDesignPath(s.pmm)) return null;
+  return JSON.stringify([s.map, s.pmm, s.kmap, s.levels, s.cpus, s.seed, s.mem, s.hostBudget]);
+}
+
+/** The runs grouped by boot key, each group in plan order (a run without a key alone). */
+export function groupByBoot(specs: RunSpec[]): RunSpec[][] {
+  const groups = new Map<string, RunSpec[]>();
+  const out: RunSpec[][] = [];
+  for (const s of specs) {
+    const key = bootKey(s);
+    const g = key === null ? undefined : groups.get(key);
+    if (g !== undefined) g.push(s);
+    else {
+      const fresh = [s];
+      out.push(fresh);
+      if (key !== null) groups.set(key, fresh);
+    }
+  }
+  return out;
+}
+
+/**
+ * The kernels of one boot group: the first run boots the template, every run but the last works on a
+ * copy of it, and the last on the template itself. When the template cannot be copied, each run boots
+ * its own. A boot that fails fails its run only: the next run tries again.
+ */
+class BootGroup {
+  private template: KernelInternals | null = null;
+  private refused = false;
+  /** The previous copy's big buffers (its run is over when the next run asks), for the next copy. */
+  private readonly recycler = new BufferRecycler();
+  private made: ArrayBuffer[] = [];
+  constructor(private remaining: number) {}
+
+  readonly take: KernelSource = (s, pmm) => {
+    this.remaining--;
+    this.recycler.give(this.made);
+    this.made = [];
+    if (this.refused) return freshBoot(s, pmm);
+    if (this.template === null) {
+      const k = freshBoot(s, pmm);
+      if (this.remaining === 0) return k;
+      this.template = k;
+    }
+    const t = this.template;
+    if (this.remaining === 0) {
+      this.template = null;
+      return t;
+    }
+    try {
+      return forkKernel(t, { recycler: this.recycler, made: this.made });
+    } catch (e) {
+      if (!(e instanceof CloneRefused)) throw e;
+      this.refused = true;
+      this.template = null;
+      return t;
+    }
+  };
+}
+
+/** The runs of one boot group (`groupByBoot`), in order, in this thread; `onRow` gets each row as it is done. */
+export function runGroup(specs: RunSpec[], onRow: (row: ResultRow) => void, design?: PmmDesign): void {
+  const group = new BootGroup(specs.length);
+  for (const s of specs) onRow(runOne(s, design, group.take));
+}
+
 /** One run, start to finish, in this thread. Never throws: failures become `row.error`. */
-export function runOne(s: RunSpec, design?: PmmDesign): ResultRow {
+export function runOne(s: RunSpec, design?: PmmDesign, source: KernelSource = freshBoot): ResultRow {
   const row = emptyRow(s);
   const t0 = performance.now();
   let t1 = t0;
@@ -565,17 +655,7 @@ export function runOne(s: RunSpec, design?: PmmDesign): ResultRow {
       }
       pmm = checkedDesign(design);
     }
-    const k = startKernel({
-      map: s.map,
-      pmm,
-      kmap: s.kmap,
-      levels: s.levels,
-      cpus: s.cpus,
-      seed: s.seed,
-      mem: s.mem ?? undefined,
-      hostBudget: s.hostBudget,
-      check: false,
-    });
+    const k = source(s, pmm);
     const b = k.boot;
     row.ramBytes = b.ramBytes;
     row.usablePages = b.usablePages;
@@ -639,6 +719,12 @@ function rowAudit(b: BootResult): RowAudit {
     ramReadableFraction: a.ramReadable.fraction,
     kaslrBits: a.kaslr.entropyBits,
   };
+}
+
+/** Run a boot group (`groupByBoot`), loading the design file a lone run needs first. */
+export async function runGroupLoading(specs: RunSpec[], onRow: (row: ResultRow) => void): Promise<void> {
+  if (specs.length === 1) onRow(await runOneLoading(specs[0]));
+  else runGroup(specs, onRow);
 }
 
 /** Load the design file a run needs (in the thread that runs it), then run it. */
@@ -720,10 +806,12 @@ export async function runSpecs(
       onRow(r);
     }
   };
-  const cost = new Map(specs.map((s) => [s, costEstimate(s)]));
-  const order = [...specs].sort((a, b) => cost.get(b)! - cost.get(a)! || a.index - b.index);
+  // Runs that boot the same machine go together, to boot it once (BootGroup); the costliest groups first.
+  const groups = groupByBoot(specs);
+  const cost = new Map(groups.map((g) => [g, g.reduce((t, s) => t + costEstimate(s), 0)]));
+  const order = [...groups].sort((a, b) => cost.get(b)! - cost.get(a)! || a[0].index - b[0].index);
   if (jobs <= 0) {
-    for (const s of order) deliver(await runOneLoading(s));
+    for (const g of order) await runGroupLoading(g, deliver);
     return;
   }
   let next = 0;
@@ -731,7 +819,9 @@ export async function runSpecs(
   const one = (): Promise<void> =>
     new Promise((resolve, reject) => {
       const w = new Worker(url);
-      let current: RunSpec | null = null;
+      // The group in the worker, and which of its runs have answered.
+      let current: RunSpec[] | null = null;
+      const answered = new Set<number>();
       const feed = () => {
         if (next >= order.length) {
           current = null;
@@ -739,20 +829,24 @@ export async function runSpecs(
           return;
         }
         current = order[next++];
+        answered.clear();
         w.postMessage(current);
       };
       w.on("message", (row: ResultRow) => {
+        answered.add(row.index);
         deliver(row);
-        feed();
+        if (current !== null && answered.size === current.length) feed();
       });
       w.on("error", (e) => {
-        // The worker died (out of host memory, a bug outside runOne): its run becomes an error row,
-        // and a fresh worker takes over the rest of the queue.
-        if (current !== null) {
-          const row = emptyRow(current);
+        // The worker died (out of host memory, a bug outside runOne): its unanswered runs become error
+        // rows, and a fresh worker takes over the rest of the queue.
+        for (const s of current ?? []) {
+          if (answered.has(s.index)) continue;
+          const row = emptyRow(s);
           row.error = { code: "WORKER_DIED", message: e.message };
           deliver(row);
         }
+        current = null;
         one().then(resolve, reject);
       });
       feed();

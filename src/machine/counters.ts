@@ -4,6 +4,7 @@
  *
  * Later floors (allocators, shootdowns, heaps) add fields here so that one snapshot shows everything.
  */
+import { cloneable } from "./clone.ts";
 export class Counters {
   /** 32-bit (or narrower) loads from simulated RAM, by anyone. */
   memReads = 0;
@@ -131,3 +132,6 @@ export class Counters {
     return out;
   }
 }
+
+// Copied with their hidden class when a booted machine is forked (machine/clone.ts).
+cloneable(Counters);

@@ -3,6 +3,7 @@
  * own TLBs and control registers, and one counter registry shared by all of them. It knows nothing of
  * allocators, firmware maps or kernels: those are policies that run on it.
  */
+import { bare, blank, cloneable } from "./clone.ts";
 import { Counters } from "./counters.ts";
 import { PhysMem } from "./phys-mem.ts";
 import { Cpu, type CpuOptions } from "./x86/cpu.ts";
@@ -23,6 +24,7 @@ export class Machine {
   readonly levels: Levels;
 
   constructor(opts: MachineOptions = {}) {
+    if (blank()) bare(this); // a bare instance for a copy of the machine (machine/clone.ts)
     this.counters = new Counters();
     this.mem = new PhysMem({ maxPhysAddrBits: opts.maxPhysAddrBits ?? 46, counters: this.counters });
     this.levels = opts.levels ?? 4;
@@ -40,3 +42,6 @@ export class Machine {
     return this.cpus.flatMap((c) => c.staleReports);
   }
 }
+
+// Copied with their hidden class when a booted machine is forked (machine/clone.ts).
+cloneable(Machine);

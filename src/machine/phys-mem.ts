@@ -15,6 +15,7 @@
  *
  * Every access is counted in `Counters.memReads` / `memWrites` (bulk operations in `memBulkBytes`).
  */
+import { bare, blank, cloneable } from "./clone.ts";
 import { fail, hex } from "../errors.ts";
 import { Counters } from "./counters.ts";
 
@@ -196,7 +197,7 @@ class PagePool {
 const SLAB_PAGES = 256;
 const MAX_SLAB_PAGES = 16384;
 /** The shared empty id list of chunks without lines or without a second page (never pushed to). */
-const NO_IDS: number[] = [];
+const NO_IDS = Object.freeze([]) as unknown as number[]; // frozen: a copied machine (clone.ts) keeps it shared
 
 /** Are the `n` words of `arr` from `at` all equal to `word`? */
 function allWords(arr: Uint32Array, at: number, n: number, word: number): boolean {
@@ -540,6 +541,7 @@ export class PhysMem implements PhysPort {
   private readonly uniformPages = new Map<number, Uint32Array>();
 
   constructor(opts: PhysMemOptions = {}) {
+    if (blank()) bare(this); // a bare instance for a copy of the machine (machine/clone.ts)
     const bits = opts.maxPhysAddrBits ?? 46;
     if (!Number.isInteger(bits) || bits < 32 || bits > 52) {
       fail("BAD_MAXPHYADDR", `MAXPHYADDR must be an integer from 32 to 52 bits, got ${bits}`);
@@ -1009,3 +1011,6 @@ export class PhysMem implements PhysPort {
     fail("MISALIGNED", `${size * 8}-bit access at ${hex(pa)} is not ${size}-byte aligned`, { pa });
   }
 }
+
+// Copied with their hidden class when a booted machine is forked (machine/clone.ts).
+cloneable(PagePool, PhysMem, SparseChunk);

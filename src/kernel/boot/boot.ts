@@ -19,6 +19,7 @@
 import { fail, hex } from "../../errors.ts";
 import { framesIn } from "../../firmware/frames.ts";
 import { e820TypeName, isUsable, type MemoryMap } from "../../firmware/index.ts";
+import { stateless } from "../../machine/clone.ts";
 import { Machine } from "../../machine/machine.ts";
 import { Mapper } from "../../machine/x86/mapper.ts";
 import type { Levels } from "../../machine/x86/vaddr.ts";
@@ -193,7 +194,7 @@ function loadImage(s: AfterFirmware): AfterImage {
     );
   } else if (opts.kernelPhys !== undefined)
     n.log(`--kernel-phys asks for the image at ${hex(opts.kernelPhys)}`);
-  const kernelPhys = placeKernel(ram, want, n.log);
+  const kernelPhys = placeKernel(ram, want, (line) => n.log(line));
   const boot = writeBootTables(s.machine.mem, kernelPhys, layout);
   s.machine.cpu0.writeCr3(boot.root);
   n.log(
@@ -247,6 +248,19 @@ function earlyAllocator(s: AfterImage): AfterEarly {
   return { ...s, memblock, imagePort };
 }
 
+/** The strategy context's `log`: a line to the boot's narrator (a method, so a copied machine carries it). */
+const narratorLog = stateless(function (this: { narrator?: { log(line: string): void } }, line: string) {
+  this.narrator?.log(line);
+});
+
+/** The PMM environment's `region` once the PMM exists: memblock has retired, nothing is left to pre-wire tables from. */
+const noRegionAfterHandover = stateless((name: string): never =>
+  fail(
+    "REGION_AFTER_BOOT",
+    `region '${name}': regions are created with the PMM, while memblock can still pre-wire their tables`,
+  ),
+);
+
 /** Step 4: page-table editing made possible; the PMM's metadata sized, placed and mapped. */
 function placeMetadata(s: AfterEarly): AfterMetadata {
   const { n, design, strategy, memblock } = s;
@@ -260,7 +274,8 @@ function placeMetadata(s: AfterEarly): AfterMetadata {
     ram: s.ram,
     holes: s.holes,
     opts: s.opts,
-    log: n.log,
+    narrator: n,
+    log: narratorLog,
   });
   const pmmLayout: PmmLayout = { usable: s.ram, cpus: s.opts.cpus ?? 1 };
   if (s.opts.colours !== undefined) pmmLayout.colours = s.opts.colours;
@@ -313,6 +328,7 @@ function handOver(s: AfterMetadata): AfterHandover {
     },
   };
   const pmm = design.create(env, s.pmmLayout, s.metaPa);
+  env.region = noRegionAfterHandover;
   const free = memblock.retire();
   for (const r of free) {
     const first = Math.ceil(r.base / 4096);

@@ -2,6 +2,7 @@
  * The boot's narrator: each step logs lines, and on closing records what memblock allocated during the
  * step and the counters the step cost.
  */
+import { bare, blank, cloneable } from "../../machine/clone.ts";
 import { hex } from "../../errors.ts";
 import { Counters } from "../../machine/counters.ts";
 import type { Memblock } from "../early/memblock.ts";
@@ -26,12 +27,13 @@ export class Narrator {
   memblock: Memblock | null = null;
 
   constructor(private readonly counters: Counters) {
+    if (blank()) bare(this); // a bare instance for a copy of the machine (machine/clone.ts)
     this.before = counters.snapshot();
   }
 
-  log = (line: string): void => {
+  log(line: string): void {
     this.lines.push(line);
-  };
+  }
 
   /** Close a step; `now` (default: the counters now) lets a step leave out work done after it. */
   end(title: string, now: Record<string, number> = this.counters.snapshot()): void {
@@ -58,3 +60,6 @@ export class Narrator {
     this.lines = [];
   }
 }
+
+// Copied with their hidden class when a booted machine is forked (machine/clone.ts).
+cloneable(Narrator);

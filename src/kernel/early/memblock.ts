@@ -15,6 +15,7 @@
  *
  * When the PMM takes over, `freeRanges()` is what memblock_free_all() hands it: memory minus reserved.
  */
+import { bare, blank, cloneable } from "../../machine/clone.ts";
 import type { OwnerKind } from "../owner.ts";
 import { fail, hex } from "../../errors.ts";
 import { type PhysPort, read64, write64 } from "../../machine/phys-mem.ts";
@@ -56,6 +57,7 @@ export class Memblock implements FrameSource {
     readonly base: number,
     opts: { bottomUp?: boolean; limit?: number } = {},
   ) {
+    if (blank()) bare(this); // a bare instance for a copy of the machine (machine/clone.ts)
     this.bottomUp = opts.bottomUp ?? false;
     this.limit = opts.limit ?? 2 ** 52;
     write64(port, base, 0);
@@ -217,3 +219,6 @@ export class Memblock implements FrameSource {
     if (this.retired) fail("MEMBLOCK_RETIRED", "memblock was retired: the PMM owns physical memory now");
   }
 }
+
+// Copied with their hidden class when a booted machine is forked (machine/clone.ts).
+cloneable(Memblock);

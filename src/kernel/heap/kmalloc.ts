@@ -14,6 +14,7 @@
  * PMM's free lists, vmalloc areas mapped with their guard page unmapped, and the arenas' bitmaps
  * accounting for every page in use.
  */
+import { bare, blank, cloneable } from "../../machine/clone.ts";
 import { fail, hex } from "../../errors.ts";
 import type { Counters } from "../../machine/counters.ts";
 import type { Mapper } from "../../machine/x86/mapper.ts";
@@ -31,7 +32,7 @@ export interface HeapDeps {
   pmm: FrameAllocator;
   vmArena: VaArena;
   counters: Counters;
-  flusher: () => KernelFlusher;
+  flusher: KernelFlusher;
   /** Room for the cache descriptors (SIZE_CLASSES.length * 64 bytes, zeroed). */
   descs: KPtr;
 }
@@ -58,6 +59,7 @@ export class Heap implements KernelHeap {
     private readonly d: HeapDeps,
     readonly cfg: HeapConfig,
   ) {
+    if (blank()) bare(this); // a bare instance for a copy of the machine (machine/clone.ts)
     this.owners = new OwnerTable(d.kmem, d.kpages);
     SIZE_CLASSES.forEach((size, i) => {
       this.caches.push(
@@ -87,8 +89,7 @@ export class Heap implements KernelHeap {
         owners: this.owners,
         counters: d.counters,
         flusher: d.flusher,
-        kmalloc: (n) => this.kmalloc(n),
-        kfree: (p) => this.kfree(p),
+        heap: this,
       },
       cfg.lazyPurge,
       cfg.lazyMaxPages,
@@ -365,3 +366,6 @@ export class Heap implements KernelHeap {
     }
   }
 }
+
+// Copied with their hidden class when a booted machine is forked (machine/clone.ts).
+cloneable(Heap);

@@ -22,6 +22,7 @@
  * base), so the root entries of the kernel half never change afterwards and every process root, which
  * copies them, sees the same kernel tables (Linux's preallocate_vmalloc_pages).
  */
+import { bare, blank, cloneable } from "../../machine/clone.ts";
 import { fail, hex } from "../../errors.ts";
 import type { Flush, Mapper } from "../../machine/x86/mapper.ts";
 import { Access, peekWalk } from "../../machine/x86/mmu.ts";
@@ -44,6 +45,7 @@ export class KernelMem {
     /** Frames [start, end) the direct map covers, or null when the strategy has none. */
     readonly direct: { start: number; end: number } | null,
   ) {
+    if (blank()) bare(this); // a bare instance for a copy of the machine (machine/clone.ts)
     this.dmVpn = layout.directMap;
     this.areaVpn = layout.vmalloc;
   }
@@ -195,6 +197,7 @@ export class VaArena {
     readonly baseVpn: number,
     readonly pages: number,
   ) {
+    if (blank()) bare(this); // a bare instance for a copy of the machine (machine/clone.ts)
     this.bitmapPages = Math.ceil(pages / 8 / 4096);
     this.bitmapPtr = kmem.areaPtr(baseVpn);
     for (let i = 0; i < this.bitmapPages; i++) {
@@ -405,3 +408,6 @@ export class KernelPages {
     this.regionPages -= n;
   }
 }
+
+// Copied with their hidden class when a booted machine is forked (machine/clone.ts).
+cloneable(KernelMem, KernelPages, VaArena);

@@ -13,6 +13,7 @@
  * reads each) per lookup at load <= 1/2. Its pages come straight from `KernelPages` and are not
  * themselves registered.
  */
+import { bare, blank, cloneable } from "../../machine/clone.ts";
 import { fail } from "../../errors.ts";
 import type { KPtr } from "../api.ts";
 import type { KernelMem, KernelPages } from "./kmem.ts";
@@ -33,6 +34,7 @@ export class OwnerTable {
     private readonly kmem: KernelMem,
     private readonly pages: KernelPages,
   ) {
+    if (blank()) bare(this); // a bare instance for a copy of the machine (machine/clone.ts)
     this.table = this.newTable(INITIAL_LOG2);
   }
 
@@ -174,3 +176,6 @@ function slotIn(key: number, log2: number): number {
   const h = Math.imul(lo ^ Math.imul(hi, 0x85ebca6b), 0x9e3779b1) >>> 0;
   return h >>> (32 - log2);
 }
+
+// Copied with their hidden class when a booted machine is forked (machine/clone.ts).
+cloneable(OwnerTable);

@@ -31,6 +31,7 @@
  * Costs: alloc scans chunk records (2 reads each) from the lowest and one bitmap word per 32 pages;
  * free is 3 reads and 3 writes. A grow costs one PMM call and one PTE (2 MiB) or 512 of each (4 KiB).
  */
+import { bare, blank, cloneable } from "../../machine/clone.ts";
 import { fail, hex } from "../../errors.ts";
 import type { Counters } from "../../machine/counters.ts";
 import type { Mapper } from "../../machine/x86/mapper.ts";
@@ -79,6 +80,7 @@ export class KernelPool implements KernelPagePool {
     private readonly pmm: FrameAllocator,
     private readonly counters: Counters,
   ) {
+    if (blank()) bare(this); // a bare instance for a copy of the machine (machine/clone.ts)
     this.baseVpn = kmem.areaVpn + POOL_OFFSET / 4096;
     this.basePtr = kmem.areaPtr(this.baseVpn);
     if (!this.mapRecordPage(0)) fail("OUT_OF_MEMORY", "no frame for the kernel pool's chunk records");
@@ -438,3 +440,6 @@ export class KernelPool implements KernelPagePool {
     return bad;
   }
 }
+
+// Copied with their hidden class when a booted machine is forked (machine/clone.ts).
+cloneable(KernelPool);

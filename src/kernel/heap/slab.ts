@@ -26,6 +26,7 @@
  * slab costs its pages, one owner-table insert per page and one write per object (the free chain).
  * With red zones, two 8-byte fills per operation and a poison check/fill of the object (bulk bytes).
  */
+import { bare, blank, cloneable } from "../../machine/clone.ts";
 import { fail, hex } from "../../errors.ts";
 import type { Counters } from "../../machine/counters.ts";
 import type { KPtr } from "../api.ts";
@@ -79,6 +80,7 @@ export class SlabCache {
     readonly redZones: boolean,
     private readonly minPartial: number,
   ) {
+    if (blank()) bare(this); // a bare instance for a copy of the machine (machine/clone.ts)
     this.name = `kmalloc-${size >= 1024 ? `${size / 1024}k` : size}`;
     this.rz = redZones ? RZ : 0;
     this.slot = size + 2 * this.rz;
@@ -364,3 +366,6 @@ function peekFilled(k: KernelMem, ptr: KPtr, bytes: number, byte: number): boole
   for (let o = 0; o < bytes; o += 4) if (k.peek32(ptr + o) !== w) return false;
   return true;
 }
+
+// Copied with their hidden class when a booted machine is forked (machine/clone.ts).
+cloneable(SlabCache);

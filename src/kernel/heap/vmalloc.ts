@@ -19,6 +19,7 @@
  * Costs: per vfree, eager: one shootdown (IPIs to every other CPU); lazy: none until the purge, which
  * costs one shootdown for many vfrees. The counters show both (`ipis`, `lazyPurges`).
  */
+import { cloneable } from "../../machine/clone.ts";
 import { fail, hex } from "../../errors.ts";
 import type { Counters } from "../../machine/counters.ts";
 import type { Mapper } from "../../machine/x86/mapper.ts";
@@ -41,10 +42,9 @@ export interface VmallocDeps {
   arena: VaArena;
   owners: OwnerTable;
   counters: Counters;
-  flusher: () => KernelFlusher;
+  flusher: KernelFlusher;
   /** For purge-list records. */
-  kmalloc: (bytes: number) => KPtr;
-  kfree: (ptr: KPtr) => void;
+  heap: { kmalloc(bytes: number): KPtr; kfree(ptr: KPtr): void };
 }
 
 export class Vmalloc {
@@ -113,8 +113,8 @@ export class Vmalloc {
     d.owners.delete(Math.floor(ptr / 4096));
     const first = d.arena.indexOf(ptr);
     const vpn = d.arena.baseVpn + first;
-    const rec = this.lazy ? d.kmalloc(LAZY_RECORD_BYTES) : 0;
-    const g = rec === 0 ? d.flusher().gatherKernel() : null;
+    const rec = this.lazy ? d.heap.kmalloc(LAZY_RECORD_BYTES) : 0;
+    const g = rec === 0 ? d.flusher.gatherKernel() : null;
     const frames: number[] = [];
     for (let i = 0; i < n; i++) {
       const u = d.mapper.unmap(vpn + i, { keepTables: true });
@@ -158,13 +158,13 @@ export class Vmalloc {
     const pages = this.lazyPages;
     this.lazyHead = 0;
     this.lazyPages = 0;
-    d.flusher().kernelRange(d.arena.baseVpn + lo, hi - lo, 0, false, false);
+    d.flusher.kernelRange(d.arena.baseVpn + lo, hi - lo, 0, false, false);
     d.counters.lazyPurges++;
     d.counters.lazyPurgedPages += pages;
     for (let r = head; r !== 0; ) {
       const next = k.read64(r + LZ_NEXT);
       d.arena.free(k.read32(r + LZ_FIRST), k.read32(r + LZ_PAGES));
-      d.kfree(r);
+      d.heap.kfree(r);
       r = next;
     }
   }
@@ -179,3 +179,6 @@ export class Vmalloc {
     }
   }
 }
+
+// Copied with their hidden class when a booted machine is forked (machine/clone.ts).
+cloneable(Vmalloc);

@@ -10,6 +10,7 @@
  * range is mapped, later tables (allocated top-down from that very range) are written through the
  * direct map itself.
  */
+import { cloneable } from "../../machine/clone.ts";
 import { hex } from "../../errors.ts";
 import type { PhysPort } from "../../machine/phys-mem.ts";
 import { type FrameSource, PortTableAccess, type TableAccess } from "../../machine/x86/mapper.ts";
@@ -117,3 +118,6 @@ export class DirectStrategy extends KmapStrategy {
     return { start: Math.min(...cov.map((c) => c.start)), end: Math.max(...cov.map((c) => c.end)) };
   }
 }
+
+// Copied with their hidden class when a booted machine is forked (machine/clone.ts).
+cloneable(DirectStrategy);

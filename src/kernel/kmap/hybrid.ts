@@ -3,6 +3,7 @@
  * 32-bit kernel's lowmem), and per-CPU temporary windows for every frame above it (highmem's kmap).
  * The PMM metadata is placed below the limit so that it is always reachable through the direct map.
  */
+import { cloneable } from "../../machine/clone.ts";
 import type { PhysPort } from "../../machine/phys-mem.ts";
 import { type FrameSource, PortTableAccess } from "../../machine/x86/mapper.ts";
 import { DirectStrategy } from "./direct.ts";
@@ -43,3 +44,6 @@ export class HybridStrategy extends DirectStrategy {
     return { root, access: new PortTableAccess(tables), port: this.pmmPort(0, 0) };
   }
 }
+
+// Copied with their hidden class when a booted machine is forked (machine/clone.ts).
+cloneable(HybridStrategy);

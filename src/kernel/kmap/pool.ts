@@ -9,6 +9,7 @@
  * only when another subsystem starves (`kernel.pmmAlloc` / `kernel.reclaim`), all of them at once,
  * with one shootdown for the whole batch.
  */
+import { cloneable } from "../../machine/clone.ts";
 import type { PhysPort } from "../../machine/phys-mem.ts";
 import type { FrameSource, TableAccess } from "../../machine/x86/mapper.ts";
 import { QuickmapStrategy } from "./quickmap.ts";
@@ -44,3 +45,6 @@ export class PoolStrategy extends KmapStrategy {
     return this.boot.finalize(frames, metaPa, metaBytes);
   }
 }
+
+// Copied with their hidden class when a booted machine is forked (machine/clone.ts).
+cloneable(PoolStrategy);

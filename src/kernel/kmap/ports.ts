@@ -13,6 +13,7 @@
  *  - `SwitchPort`: a port whose target can be re-bound (the boot sequence re-binds the PMM's port when
  *    it switches to the final address space).
  */
+import { bare, blank, cloneable } from "../../machine/clone.ts";
 import { fail, hex } from "../../errors.ts";
 import {
   bulkCopyFrame,
@@ -162,6 +163,7 @@ export class LinearPort extends MappedPort {
     readonly name: string,
   ) {
     super(cur);
+    if (blank()) bare(this); // a bare instance for a copy of the machine (machine/clone.ts)
     this.pfnBase = paStart / 4096;
     if (bytes > 0) this.covered.push({ start: this.pfnBase, end: this.pfnBase + Math.ceil(bytes / 4096) });
   }
@@ -227,6 +229,7 @@ export class WindowPort extends MappedPort {
     readonly ptePa: number,
   ) {
     super(cur);
+    if (blank()) bare(this); // a bare instance for a copy of the machine (machine/clone.ts)
   }
 
   private get windowVpn(): number {
@@ -376,3 +379,6 @@ export class SwitchPort implements PhysPort {
     return bulkIsFilled(this.target, pa, bytes, byte);
   }
 }
+
+// Copied with their hidden class when a booted machine is forked (machine/clone.ts).
+cloneable(LinearPort, RoutedPort, SwitchPort, WindowPort);

@@ -5,6 +5,7 @@
  * each other. Only the PMM's metadata gets a mapping of its own (the metadata region). Little of RAM is
  * readable through kernel mappings at any moment; every touch of a new frame costs a remap.
  */
+import { cloneable } from "../../machine/clone.ts";
 import type { PhysPort } from "../../machine/phys-mem.ts";
 import { type FrameSource, PortTableAccess, type TableAccess } from "../../machine/x86/mapper.ts";
 import { LinearPort, RoutedPort } from "./ports.ts";
@@ -33,3 +34,6 @@ export class QuickmapStrategy extends KmapStrategy {
     return { root, access: new PortTableAccess(this.window(1)), port: this.pmmPort(metaPa, metaBytes) };
   }
 }
+
+// Copied with their hidden class when a booted machine is forked (machine/clone.ts).
+cloneable(QuickmapStrategy);

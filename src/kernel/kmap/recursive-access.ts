@@ -12,6 +12,7 @@
  * Slot 511 works for the hardware but is unsound for address arithmetic near the top of the address
  * space (it overlaps the kernel image slot), which is why 510 is the default.
  */
+import { bare, blank, cloneable } from "../../machine/clone.ts";
 import { fail, hex } from "../../errors.ts";
 import type { Current } from "../percpu.ts";
 import type { TableAccess } from "../../machine/x86/mapper.ts";
@@ -26,6 +27,7 @@ export class RecursiveTableAccess implements TableAccess {
     readonly cur: Current,
     readonly slot: number,
   ) {
+    if (blank()) bare(this); // a bare instance for a copy of the machine (machine/clone.ts)
     if (!Number.isInteger(slot) || slot < 0 || slot > 511)
       fail("BAD_OPTION", `recursive slot ${slot} is not 0..511`);
     const n = cur.cpu.levels;
@@ -71,3 +73,6 @@ export class RecursiveTableAccess implements TableAccess {
     return this.prefix[level] + Math.floor(vpn / (LEVEL_SPAN[level] * 512));
   }
 }
+
+// Copied with their hidden class when a booted machine is forked (machine/clone.ts).
+cloneable(RecursiveTableAccess);

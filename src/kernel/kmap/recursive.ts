@@ -8,6 +8,7 @@
  * Slot 511 is refused here: it holds the kernel image (-2 GiB), and recursive address arithmetic there
  * overflows the top of the address space. Slots used by the kernel's other regions are refused too.
  */
+import { cloneable } from "../../machine/clone.ts";
 import { fail } from "../../errors.ts";
 import type { PhysPort } from "../../machine/phys-mem.ts";
 import type { FrameSource, TableAccess } from "../../machine/x86/mapper.ts";
@@ -87,3 +88,6 @@ export class RecursiveStrategy extends KmapStrategy {
     return { root, access: this.bootAccess(), port: this.pmmPort(metaPa, metaBytes) };
   }
 }
+
+// Copied with their hidden class when a booted machine is forked (machine/clone.ts).
+cloneable(RecursiveStrategy);

@@ -5,6 +5,7 @@
  * the frame being freed as the region's next page, and `shrink()` clears the last PTE, INVLPGs it and
  * gives the frame back. Reads and writes are CPU loads and stores at the region's virtual addresses.
  */
+import { bare, blank, cloneable } from "../../machine/clone.ts";
 import { fail, hex } from "../../errors.ts";
 import type { Current } from "../percpu.ts";
 import type { Flush, Mapper } from "../../machine/x86/mapper.ts";
@@ -15,10 +16,10 @@ import type { GrowableRegion } from "../pmm/interface.ts";
 export class MappedRegion implements GrowableRegion {
   mappedBytes = 0;
   /**
-   * What to do with the flush of a page taken back by `shrink`: invalidate on the current CPU by
-   * default; an SMP kernel installs its shootdown here.
+   * What to do with the flush of a page taken back by `shrink`: invalidate on the current CPU when
+   * null (the default); an SMP kernel installs its shootdown here.
    */
-  flusher: (f: Flush) => void = (f) => f.apply(this.cur.cpu);
+  flusher: { flushKernelAtomic(f: Flush): void } | null = null;
   /** Page-table pages created to pre-wire the region. */
   readonly tables: number;
 
@@ -29,6 +30,7 @@ export class MappedRegion implements GrowableRegion {
     readonly vpnBase: number,
     readonly maxBytes: number,
   ) {
+    if (blank()) bare(this); // a bare instance for a copy of the machine (machine/clone.ts)
     this.tables = mapper.prewire(vpnBase, Math.ceil(maxBytes / 4096));
   }
 
@@ -69,7 +71,8 @@ export class MappedRegion implements GrowableRegion {
     if (this.mappedBytes === 0) fail("REGION_EMPTY", `region ${this.name} has no page to give back`);
     this.mappedBytes -= 4096;
     const u = this.mapper.unmap(this.vpnBase + this.mappedBytes / 4096, { keepTables: true });
-    this.flusher(u.flush);
+    if (this.flusher !== null) this.flusher.flushKernelAtomic(u.flush);
+    else u.flush.apply(this.cur.cpu);
     return u.base;
   }
 
@@ -85,3 +88,6 @@ export class MappedRegion implements GrowableRegion {
     );
   }
 }
+
+// Copied with their hidden class when a booted machine is forked (machine/clone.ts).
+cloneable(MappedRegion);

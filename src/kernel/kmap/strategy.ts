@@ -51,7 +51,10 @@ export interface KmapContext {
   /** Non-RAM ranges of the firmware map (for the map-holes hazard report). */
   holes: { start: number; end: number; type: string }[];
   opts: KmapOptions;
+  /** A line for the boot log (called as `ctx.log(line)`). */
   log: (line: string) => void;
+  /** Where `log` writes at boot (the narrator); a context built elsewhere may leave it out. */
+  narrator?: { log(line: string): void };
 }
 
 export interface Finalized {

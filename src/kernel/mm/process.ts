@@ -20,6 +20,7 @@
  * entries left under the dead mm's PCID are harmless because its ctx_id is never reused (a CPU that
  * recycles the PCID flushes it).
  */
+import { bare, blank, cloneable } from "../../machine/clone.ts";
 import { fail, hex } from "../../errors.ts";
 import { PmmFrames } from "../pmm/frame-source.ts";
 import type { Counters } from "../../machine/counters.ts";
@@ -94,6 +95,7 @@ export class ProcessManager implements Processes {
   readonly userLimit: number;
 
   constructor(private readonly d: ProcessDeps) {
+    if (blank()) bare(this); // a bare instance for a copy of the machine (machine/clone.ts)
     this.frames = new PmmFrames(d.pmm);
     this.userLimit = vpnLimit(d.levels) / 2;
   }
@@ -545,3 +547,6 @@ function countUserLeaves(mem: Cpu["mem"], root: number, levels: Levels): number 
   visit(root, levels, 256);
   return n;
 }
+
+// Copied with their hidden class when a booted machine is forked (machine/clone.ts).
+cloneable(ProcessManager);

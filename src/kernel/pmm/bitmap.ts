@@ -21,6 +21,7 @@
  * Guarantees: any order up to 18, any address limit, found by scanning summaries (1 read per 1024
  * frames of a full zone). Costs: search time grows with fragmentation and RAM; frees are O(2^k / 32).
  */
+import { bare, blank, cloneable } from "../../machine/clone.ts";
 import { bulkFill, bulkIsFilled, type PhysPort } from "../../machine/phys-mem.ts";
 import {
   allocFramesVia,
@@ -123,6 +124,7 @@ export class BitmapAllocator implements FrameAllocator {
     private readonly layout: PmmLayout,
     metadataPa: number,
   ) {
+    if (blank()) bare(this); // a bare instance for a copy of the machine (machine/clone.ts)
     checkLayout(layout);
     this.port = env.port;
     this.colours = layout.colours ?? 1;
@@ -621,3 +623,6 @@ export class BitmapAllocator implements FrameAllocator {
     return `bitmap: hint=${this.hintR}:${this.hintQ} free=${this.nfree} managed=${this.managed}`;
   }
 }
+
+// Copied with their hidden class when a booted machine is forked (machine/clone.ts).
+cloneable(BitmapAllocator);

@@ -30,6 +30,7 @@
  * always coalesced (checked). Costs: 16 B per frame, and a few list-head and record accesses per call.
  * Registers in JS: free and managed frame counts, the current CPU, region bases.
  */
+import { bare, blank, cloneable } from "../../machine/clone.ts";
 import { bulkIsFilled, type PhysPort, readWords } from "../../machine/phys-mem.ts";
 import {
   allocFramesVia,
@@ -194,6 +195,7 @@ export class Buddy implements FrameAllocator {
     readonly metadataPa: number,
     o: BuddyOptions,
   ) {
+    if (blank()) bare(this); // a bare instance for a copy of the machine (machine/clone.ts)
     checkLayout(layout);
     this.name = o.name ?? "buddy";
     this.zone = o.zone ?? "Normal";
@@ -888,3 +890,6 @@ function checkNoOverlap(name: string, iv: number[]): void {
 function mobilityType(m: Mobility | undefined): number {
   return m === "movable" ? Mt.MOVABLE : m === "reclaimable" ? Mt.RECLAIMABLE : Mt.UNMOVABLE;
 }
+
+// Copied with their hidden class when a booted machine is forked (machine/clone.ts).
+cloneable(Buddy);

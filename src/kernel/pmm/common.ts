@@ -6,6 +6,7 @@
  *
  * Nothing here keeps allocator state in JS beyond registers: the bitmaps live in simulated RAM.
  */
+import { bare, blank, cloneable } from "../../machine/clone.ts";
 import { framesIn } from "../../firmware/frames.ts";
 import { fail, hex } from "../../errors.ts";
 import { type PhysPort, readWords } from "../../machine/phys-mem.ts";
@@ -156,6 +157,7 @@ export class RegionTable {
   private hint = 0;
 
   constructor(ranges: readonly FrameRange[], align = 1) {
+    if (blank()) bare(this); // a bare instance for a copy of the machine (machine/clone.ts)
     this.start = [];
     this.end = [];
     this.base = [];
@@ -252,6 +254,7 @@ export class AllocMap {
     layout: PmmLayout,
     private readonly pa: number,
   ) {
+    if (blank()) bare(this); // a bare instance for a copy of the machine (machine/clone.ts)
     this.regions = new RegionTable(layout.usable, 32);
     for (let off = 0; off < AllocMap.bytes(layout); off += PAGE) port.zeroFrame((pa + off) / PAGE);
   }
@@ -656,3 +659,6 @@ export function cutRanges(usable: readonly FrameRange[], lo: number, hi: number)
   }
   return out;
 }
+
+// Copied with their hidden class when a booted machine is forked (machine/clone.ts).
+cloneable(AllocMap, RegionTable);

@@ -14,6 +14,7 @@
  * Each part's standing metadata is a page-aligned slice of the composition's block, in part order.
  * The composition keeps only registers: part bounds and a rotation index.
  */
+import { bare, blank, cloneable } from "../../machine/clone.ts";
 import { stackHostBytes } from "./common.ts";
 import { hex } from "../../errors.ts";
 import { buddyDesign } from "./buddy.ts";
@@ -155,6 +156,7 @@ export class Partitioned implements FrameAllocator {
     readonly parts: FrameAllocator[],
     private readonly metaBytes: number,
   ) {
+    if (blank()) bare(this); // a bare instance for a copy of the machine (machine/clone.ts)
     const routes: [number, number, number][] = [];
     specs.forEach((s, i) => {
       for (const r of s.layout.usable) routes.push([r.start, r.end, i]);
@@ -310,6 +312,7 @@ export class ColourStacks implements FrameAllocator {
     private readonly layout: PmmLayout,
     metadataPa: number,
   ) {
+    if (blank()) bare(this); // a bare instance for a copy of the machine (machine/clone.ts)
     checkLayout(layout);
     this.colours = layout.colours ?? 1;
     for (let i = 0; i < this.colours; i++) this.stacks.push(new StackPages(env, layout, 0, false));
@@ -412,3 +415,6 @@ export class ColourStacks implements FrameAllocator {
     ].join("\n");
   }
 }
+
+// Copied with their hidden class when a booted machine is forked (machine/clone.ts).
+cloneable(ColourStacks, Partitioned);

@@ -2,6 +2,7 @@
  * The PMM as a `FrameSource`: where page tables come from once memblock has retired (the boot's final
  * address space, process page tables, the heap's regions).
  */
+import { cloneable } from "../../machine/clone.ts";
 import type { FrameSource } from "../../machine/x86/mapper.ts";
 import type { FrameAllocator } from "./interface.ts";
 
@@ -14,3 +15,6 @@ export class PmmFrames implements FrameSource {
     this.pmm.free(pfn, 0);
   }
 }
+
+// Copied with their hidden class when a booted machine is forked (machine/clone.ts).
+cloneable(PmmFrames);

@@ -12,6 +12,7 @@
  * (maxOrder 0), a linear walk for constraints, the frame's cache line on every operation, and (like
  * the stacks) bad-free detection only through the optional 1-bit-per-frame allocation bitmap (`checked`).
  */
+import { bare, blank, cloneable } from "../../machine/clone.ts";
 import { read64, write64 } from "../../machine/phys-mem.ts";
 import { DEFAULT_DENSE_BUDGET } from "../../machine/phys-mem.ts";
 import { type CheckedOptions, checkedDesign, layoutFrames, PAGE as PAGE_BYTES } from "./common.ts";
@@ -80,6 +81,7 @@ export class FreeList implements FrameAllocator {
     metadataPa: number,
     checked: boolean,
   ) {
+    if (blank()) bare(this); // a bare instance for a copy of the machine (machine/clone.ts)
     checkLayout(layout);
     this.name = checked ? "freelist" : "freelist-unchecked";
     this.port = env.port;
@@ -193,3 +195,6 @@ export class FreeList implements FrameAllocator {
     return `${this.name}: head=${this.head} free=${this.nfree} managed=${this.managed}`;
   }
 }
+
+// Copied with their hidden class when a booted machine is forked (machine/clone.ts).
+cloneable(FreeList);

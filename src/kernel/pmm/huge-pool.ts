@@ -20,6 +20,7 @@
  * 1 GiB frames are O(1) while the pool holds them, and 4 KiB churn cannot fragment pool frames it does
  * not hold. Costs: the buddy's 16 B/frame plus 16 B per 2 MiB; a merge into 1 GiB unlinks 512 records.
  */
+import { bare, blank, cloneable } from "../../machine/clone.ts";
 import type { PhysPort } from "../../machine/phys-mem.ts";
 import { type Buddy, buddyDesign, Rec } from "./buddy.ts";
 import {
@@ -108,6 +109,7 @@ export class HugePool implements FrameAllocator {
     private readonly layout: PmmLayout,
     metadataPa: number,
   ) {
+    if (blank()) bare(this); // a bare instance for a copy of the machine (machine/clone.ts)
     this.port = env.port;
     this.colours = layout.colours ?? 1;
     this.buddy = inner.create(env, layout, metadataPa) as Buddy;
@@ -142,9 +144,15 @@ export class HugePool implements FrameAllocator {
     return this.regions.pfnOf(i * 512);
   }
 
-  /** Link record at `rec` (link words at +off) onto the list whose header is at `head`. */
-  private link(head: number, rec: (i: number) => number, off: number, i: number): void {
+  /** The record of entry `i` of a list of 2 MiB frames (`size` 2) or of 1 GiB frames (`size` 1). */
+  private rec(size: 1 | 2, i: number): number {
+    return size === 2 ? this.r2(i) : this.r1(i);
+  }
+
+  /** Link record `i` of the `size` records (link words at +off) onto the list whose header is at `head`. */
+  private link(head: number, size: 1 | 2, off: number, i: number): void {
     const port = this.port;
+    const rec = (x: number) => this.rec(size, x);
     const h = port.read32(head);
     port.write32(rec(i) + off, h);
     port.write32(rec(i) + off + 4, NIL);
@@ -153,8 +161,9 @@ export class HugePool implements FrameAllocator {
     port.write32(head + 4, port.read32(head + 4) + 1);
   }
 
-  private unlinkRec(head: number, rec: (i: number) => number, off: number, i: number): void {
+  private unlinkRec(head: number, size: 1 | 2, off: number, i: number): void {
     const port = this.port;
+    const rec = (x: number) => this.rec(size, x);
     const n = port.read32(rec(i) + off);
     const p = port.read32(rec(i) + off + 4);
     if (p === NIL) port.write32(head, n);
@@ -163,13 +172,10 @@ export class HugePool implements FrameAllocator {
     port.write32(head + 4, port.read32(head + 4) - 1);
   }
 
-  private readonly rec2Fn = (i: number) => this.r2(i);
-  private readonly rec1Fn = (g: number) => this.r1(g);
-
   /** Put 2 MiB frame i in the pool; merge its 1 GiB frame when that completes it. */
   private pool2M(i: number): void {
     this.port.write32(this.r2(i), S2.POOL);
-    this.link(this.hdr, this.rec2Fn, 4, i);
+    this.link(this.hdr, 2, 4, i);
     const g = i >>> 9;
     const n = this.port.read32(this.r1(g) + 4) + 1;
     this.port.write32(this.r1(g) + 4, n);
@@ -178,12 +184,12 @@ export class HugePool implements FrameAllocator {
 
   private merge1G(g: number): void {
     for (let i = g * 512; i < g * 512 + 512; i++) {
-      this.unlinkRec(this.hdr, this.rec2Fn, 4, i);
+      this.unlinkRec(this.hdr, 2, 4, i);
       this.port.write32(this.r2(i), S2.IN1G);
     }
     this.port.write32(this.r1(g) + 4, 0);
     this.port.write32(this.r1(g), S1.POOL);
-    this.link(this.hdr + 8, this.rec1Fn, 8, g);
+    this.link(this.hdr + 8, 1, 8, g);
     this.merges1G++;
   }
 
@@ -201,7 +207,7 @@ export class HugePool implements FrameAllocator {
     for (let i = this.port.read32(this.hdr); i !== NIL; i = this.port.read32(this.r2(i) + 4)) {
       const pfn = this.pfn2(i);
       if (!fits(pfn, ORDER_2M, c, this.colours)) continue;
-      this.unlinkRec(this.hdr, this.rec2Fn, 4, i);
+      this.unlinkRec(this.hdr, 2, 4, i);
       const g = i >>> 9;
       this.port.write32(this.r1(g) + 4, this.port.read32(this.r1(g) + 4) - 1);
       return i;
@@ -209,11 +215,11 @@ export class HugePool implements FrameAllocator {
     for (let g = this.port.read32(this.hdr + 8); g !== NIL; g = this.port.read32(this.r1(g) + 8)) {
       const base = this.pfn2(g * 512);
       if (!fits(base, ORDER_2M, c, this.colours)) continue;
-      this.unlinkRec(this.hdr + 8, this.rec1Fn, 8, g);
+      this.unlinkRec(this.hdr + 8, 1, 8, g);
       this.port.write32(this.r1(g), S1.SPLIT);
       for (let i = g * 512 + 1; i < g * 512 + 512; i++) {
         this.port.write32(this.r2(i), S2.POOL);
-        this.link(this.hdr, this.rec2Fn, 4, i);
+        this.link(this.hdr, 2, 4, i);
       }
       this.port.write32(this.r1(g) + 4, 511);
       this.splits1G++;
@@ -252,7 +258,7 @@ export class HugePool implements FrameAllocator {
     for (let g = this.port.read32(this.hdr + 8); g !== NIL; g = this.port.read32(this.r1(g) + 8)) {
       const pfn = this.pfn2(g * 512);
       if (!fits(pfn, ORDER_1G, c, this.colours)) continue;
-      this.unlinkRec(this.hdr + 8, this.rec1Fn, 8, g);
+      this.unlinkRec(this.hdr + 8, 1, 8, g);
       this.port.write32(this.r1(g), S1.ALLOC);
       return pfn;
     }
@@ -280,7 +286,7 @@ export class HugePool implements FrameAllocator {
     }
     if (order === ORDER_1G && s1 === S1.ALLOC) {
       this.port.write32(this.r1(i >>> 9), S1.POOL);
-      this.link(this.hdr + 8, this.rec1Fn, 8, i >>> 9);
+      this.link(this.hdr + 8, 1, 8, i >>> 9);
       return;
     }
     this.diagnose(pfn, order, s2, s1);
@@ -395,3 +401,6 @@ export class HugePool implements FrameAllocator {
     return `${this.buddy.dump()}\nhuge-pool: 2M ${port.read32(this.hdr)}/${port.read32(this.hdr + 4)} 1G ${port.read32(this.hdr + 8)}/${port.read32(this.hdr + 12)}`;
   }
 }
+
+// Copied with their hidden class when a booted machine is forked (machine/clone.ts).
+cloneable(HugePool);

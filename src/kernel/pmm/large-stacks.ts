@@ -57,6 +57,7 @@
  * large-page bench one 2 MiB-stack page inside a GiB kept that GiB from re-forming. The 4 KiB stack's
  * own pages do not pin anything (they count as free in their block and a pass drops them).
  */
+import { bare, blank, cloneable } from "../../machine/clone.ts";
 import { read64, write64 } from "../../machine/phys-mem.ts";
 import type { PhysPort } from "../../machine/phys-mem.ts";
 import {
@@ -263,6 +264,7 @@ export class LargeStacks implements FrameAllocator {
     private readonly layout: PmmLayout,
     metadataPa: number,
   ) {
+    if (blank()) bare(this); // a bare instance for a copy of the machine (machine/clone.ts)
     checkLayout(layout);
     this.env = env;
     this.port = env.port;
@@ -909,3 +911,6 @@ class LargeStacksChecker {
     return allocated;
   }
 }
+
+// Copied with their hidden class when a booted machine is forked (machine/clone.ts).
+cloneable(LargeStacks, TaggedStack);

@@ -17,6 +17,7 @@
  * Guarantees: O(1) order-0 alloc and free. Costs: no contiguity (maxOrder 0); constraints need a linear
  * search; bad-free detection needs the optional allocation bitmap (`checked`, default true, 1 bit/frame).
  */
+import { bare, blank, cloneable } from "../../machine/clone.ts";
 import { read64, readWords, write64, writeWords } from "../../machine/phys-mem.ts";
 import { type CheckedOptions, checkedDesign, fillRun, stackHostBytes } from "./common.ts";
 import type { PhysPort } from "../../machine/phys-mem.ts";
@@ -86,6 +87,7 @@ export class StackPages implements FrameAllocator {
     metadataPa: number,
     checked: boolean,
   ) {
+    if (blank()) bare(this); // a bare instance for a copy of the machine (machine/clone.ts)
     checkLayout(layout);
     this.name = checked ? "stack-pages" : "stack-pages-unchecked";
     this.port = env.port;
@@ -294,3 +296,6 @@ export class StackPages implements FrameAllocator {
     return `${this.name}: head=${this.head} top=${this.top} pages=${this.pages} entries=${this.entries} managed=${this.managed}`;
   }
 }
+
+// Copied with their hidden class when a booted machine is forked (machine/clone.ts).
+cloneable(StackPages);

@@ -17,6 +17,7 @@
  * (standing metadata, 32 KiB per GiB) catches double and foreign frees; `checked: false` is the bare
  * kernel version (0 standing bytes), used by the benchmark.
  */
+import { bare, blank, cloneable } from "../../machine/clone.ts";
 import { type CheckedOptions, checkedDesign, fillRun, stackHostBytes } from "./common.ts";
 import type { PhysPort } from "../../machine/phys-mem.ts";
 import {
@@ -84,6 +85,7 @@ export class FreePageStack implements FrameAllocator {
     readonly metadataPa: number,
     checked: boolean,
   ) {
+    if (blank()) bare(this); // a bare instance for a copy of the machine (machine/clone.ts)
     checkLayout(layout);
     if (env.region === undefined) throw new Error("the stack design needs env.region (a growable region)");
     this.name = checked ? "stack" : "stack-unchecked";
@@ -262,3 +264,6 @@ export class FreePageStack implements FrameAllocator {
     return `${this.name}: n=${this.n} pages=${this.region.mappedBytes >>> 12} managed=${this.managed}`;
   }
 }
+
+// Copied with their hidden class when a booted machine is forked (machine/clone.ts).
+cloneable(FreePageStack);

@@ -8,6 +8,7 @@
  * and exit, the acknowledgement the sender spins on). A shootdown's invalidations are charged by the
  * shootdown itself (`shootdownFlushCycles`).
  */
+import { cloneable } from "../../machine/clone.ts";
 import type { Counters } from "../../machine/counters.ts";
 import type { IpiCostModel } from "../api.ts";
 import type { Current } from "../percpu.ts";
@@ -34,3 +35,6 @@ export class Ipi {
     }
   }
 }
+
+// Copied with their hidden class when a booted machine is forked (machine/clone.ts).
+cloneable(Ipi);

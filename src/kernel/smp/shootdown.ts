@@ -25,6 +25,7 @@
  * Batching: `gather` collects the flush tokens of many changes (munmap, vfree, lazy purge) and sends
  * one round for their union (Linux's mmu_gather).
  */
+import { bare, blank, cloneable } from "../../machine/clone.ts";
 import { fail } from "../../errors.ts";
 import type { Counters } from "../../machine/counters.ts";
 import type { Cpu } from "../../machine/x86/cpu.ts";
@@ -117,6 +118,7 @@ export class Shootdown implements TlbShootdown, KernelFlusher {
     private readonly counters: Counters,
     cfg: ShootdownConfig,
   ) {
+    if (blank()) bare(this); // a bare instance for a copy of the machine (machine/clone.ts)
     this.mode = cfg.mode;
     this.requests = cfg.requests;
     this.cost = cfg.cost;
@@ -360,3 +362,6 @@ export class Shootdown implements TlbShootdown, KernelFlusher {
     else this.allocator!.kfree(req);
   }
 }
+
+// Copied with their hidden class when a booted machine is forked (machine/clone.ts).
+cloneable(Shootdown);

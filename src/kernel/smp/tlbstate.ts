@@ -21,6 +21,7 @@
  * broadcast (INVLPGB) mode every mm has one global PCID on all CPUs and switches never flush: the
  * broadcasts keep every TLB coherent whatever is loaded.
  */
+import { bare, blank, cloneable } from "../../machine/clone.ts";
 import type { Counters } from "../../machine/counters.ts";
 import type { Cpu } from "../../machine/x86/cpu.ts";
 import type { KPtr } from "../api.ts";
@@ -73,6 +74,7 @@ export class TlbState {
     readonly opts: TlbStateOptions,
     private readonly counters: Counters,
   ) {
+    if (blank()) bare(this); // a bare instance for a copy of the machine (machine/clone.ts)
     for (const cpu of cpus) {
       if (opts.pcid && !cpu.pcide) cpu.setControl({ pcide: true });
     }
@@ -242,3 +244,6 @@ export class TlbState {
     this.kmem.write32(wp, (this.kmem.read32(wp) & ~(1 << (i & 31))) >>> 0);
   }
 }
+
+// Copied with their hidden class when a booted machine is forked (machine/clone.ts).
+cloneable(TlbState);

@@ -12,6 +12,7 @@
  * `staleReports` and counted in `counters.staleTlbHits`. (An entry that grants *less* is legal: the
  * SDM lets software skip flushes on permission upgrades, at the price of a spurious fault.)
  */
+import { bare, blank, cloneable } from "../clone.ts";
 import { fail, hex } from "../../errors.ts";
 import type { Counters } from "../counters.ts";
 import type { PhysMem } from "../phys-mem.ts";
@@ -120,6 +121,7 @@ export class Cpu {
   private readonly epoch: TlbEpoch;
 
   constructor(mem: PhysMem, opts: CpuOptions = {}) {
+    if (blank()) bare(this); // a bare instance for a copy of the machine (machine/clone.ts)
     this.id = opts.id ?? 0;
     this.mem = mem;
     this.counters = mem.counters;
@@ -511,3 +513,6 @@ export class Cpu {
     );
   }
 }
+
+// Copied with their hidden class when a booted machine is forked (machine/clone.ts).
+cloneable(Cpu);

@@ -19,6 +19,7 @@
  *  - Unmap frees tables that become empty (scanning them, which costs up to 512 reads), unless
  *    `freeEmptyTables` is off. Freed tables make the flush a full one (paging-structure caches).
  */
+import { bare, blank, cloneable } from "../clone.ts";
 import { fail, hex } from "../../errors.ts";
 import type { Counters } from "../counters.ts";
 import type { PhysPort } from "../phys-mem.ts";
@@ -187,6 +188,7 @@ export class Mapper {
   pending = 0;
 
   constructor(access: TableAccess | PhysPort, frames: FrameSource, opts: MapperOptions) {
+    if (blank()) bare(this); // a bare instance for a copy of the machine (machine/clone.ts)
     this.access = "readIndex" in access ? access : new PortTableAccess(access);
     this.frames = frames;
     this.levels = opts.levels;
@@ -520,3 +522,6 @@ export interface MapRangeResult {
 export function sizeName(shift: number): string {
   return shift === 0 ? "4 KiB" : shift === 9 ? "2 MiB" : "1 GiB";
 }
+
+// Copied with their hidden class when a booted machine is forked (machine/clone.ts).
+cloneable(Mapper, PortTableAccess);

@@ -16,6 +16,7 @@
  *
  * Storage is flat typed arrays indexed by `set * ways + way`; lookups allocate nothing.
  */
+import { bare, blank, cloneable } from "../clone.ts";
 import { fail } from "../../errors.ts";
 import type { PageShift } from "./pte.ts";
 import { LEVEL_SPAN } from "./vaddr.ts";
@@ -93,6 +94,7 @@ export class TlbArray {
   readonly epoch: TlbEpoch;
 
   constructor(g: TlbArrayGeometry, epoch: TlbEpoch = new TlbEpoch()) {
+    if (blank()) bare(this); // a bare instance for a copy of the machine (machine/clone.ts)
     this.epoch = epoch;
     if (g.entries % g.ways !== 0)
       fail("BAD_TLB", `TLB of ${g.entries} entries is not a multiple of ${g.ways} ways`);
@@ -226,6 +228,7 @@ export class Tlb {
   readonly epoch = new TlbEpoch();
 
   constructor(geometry: TlbGeometry = GOLDEN_COVE) {
+    if (blank()) bare(this); // a bare instance for a copy of the machine (machine/clone.ts)
     this.geometry = geometry;
     const e = this.epoch;
     this.d4k = new TlbArray(geometry.l1d4k, e);
@@ -314,3 +317,6 @@ export class PagingStructureCache {
     for (const a of this.arrays) a.flush(pcid, false);
   }
 }
+
+// Copied with their hidden class when a booted machine is forked (machine/clone.ts).
+cloneable(Tlb, TlbArray, TlbEpoch);
