@@ -837,6 +837,11 @@ export class PhysMem implements PhysPort {
   /** `n` counted loads of consecutive words from `pa` into `dst[from..]` (as `n` read32: memReads += n). */
   readWords(pa: number, dst: Uint32Array, from: number, n: number): void {
     this.counters.memReads += n;
+    this.peekWords(pa, dst, from, n);
+  }
+
+  /** `readWords` uncounted: for inspection (an observer's view of RAM, see `InspectPort`). */
+  peekWords(pa: number, dst: Uint32Array, from: number, n: number): void {
     this.checkRange(pa, n * 4);
     if ((pa & 3) !== 0) this.badAccess(pa, 4);
     for (let at = 0; at < n; ) {
@@ -1009,6 +1014,36 @@ export class PhysMem implements PhysPort {
       );
     }
     fail("MISALIGNED", `${size * 8}-bit access at ${hex(pa)} is not ${size}-byte aligned`, { pa });
+  }
+}
+
+/**
+ * The lab's view of RAM when it observes a design (the boot's summary of free frames): the design's
+ * own code reads its structures through this port instead of the kernel's mappings, so the reads are
+ * uncounted and touch no TLB, window or page table: observing costs the simulated machine nothing and
+ * leaves it as the boot left it. Writes are refused: an observer must not change what it observes.
+ */
+export class InspectPort implements PhysPort {
+  constructor(private readonly mem: PhysMem) {}
+
+  read32(pa: number): number {
+    return this.mem.peek32(pa);
+  }
+
+  readWords(pa: number, dst: Uint32Array, from: number, n: number): void {
+    this.mem.peekWords(pa, dst, from, n);
+  }
+
+  write32(pa: number): void {
+    this.refuse(pa);
+  }
+
+  zeroFrame(pfn: number): void {
+    this.refuse(pfn * PAGE_SIZE);
+  }
+
+  private refuse(pa: number): never {
+    return fail("KERNEL_BUG", `an observer of the PMM tried to write ${hex(pa)}: stats() must only read`);
   }
 }
 

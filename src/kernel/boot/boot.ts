@@ -21,6 +21,7 @@ import { framesIn } from "../../firmware/frames.ts";
 import { e820TypeName, isUsable, type MemoryMap } from "../../firmware/index.ts";
 import { stateless } from "../../machine/clone.ts";
 import { Machine } from "../../machine/machine.ts";
+import { InspectPort } from "../../machine/phys-mem.ts";
 import { Mapper } from "../../machine/x86/mapper.ts";
 import type { Levels } from "../../machine/x86/vaddr.ts";
 import { Memblock, MEMBLOCK_BYTES } from "../early/memblock.ts";
@@ -362,13 +363,34 @@ function finalSpace(s: AfterHandover): AfterFinal {
   return { ...s, root: fin.root, mapper };
 }
 
+/**
+ * The lab observing the PMM (the summary's free frames): the PMM's port is re-bound to an
+ * `InspectPort` for the call, so a design that reads through its port reads RAM directly, uncounted,
+ * without remapping a window or filling a TLB entry (a free list walked through quickmap windows cost
+ * a remap a frame). What a design reads another way (the stack's mapped region) still goes through the
+ * CPU: its counts are given back, as the checkers' are. A kernel keeps these figures in registers; the
+ * walk is not the boot's cost.
+ */
+function observe<T>(s: AfterFinal, fn: () => T): T {
+  const c = s.machine.counters;
+  const saved = c.snapshot();
+  const was = s.port.target;
+  s.port.target = new InspectPort(s.machine.mem);
+  try {
+    return fn();
+  } finally {
+    s.port.target = was;
+    Object.assign(c, saved);
+  }
+}
+
 /** Step 7: the summary, then the checks (whose own memory references are not the boot's cost). */
 function summarize(s: AfterFinal, t0: number): BootResult {
   const { n, machine, pmm, levels } = s;
   const c = machine.counters;
-  const st: PmmStats = pmm.stats();
-  const recursiveSlots = s.strategy.recursiveSlots();
   const bootCounters = c.snapshot();
+  const st: PmmStats = observe(s, () => pmm.stats());
+  const recursiveSlots = s.strategy.recursiveSlots();
   // The final tree's tables, walked once (uncounted peeks): for the checks, the summary and `owned`.
   const tables = tableFrames(machine, s.root, levels, recursiveSlots);
   const checks =
