@@ -592,6 +592,13 @@ export function groupByBoot(specs: RunSpec[]): RunSpec[][] {
 }
 
 /**
+ * This thread's host memory for copies, kept across groups: RAM comes in the same sizes from machine
+ * to machine (2 MiB dense chunks, page slabs of 1..64 MiB), and memory already faulted in costs a
+ * memcpy where fresh memory costs a page fault every 4 KiB as well.
+ */
+const RECYCLER = new BufferRecycler(256 * 2 ** 20);
+
+/**
  * The kernels of one boot group: the first run boots the template, every run but the last works on a
  * copy of it, and the last on the template itself. When the template cannot be copied, each run boots
  * its own. A boot that fails fails its run only: the next run tries again.
@@ -600,9 +607,15 @@ class BootGroup {
   private template: KernelInternals | null = null;
   private refused = false;
   /** The previous copy's big buffers (its run is over when the next run asks), for the next copy. */
-  private readonly recycler = new BufferRecycler();
+  private readonly recycler = RECYCLER;
   private made: ArrayBuffer[] = [];
   constructor(private remaining: number) {}
+
+  /** The group's runs are over: the last copy's buffers go back too. */
+  done(): void {
+    this.recycler.give(this.made);
+    this.made = [];
+  }
 
   readonly take: KernelSource = (s, pmm) => {
     this.remaining--;
@@ -634,6 +647,7 @@ class BootGroup {
 export function runGroup(specs: RunSpec[], onRow: (row: ResultRow) => void, design?: PmmDesign): void {
   const group = new BootGroup(specs.length);
   for (const s of specs) onRow(runOne(s, design, group.take));
+  group.done();
 }
 
 /** One run, start to finish, in this thread. Never throws: failures become `row.error`. */

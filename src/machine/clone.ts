@@ -33,17 +33,26 @@ const COPYABLE = new Set<unknown>([Object, Array, Map, Set]);
  */
 export class BufferRecycler {
   private readonly free = new Map<number, ArrayBuffer[]>();
+  private held = 0;
   /** Buffers of at least this many bytes are worth keeping. */
   static readonly MIN_BYTES = 1 << 20;
 
+  /** `maxBytes`: what it may hold at most (buffers given beyond it are left to the garbage collector). */
+  constructor(private readonly maxBytes = Number.POSITIVE_INFINITY) {}
+
   /** A buffer of `bytes` bytes whose old contents the caller will overwrite, or null. */
   take(bytes: number): ArrayBuffer | null {
-    return this.free.get(bytes)?.pop() ?? null;
+    const b = this.free.get(bytes)?.pop();
+    if (b === undefined) return null;
+    this.held -= bytes;
+    return b;
   }
 
   /** Buffers nothing uses any more. */
   give(buffers: readonly ArrayBuffer[]): void {
     for (const b of buffers) {
+      if (this.held + b.byteLength > this.maxBytes) continue;
+      this.held += b.byteLength;
       const list = this.free.get(b.byteLength);
       if (list === undefined) this.free.set(b.byteLength, [b]);
       else list.push(b);
