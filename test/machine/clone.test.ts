@@ -44,7 +44,14 @@ describe("cloneGraph", () => {
     c.view[0] = 99;
     expect(c.whole[8]).toBe(99);
     expect(whole[8]).toBe(0);
-    expect(c.view.byteOffset).toBe(view.byteOffset);
+    expect(c.view.byteOffset - c.whole.byteOffset).toBe(view.byteOffset - whole.byteOffset);
+    // Small buffers share arenas: another array copied with them stays apart from both.
+    const other = new Uint32Array(64);
+    const d = cloneGraph({ whole, other });
+    d.other.fill(5);
+    expect(d.whole.every((x) => x === 0)).toBe(true);
+    d.whole.fill(3);
+    expect(d.other.every((x) => x === 5)).toBe(true);
   });
 
   it("shares frozen objects, `shared` roots and stateless functions; refuses closures and accessors", () => {
