@@ -36,7 +36,7 @@ import type { OwnedRange } from "../owner.ts";
 import { Current } from "../percpu.ts";
 import { getDesign } from "../pmm/designs.ts";
 import { PmmFrames } from "../pmm/frame-source.ts";
-import type { FrameAllocator, FrameRange, PmmDesign, PmmLayout, PmmStats } from "../pmm/interface.ts";
+import type { FrameAllocator, FrameRange, PmmCounts, PmmDesign, PmmLayout } from "../pmm/interface.ts";
 import { checkHostBudget } from "./budget.ts";
 import { checkBoot, tableFrames } from "./check.ts";
 import { type BootStep, Narrator } from "./narrator.ts";
@@ -389,7 +389,8 @@ function summarize(s: AfterFinal, t0: number): BootResult {
   const { n, machine, pmm, levels } = s;
   const c = machine.counters;
   const bootCounters = c.snapshot();
-  const st: PmmStats = observe(s, () => pmm.stats());
+  // The counts a design keeps in registers when it has them; else its stats, observed for free.
+  const st: PmmCounts = pmm.counts?.() ?? observe(s, () => pmm.stats());
   const recursiveSlots = s.strategy.recursiveSlots();
   // The final tree's tables, walked once (uncounted peeks): for the checks, the summary and `owned`.
   const tables = tableFrames(machine, s.root, levels, recursiveSlots);

@@ -17,7 +17,7 @@ import { SECTIONS } from "../image.ts";
 import { kernelLayout } from "../kmap/layout.ts";
 import type { OwnedRange } from "../owner.ts";
 import { PmmAuditor } from "../pmm/check.ts";
-import type { FrameAllocator, FrameRange, PmmStats } from "../pmm/interface.ts";
+import type { FrameAllocator, FrameRange, PmmCounts } from "../pmm/interface.ts";
 import type { BootResult } from "./boot.ts";
 
 export interface BootCheckInput {
@@ -35,8 +35,8 @@ export interface BootCheckInput {
   freedFrames: number;
   metaPa: number;
   metaBytes: number;
-  /** The PMM's stats, computed once by the caller (a full pass over the free structures). */
-  stats: PmmStats;
+  /** The PMM's counts (its registers, or its stats when it keeps none), computed once by the caller. */
+  stats: PmmCounts;
 }
 
 /** Frames of every page table reachable from the root (recursive slots skipped). */

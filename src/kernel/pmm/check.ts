@@ -123,6 +123,11 @@ export class PmmAuditor {
         `${a.name}: free ${free} + held ${this.heldFrames} + metadata ${meta} != managed ${st.managedFrames}`,
       );
     }
+    const c = a.counts?.();
+    if (c !== undefined) {
+      for (const k of ["managedFrames", "freeFrames", "metadataBytes", "transientBytes"] as const)
+        if (c[k] !== st[k]) audit(`${a.name}: counts() says ${k} ${c[k]}, stats() ${st[k]}`);
+    }
     let byOrder = 0;
     for (let o = 0; o < st.freeByOrder.length; o++) byOrder += st.freeByOrder[o] * 2 ** o;
     if (byOrder !== free) {

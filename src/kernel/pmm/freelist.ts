@@ -36,6 +36,7 @@ import type {
   FrameAllocator,
   PmmDesign,
   PmmEnv,
+  PmmCounts,
   PmmLayout,
   PmmStats,
 } from "./interface.ts";
@@ -168,8 +169,20 @@ export class FreeList implements FrameAllocator {
   forEachMetaFrame(_fn: (pfn: number) => void): void {}
 
   stats(): PmmStats {
-    const standing = this.amap !== null ? AllocMap.bytes(this.layout) : 0;
-    return statsFromFree(this, this.layout, this.managed, standing, 0);
+    return statsFromFree(this, this.layout, this.managed, this.standing(), 0);
+  }
+
+  counts(): PmmCounts {
+    return {
+      managedFrames: this.managed,
+      freeFrames: this.nfree,
+      metadataBytes: this.standing(),
+      transientBytes: 0,
+    };
+  }
+
+  private standing(): number {
+    return this.amap !== null ? AllocMap.bytes(this.layout) : 0;
   }
 
   check(): void {

@@ -112,6 +112,9 @@ export interface PmmStats {
   perRegion?: RegionStat[];
 }
 
+/** The part of `PmmStats` a design keeps in registers (`FrameAllocator.counts`). */
+export type PmmCounts = Pick<PmmStats, "managedFrames" | "freeFrames" | "metadataBytes" | "transientBytes">;
+
 export interface RegionStat {
   start: number;
   end: number;
@@ -131,6 +134,12 @@ export interface FrameAllocator {
   /** Free a block from `alloc`. Double, misaligned, wrong-order or foreign frees throw, state unchanged. */
   free(pfn: number, order: number): void;
   stats(): PmmStats;
+  /**
+   * The figures the allocator keeps in registers (no walk of its structures), equal to those of
+   * `stats()`: the boot's summary asks for these when a design has them (a 1 TiB stack's walk reads
+   * 2 GiB). Optional; the checkers hold each design's registers to its structures.
+   */
+  counts?(): PmmCounts;
   /** Invariant checker: throws PagelabError("PMM_INVARIANT", ...) naming the first violation. */
   check(): void;
   /** Largest order `alloc` may satisfy (0 for the stacks, 10 for the buddy, 18 for 1 GiB pools). */

@@ -41,6 +41,7 @@ import type {
   FrameAllocator,
   PmmDesign,
   PmmEnv,
+  PmmCounts,
   PmmLayout,
   PmmStats,
 } from "./interface.ts";
@@ -255,8 +256,16 @@ export class StackPages implements FrameAllocator {
   }
 
   stats(): PmmStats {
-    const standing = this.amap !== null ? AllocMap.bytes(this.layout) : 0;
-    return statsFromFree(this, this.layout, this.managed, standing, this.pages * 4096);
+    return statsFromFree(this, this.layout, this.managed, this.standing(), this.pages * 4096);
+  }
+
+  counts(): PmmCounts {
+    const c = { managedFrames: this.managed, freeFrames: this.entries, metadataBytes: this.standing() };
+    return { ...c, transientBytes: this.pages * 4096 };
+  }
+
+  private standing(): number {
+    return this.amap !== null ? AllocMap.bytes(this.layout) : 0;
   }
 
   check(): void {

@@ -41,6 +41,7 @@ import type {
   GrowableRegion,
   PmmDesign,
   PmmEnv,
+  PmmCounts,
   PmmLayout,
   PmmStats,
 } from "./interface.ts";
@@ -232,8 +233,16 @@ export class FreePageStack implements FrameAllocator {
   }
 
   stats(): PmmStats {
-    const standing = this.amap !== null ? AllocMap.bytes(this.layout) : 0;
-    return statsFromFree(this, this.layout, this.managed, standing, this.region.mappedBytes);
+    return statsFromFree(this, this.layout, this.managed, this.standing(), this.region.mappedBytes);
+  }
+
+  counts(): PmmCounts {
+    const c = { managedFrames: this.managed, freeFrames: this.n, metadataBytes: this.standing() };
+    return { ...c, transientBytes: this.region.mappedBytes };
+  }
+
+  private standing(): number {
+    return this.amap !== null ? AllocMap.bytes(this.layout) : 0;
   }
 
   check(): void {

@@ -281,6 +281,7 @@ export function checkedDesign(d: PmmDesign): PmmDesign {
           after(() => `free(${hex(p)}, ${o})`);
         },
         stats: () => a.stats(),
+        counts: a.counts?.bind(a),
         check: () => a.check(),
         forEachFree: a.forEachFree?.bind(a),
         forEachMetaFrame: a.forEachMetaFrame?.bind(a),
