@@ -60,6 +60,22 @@ export class BufferRecycler {
   }
 }
 
+/** What owns a buffer whose tail is not in use yet (see `trackLiveBytes`). */
+export interface LiveExtent {
+  /** Bytes of `buffer` from its start that hold data; the rest is zero and may be left out of a copy. */
+  liveBytes(buffer: ArrayBufferLike): number;
+}
+
+const LIVE = new WeakMap<ArrayBufferLike, LiveExtent>();
+
+/**
+ * Declare that `owner` knows how much of `buffer` is in use (a slab handed out from its start): a copy
+ * copies that much and leaves the rest zero, without touching it.
+ */
+export function trackLiveBytes(buffer: ArrayBufferLike, owner: LiveExtent): void {
+  LIVE.set(buffer, owner);
+}
+
 /** Buffers up to this size are copied into shared arenas of ARENA_BYTES (8-byte aligned places). */
 const SMALL_BYTES = 64 * 1024;
 const ARENA_BYTES = 1 << 20;
@@ -102,8 +118,12 @@ export function cloneGraph<T>(root: T, opts: CloneOptions = {}): T {
       return { buf: arena, at };
     }
     if (n < BufferRecycler.MIN_BYTES) return { buf: b.slice(0), at: 0 };
-    const out = bigBuffer(n);
-    new Uint8Array(out).set(new Uint8Array(b));
+    const live = Math.min(n, LIVE.get(b)?.liveBytes(b) ?? n);
+    const into = opts.recycler?.take(n) ?? null;
+    const out = into ?? new ArrayBuffer(n);
+    opts.made?.push(out);
+    new Uint8Array(out, 0, live).set(new Uint8Array(b, 0, live));
+    if (into !== null && live < n) new Uint8Array(out, live).fill(0); // a recycled tail holds old bytes
     return { buf: out, at: 0 };
   };
 

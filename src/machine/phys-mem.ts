@@ -15,7 +15,7 @@
  *
  * Every access is counted in `Counters.memReads` / `memWrites` (bulk operations in `memBulkBytes`).
  */
-import { bare, blank, cloneable } from "./clone.ts";
+import { bare, blank, cloneable, trackLiveBytes } from "./clone.ts";
 import { fail, hex } from "../errors.ts";
 import { Counters } from "./counters.ts";
 
@@ -174,10 +174,18 @@ class PagePool {
     }
     if (this.next === this.slabPages) {
       this.slabPages = Math.min(MAX_SLAB_PAGES, Math.max(SLAB_PAGES, this.slabPages * 2));
-      this.slabs.push(new Uint32Array(this.slabPages * 1024));
+      const slab = new Uint32Array(this.slabPages * 1024);
+      trackLiveBytes(slab.buffer, this); // a copy of the machine copies the pages handed out, not the slab
+      this.slabs.push(slab);
       this.next = 0;
     }
     return (this.slabs.length - 1) * MAX_SLAB_PAGES + this.next++;
+  }
+
+  /** Bytes of a slab in use: the last slab's pages handed out so far, every other slab whole. */
+  liveBytes(buffer: ArrayBufferLike): number {
+    const last = this.slabs[this.slabs.length - 1];
+    return buffer === last.buffer ? this.next * 4096 : buffer.byteLength;
   }
 
   /** The slab holding page `id`. */

@@ -7,7 +7,13 @@ import { describe, expect, it } from "vitest";
 import { forkKernel, type KernelInternals, startKernel } from "../../src/kernel/kernel.ts";
 import { DESIGN_NAMES } from "../../src/kernel/pmm/designs.ts";
 import { getWorkload, STANDARD_WORKLOADS } from "../../src/lab/workloads/index.ts";
-import { BufferRecycler, CloneRefused, cloneGraph, stateless } from "../../src/machine/clone.ts";
+import {
+  BufferRecycler,
+  CloneRefused,
+  cloneGraph,
+  stateless,
+  trackLiveBytes,
+} from "../../src/machine/clone.ts";
 import { Rng } from "../../src/machine/rng.ts";
 
 class Point {
@@ -82,6 +88,17 @@ describe("cloneGraph", () => {
     const second = cloneGraph({ big }, { recycler: r, made: again });
     expect(again[0]).toBe(made[0]); // the same host memory, taken back
     expect(second.big.every((b) => b === 5)).toBe(true);
+  });
+
+  it("copies only the live part of a tracked slab, and leaves the rest zero even in recycled memory", () => {
+    const slab = new Uint8Array(BufferRecycler.MIN_BYTES);
+    slab.fill(7, 0, 4096);
+    trackLiveBytes(slab.buffer, { liveBytes: () => 4096 });
+    const r = new BufferRecycler();
+    r.give([new Uint8Array(BufferRecycler.MIN_BYTES).fill(0xee).buffer]); // old bytes everywhere
+    const c = cloneGraph({ slab }, { recycler: r });
+    expect(c.slab.subarray(0, 4096).every((b) => b === 7)).toBe(true);
+    expect(c.slab.subarray(4096).every((b) => b === 0)).toBe(true);
   });
 });
 
