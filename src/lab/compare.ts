@@ -550,6 +550,12 @@ const MAX_SERIES = 512;
 /** Where a run gets its booted kernel: a boot of its own, or a copy of its group's (`BootGroup`). */
 type KernelSource = (s: RunSpec, pmm: string | PmmDesign) => KernelInternals;
 
+/** A run's booted kernel, and the audit of that boot once a run of the same boot has made it. */
+interface BootSource {
+  take: KernelSource;
+  audit: RowAudit | null;
+}
+
 const freshBoot: KernelSource = (s, pmm) =>
   startKernel({
     map: s.map,
@@ -603,7 +609,8 @@ const RECYCLER = new BufferRecycler(256 * 2 ** 20);
  * copy of it, and the last on the template itself. When the template cannot be copied, each run boots
  * its own. A boot that fails fails its run only: the next run tries again.
  */
-class BootGroup {
+class BootGroup implements BootSource {
+  audit: RowAudit | null = null;
   private template: KernelInternals | null = null;
   private refused = false;
   /** The previous copy's big buffers (its run is over when the next run asks), for the next copy. */
@@ -646,12 +653,16 @@ class BootGroup {
 /** The runs of one boot group (`groupByBoot`), in order, in this thread; `onRow` gets each row as it is done. */
 export function runGroup(specs: RunSpec[], onRow: (row: ResultRow) => void, design?: PmmDesign): void {
   const group = new BootGroup(specs.length);
-  for (const s of specs) onRow(runOne(s, design, group.take));
+  for (const s of specs) onRow(runOne(s, design, group));
   group.done();
 }
 
 /** One run, start to finish, in this thread. Never throws: failures become `row.error`. */
-export function runOne(s: RunSpec, design?: PmmDesign, source: KernelSource = freshBoot): ResultRow {
+export function runOne(
+  s: RunSpec,
+  design?: PmmDesign,
+  boots: BootSource = { take: freshBoot, audit: null },
+): ResultRow {
   const row = emptyRow(s);
   const t0 = performance.now();
   let t1 = t0;
@@ -669,7 +680,7 @@ export function runOne(s: RunSpec, design?: PmmDesign, source: KernelSource = fr
       }
       pmm = checkedDesign(design);
     }
-    const k = source(s, pmm);
+    const k = boots.take(s, pmm);
     const b = k.boot;
     row.ramBytes = b.ramBytes;
     row.usablePages = b.usablePages;
@@ -680,7 +691,9 @@ export function runOne(s: RunSpec, design?: PmmDesign, source: KernelSource = fr
     row.pageTableBytes = b.pageTableBytes;
     row.pageTablePages = b.pageTablePages;
     row.bootCounters = k.counters.snapshot();
-    row.audit = rowAudit(b);
+    // The audit reads the booted tables; a group's runs share one boot (BootGroup), so one audit.
+    row.audit = boots.audit ?? rowAudit(b);
+    boots.audit = row.audit;
     t1 = performance.now();
     row.hostMs.boot = Math.round(t1 - t0);
     if (s.kind === "sweep" || s.workload === null) return row;

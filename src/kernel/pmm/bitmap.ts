@@ -44,6 +44,7 @@ import type {
   PmmDesign,
   PmmEnv,
   PmmLayout,
+  PmmCounts,
   PmmStats,
 } from "./interface.ts";
 
@@ -470,6 +471,15 @@ export class BitmapAllocator implements FrameAllocator {
 
   stats(): PmmStats {
     return statsFromFree(this, this.layout, this.managed, this.bytes, 0);
+  }
+
+  counts(): PmmCounts {
+    return {
+      managedFrames: this.managed,
+      freeFrames: this.nfree,
+      metadataBytes: this.bytes,
+      transientBytes: 0,
+    };
   }
 
   /**

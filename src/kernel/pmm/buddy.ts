@@ -56,6 +56,7 @@ import type {
   PmmDesign,
   PmmEnv,
   PmmLayout,
+  PmmCounts,
   PmmStats,
 } from "./interface.ts";
 
@@ -653,6 +654,15 @@ export class Buddy implements FrameAllocator {
   }
 
   forEachMetaFrame(_fn: (pfn: number) => void): void {}
+
+  counts(): PmmCounts {
+    return {
+      managedFrames: this.managed,
+      freeFrames: this.nfree,
+      metadataBytes: this.g.total,
+      transientBytes: 0,
+    };
+  }
 
   stats(): PmmStats {
     const s = statsFromFree(this, this.layout, this.managed, this.g.total, 0);
