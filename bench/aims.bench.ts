@@ -3,7 +3,9 @@
  * (start-up included, after-boot checks on), with its host wall time and peak RSS beside the aim. The
  * PMM-versus-C row comes from the PMM benchmark when it ran earlier in the same run (`npm run bench`
  * runs this file last), else it is measured here. The load average is printed first and last: these
- * machines are shared, so ratios within one run are the reliable figures.
+ * machines are shared, so ratios within one run are the reliable figures. Each command runs
+ * AIMS_REPEAT times (default 3, one after another): the median wall time is the figure, the range
+ * beside it shows how much this machine moved meanwhile.
  */
 import { spawnSync } from "node:child_process";
 import { loadavg } from "node:os";
@@ -86,13 +88,21 @@ export default async function aims(): Promise<void> {
       .map((l) => l.toFixed(2))
       .join(" ")} (1, 5, 15 min)`,
   );
-  console.log(`${"command (checks on)".padEnd(44)} ${"wall s".padStart(8)} ${"peak RSS".padStart(10)}  aim`);
+  const repeat = Math.max(1, Number(process.env.AIMS_REPEAT ?? 3) || 1);
+  console.log(
+    `${"command (checks on)".padEnd(44)} ${"wall s".padStart(8)} ${`(${repeat} runs: min-max)`.padStart(18)} ${"peak RSS".padStart(10)}  aim`,
+  );
   for (const row of ROWS) {
     if (only && !only.some((o) => row.what.includes(o))) continue;
-    const r = run(row.args);
-    const fail = r.status === 0 ? "" : `  exit ${r.status}: ${r.err.split("\n")[0].slice(0, 100)}`;
+    const rs = Array.from({ length: repeat }, () => run(row.args));
+    const bad = rs.find((r) => r.status !== 0);
+    const fail = bad === undefined ? "" : `  exit ${bad.status}: ${bad.err.split("\n")[0].slice(0, 100)}`;
+    const ms = rs.map((r) => r.ms).sort((a, b) => a - b);
+    const median = ms[(ms.length - 1) >> 1];
+    const range = `${(ms[0] / 1000).toFixed(2)}-${(ms[ms.length - 1] / 1000).toFixed(2)}`;
+    const rss = Math.max(...rs.map((r) => r.rssMiB));
     console.log(
-      `${row.what.padEnd(44)} ${(r.ms / 1000).toFixed(2).padStart(8)} ${`${(r.rssMiB / 1024).toFixed(2)} GB`.padStart(10)}  ${row.aim}${fail}`,
+      `${row.what.padEnd(44)} ${(median / 1000).toFixed(2).padStart(8)} ${range.padStart(18)} ${`${(rss / 1024).toFixed(2)} GB`.padStart(10)}  ${row.aim}${fail}`,
     );
   }
   if (!only || only.some((o) => "pmm".includes(o))) pmmRow();
