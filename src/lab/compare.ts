@@ -605,6 +605,12 @@ export function groupByBoot(specs: RunSpec[]): RunSpec[][] {
 const RECYCLER = new BufferRecycler(256 * 2 ** 20);
 
 /**
+ * A booted machine backing more host memory than this is not kept as a template: a group would hold
+ * it twice (template and copy) while a run goes on, so its runs boot one at a time as before.
+ */
+const MAX_TEMPLATE_BYTES = 256 * 2 ** 20;
+
+/**
  * The kernels of one boot group: the first run boots the template, every run but the last works on a
  * copy of it, and the last on the template itself. When the template cannot be copied, each run boots
  * its own. A boot that fails fails its run only: the next run tries again.
@@ -616,7 +622,17 @@ class BootGroup implements BootSource {
   /** The previous copy's big buffers (its run is over when the next run asks), for the next copy. */
   private readonly recycler = RECYCLER;
   private made: ArrayBuffer[] = [];
-  constructor(private remaining: number) {}
+  /** What the group did: boots and copies (for tests and profiles). */
+  readonly tally = { boots: 0, copies: 0 };
+  constructor(
+    private remaining: number,
+    private readonly maxTemplateBytes: number,
+  ) {}
+
+  private boot(s: RunSpec, pmm: string | PmmDesign): KernelInternals {
+    this.tally.boots++;
+    return freshBoot(s, pmm);
+  }
 
   /** The group's runs are over: the last copy's buffers go back too. */
   done(): void {
@@ -628,10 +644,15 @@ class BootGroup implements BootSource {
     this.remaining--;
     this.recycler.give(this.made);
     this.made = [];
-    if (this.refused) return freshBoot(s, pmm);
+    if (this.refused) return this.boot(s, pmm);
     if (this.template === null) {
-      const k = freshBoot(s, pmm);
+      const k = this.boot(s, pmm);
       if (this.remaining === 0) return k;
+      if (k.machine.mem.backedBytes > this.maxTemplateBytes) {
+        // Too big to hold twice (the template and a copy): this run takes it, the others boot afresh.
+        this.refused = true;
+        return k;
+      }
       this.template = k;
     }
     const t = this.template;
@@ -640,7 +661,9 @@ class BootGroup implements BootSource {
       return t;
     }
     try {
-      return forkKernel(t, { recycler: this.recycler, made: this.made });
+      const copy = forkKernel(t, { recycler: this.recycler, made: this.made });
+      this.tally.copies++;
+      return copy;
     } catch (e) {
       if (!(e instanceof CloneRefused)) throw e;
       this.refused = true;
@@ -650,11 +673,20 @@ class BootGroup implements BootSource {
   };
 }
 
-/** The runs of one boot group (`groupByBoot`), in order, in this thread; `onRow` gets each row as it is done. */
-export function runGroup(specs: RunSpec[], onRow: (row: ResultRow) => void, design?: PmmDesign): void {
-  const group = new BootGroup(specs.length);
+/**
+ * The runs of one boot group (`groupByBoot`), in order, in this thread; `onRow` gets each row as it is
+ * done. Returns how many boots and copies it took.
+ */
+export function runGroup(
+  specs: RunSpec[],
+  onRow: (row: ResultRow) => void,
+  design?: PmmDesign,
+  maxTemplateBytes = MAX_TEMPLATE_BYTES,
+): { boots: number; copies: number } {
+  const group = new BootGroup(specs.length, maxTemplateBytes);
   for (const s of specs) onRow(runOne(s, design, group));
   group.done();
+  return group.tally;
 }
 
 /** One run, start to finish, in this thread. Never throws: failures become `row.error`. */
