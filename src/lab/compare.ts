@@ -619,8 +619,7 @@ class BootGroup implements BootSource {
   audit: RowAudit | null = null;
   private template: KernelInternals | null = null;
   private refused = false;
-  /** The previous copy's big buffers (its run is over when the next run asks), for the next copy. */
-  private readonly recycler = RECYCLER;
+  /** The last copy's big buffers: back to RECYCLER once its run is over (the next run asks, or the group ends). */
   private made: ArrayBuffer[] = [];
   /** What the group did: boots and copies (for tests and profiles). */
   readonly tally = { boots: 0, copies: 0 };
@@ -634,16 +633,15 @@ class BootGroup implements BootSource {
     return freshBoot(s, pmm);
   }
 
-  /** The group's runs are over: the last copy's buffers go back too. */
+  /** The last copy's run is over: its buffers go back for the next copy. */
   done(): void {
-    this.recycler.give(this.made);
+    RECYCLER.give(this.made);
     this.made = [];
   }
 
   readonly take: KernelSource = (s, pmm) => {
     this.remaining--;
-    this.recycler.give(this.made);
-    this.made = [];
+    this.done();
     if (this.refused) return this.boot(s, pmm);
     if (this.template === null) {
       const k = this.boot(s, pmm);
@@ -661,7 +659,7 @@ class BootGroup implements BootSource {
       return t;
     }
     try {
-      const copy = forkKernel(t, { recycler: this.recycler, made: this.made });
+      const copy = forkKernel(t, { recycler: RECYCLER, made: this.made });
       this.tally.copies++;
       return copy;
     } catch (e) {

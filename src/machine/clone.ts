@@ -96,11 +96,12 @@ export function cloneGraph<T>(root: T, opts: CloneOptions = {}): T {
   const buffers = new Map<ArrayBufferLike, { buf: ArrayBufferLike; at: number }>();
   let arena: ArrayBuffer | null = null;
   let arenaUsed = 0;
-  /** A fresh buffer of `bytes` (recycled when there is one: its old contents get overwritten). */
-  const bigBuffer = (bytes: number): ArrayBuffer => {
-    const b = opts.recycler?.take(bytes) ?? new ArrayBuffer(bytes);
-    opts.made?.push(b);
-    return b;
+  /** A buffer of `bytes` for this copy: a recycled one (its old bytes still in it) when there is one. */
+  const bigBuffer = (bytes: number): { buf: ArrayBuffer; recycled: boolean } => {
+    const old = opts.recycler?.take(bytes) ?? null;
+    const buf = old ?? new ArrayBuffer(bytes);
+    opts.made?.push(buf);
+    return { buf, recycled: old !== null };
   };
   const copyBuffer = (b: ArrayBufferLike): { buf: ArrayBufferLike; at: number } => {
     const n = b.byteLength;
@@ -109,7 +110,7 @@ export function cloneGraph<T>(root: T, opts: CloneOptions = {}): T {
     // allocation for many, instead of an ArrayBuffer each (about 9 us apiece).
     if (n <= SMALL_BYTES) {
       if (arena === null || arenaUsed + n > ARENA_BYTES) {
-        arena = bigBuffer(ARENA_BYTES);
+        arena = bigBuffer(ARENA_BYTES).buf;
         arenaUsed = 0;
       }
       const at = arenaUsed;
@@ -119,12 +120,10 @@ export function cloneGraph<T>(root: T, opts: CloneOptions = {}): T {
     }
     if (n < BufferRecycler.MIN_BYTES) return { buf: b.slice(0), at: 0 };
     const live = Math.min(n, LIVE.get(b)?.liveBytes(b) ?? n);
-    const into = opts.recycler?.take(n) ?? null;
-    const out = into ?? new ArrayBuffer(n);
-    opts.made?.push(out);
-    new Uint8Array(out, 0, live).set(new Uint8Array(b, 0, live));
-    if (into !== null && live < n) new Uint8Array(out, live).fill(0); // a recycled tail holds old bytes
-    return { buf: out, at: 0 };
+    const out = bigBuffer(n);
+    new Uint8Array(out.buf, 0, live).set(new Uint8Array(b, 0, live));
+    if (out.recycled && live < n) new Uint8Array(out.buf, live).fill(0); // a recycled tail holds old bytes
+    return { buf: out.buf, at: 0 };
   };
 
   const copy = (v: unknown, path: string): unknown => {

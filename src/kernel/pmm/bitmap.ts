@@ -36,7 +36,7 @@ import {
   pageRound,
   popcount32,
   RegionTable,
-  statsFromFree,
+  statsFromCounts,
 } from "./common.ts";
 import type {
   AllocConstraints,
@@ -470,7 +470,7 @@ export class BitmapAllocator implements FrameAllocator {
   forEachMetaFrame(_fn: (pfn: number) => void): void {}
 
   stats(): PmmStats {
-    return statsFromFree(this, this.layout, this.managed, this.bytes, 0);
+    return statsFromCounts(this, this.layout, this.counts());
   }
 
   counts(): PmmCounts {

@@ -47,7 +47,7 @@ import {
   PAGE as PAGE_,
   pageRound,
   RegionTable,
-  statsFromFree,
+  statsFromCounts,
 } from "./common.ts";
 import type {
   AllocConstraints,
@@ -665,7 +665,7 @@ export class Buddy implements FrameAllocator {
   }
 
   stats(): PmmStats {
-    const s = statsFromFree(this, this.layout, this.managed, this.g.total, 0);
+    const s = statsFromCounts(this, this.layout, this.counts());
     s.freeByOrder = new Array<number>(NR_ORDERS).fill(0);
     this.forEachFree((_p, n) => {
       s.freeByOrder[Math.log2(n)]++;

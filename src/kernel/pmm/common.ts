@@ -18,6 +18,7 @@ import type {
   PmmDesign,
   PmmEnv,
   PmmLayout,
+  PmmCounts,
   PmmStats,
   RegionStat,
 } from "./interface.ts";
@@ -386,6 +387,16 @@ export class FrameMarks {
  * over the usable ranges takes over (1 bit per frame: 32 MiB per TiB) and is scanned in address order.
  * Either way, no per-block array, no sort.
  */
+/** `statsFromFree` for a design that keeps its counts in registers (`counts()`): one source for both. */
+export function statsFromCounts(a: FrameAllocator, layout: PmmLayout, c: PmmCounts): PmmStats {
+  return statsFromFree(a, layout, c.managedFrames, c.metadataBytes, c.transientBytes);
+}
+
+/** Standing bytes of a stack or list's optional allocation bitmap (`checked`): 0 without one. */
+export function allocMapBytes(amap: AllocMap | null, layout: PmmLayout): number {
+  return amap !== null ? AllocMap.bytes(layout) : 0;
+}
+
 export function statsFromFree(
   a: FrameAllocator,
   layout: PmmLayout,

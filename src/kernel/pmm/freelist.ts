@@ -29,7 +29,8 @@ import {
   invariant,
   isHard,
   RegionTable,
-  statsFromFree,
+  allocMapBytes,
+  statsFromCounts,
 } from "./common.ts";
 import type {
   AllocConstraints,
@@ -169,20 +170,16 @@ export class FreeList implements FrameAllocator {
   forEachMetaFrame(_fn: (pfn: number) => void): void {}
 
   stats(): PmmStats {
-    return statsFromFree(this, this.layout, this.managed, this.standing(), 0);
+    return statsFromCounts(this, this.layout, this.counts());
   }
 
   counts(): PmmCounts {
     return {
       managedFrames: this.managed,
       freeFrames: this.nfree,
-      metadataBytes: this.standing(),
+      metadataBytes: allocMapBytes(this.amap, this.layout),
       transientBytes: 0,
     };
-  }
-
-  private standing(): number {
-    return this.amap !== null ? AllocMap.bytes(this.layout) : 0;
   }
 
   check(): void {

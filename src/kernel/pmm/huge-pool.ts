@@ -152,23 +152,21 @@ export class HugePool implements FrameAllocator {
   /** Link record `i` of the `size` records (link words at +off) onto the list whose header is at `head`. */
   private link(head: number, size: 1 | 2, off: number, i: number): void {
     const port = this.port;
-    const rec = (x: number) => this.rec(size, x);
     const h = port.read32(head);
-    port.write32(rec(i) + off, h);
-    port.write32(rec(i) + off + 4, NIL);
-    if (h !== NIL) port.write32(rec(h) + off + 4, i);
+    port.write32(this.rec(size, i) + off, h);
+    port.write32(this.rec(size, i) + off + 4, NIL);
+    if (h !== NIL) port.write32(this.rec(size, h) + off + 4, i);
     port.write32(head, i);
     port.write32(head + 4, port.read32(head + 4) + 1);
   }
 
   private unlinkRec(head: number, size: 1 | 2, off: number, i: number): void {
     const port = this.port;
-    const rec = (x: number) => this.rec(size, x);
-    const n = port.read32(rec(i) + off);
-    const p = port.read32(rec(i) + off + 4);
+    const n = port.read32(this.rec(size, i) + off);
+    const p = port.read32(this.rec(size, i) + off + 4);
     if (p === NIL) port.write32(head, n);
-    else port.write32(rec(p) + off, n);
-    if (n !== NIL) port.write32(rec(n) + off + 4, p);
+    else port.write32(this.rec(size, p) + off, n);
+    if (n !== NIL) port.write32(this.rec(size, n) + off + 4, p);
     port.write32(head + 4, port.read32(head + 4) - 1);
   }
 

@@ -34,7 +34,8 @@ import {
   isHard,
   joinRuns,
   RegionTable,
-  statsFromFree,
+  allocMapBytes,
+  statsFromCounts,
 } from "./common.ts";
 import type {
   AllocConstraints,
@@ -256,16 +257,16 @@ export class StackPages implements FrameAllocator {
   }
 
   stats(): PmmStats {
-    return statsFromFree(this, this.layout, this.managed, this.standing(), this.pages * 4096);
+    return statsFromCounts(this, this.layout, this.counts());
   }
 
   counts(): PmmCounts {
-    const c = { managedFrames: this.managed, freeFrames: this.entries, metadataBytes: this.standing() };
-    return { ...c, transientBytes: this.pages * 4096 };
-  }
-
-  private standing(): number {
-    return this.amap !== null ? AllocMap.bytes(this.layout) : 0;
+    return {
+      managedFrames: this.managed,
+      freeFrames: this.entries,
+      metadataBytes: allocMapBytes(this.amap, this.layout),
+      transientBytes: this.pages * 4096,
+    };
   }
 
   check(): void {

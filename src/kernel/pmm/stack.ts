@@ -33,7 +33,8 @@ import {
   isHard,
   joinRuns,
   RegionTable,
-  statsFromFree,
+  allocMapBytes,
+  statsFromCounts,
 } from "./common.ts";
 import type {
   AllocConstraints,
@@ -233,16 +234,16 @@ export class FreePageStack implements FrameAllocator {
   }
 
   stats(): PmmStats {
-    return statsFromFree(this, this.layout, this.managed, this.standing(), this.region.mappedBytes);
+    return statsFromCounts(this, this.layout, this.counts());
   }
 
   counts(): PmmCounts {
-    const c = { managedFrames: this.managed, freeFrames: this.n, metadataBytes: this.standing() };
-    return { ...c, transientBytes: this.region.mappedBytes };
-  }
-
-  private standing(): number {
-    return this.amap !== null ? AllocMap.bytes(this.layout) : 0;
+    return {
+      managedFrames: this.managed,
+      freeFrames: this.n,
+      metadataBytes: allocMapBytes(this.amap, this.layout),
+      transientBytes: this.region.mappedBytes,
+    };
   }
 
   check(): void {
