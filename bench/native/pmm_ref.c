@@ -66,6 +66,17 @@ static void mem_reset(void) {
 
 static uint64_t RS, RE; /* the one usable region, in frames */
 
+/* The checks of an order-0 design's unchecked free: order 0, a frame of the region. */
+static inline void check_order0(int64_t pfn, int order) {
+  if (order != 0 || pfn < (int64_t)RS || pfn >= (int64_t)RE) bad((uint64_t)pfn);
+}
+
+/* Boot an order-0 design: fresh RAM, then every frame of the region pushed in order. */
+static void push_all(void (*push)(uint64_t)) {
+  mem_reset();
+  for (uint64_t p = RS; p < RE; p++) push(p);
+}
+
 /* ---- design 1: free-page stack in a growable region (unchecked) ----------------------------------- */
 static uint64_t *rframes; /* the region's backing frames: stands in for page tables, as in sim-region.ts */
 static uint64_t mapped, sn;
@@ -96,15 +107,14 @@ static int64_t stack_alloc(int order) {
   return (int64_t)(((uint64_t)reg_rd(sn * 8 + 4) << 32) | reg_rd(sn * 8));
 }
 static void stack_free(int64_t pfn, int order) {
-  if (order != 0 || pfn < (int64_t)RS || pfn >= (int64_t)RE) bad((uint64_t)pfn);
+  check_order0(pfn, order);
   stack_push((uint64_t)pfn);
 }
 static void stack_boot(void) {
-  mem_reset();
   free(rframes);
   rframes = calloc((RE - RS) / 512 + 2, 8);
   mapped = sn = 0;
-  for (uint64_t p = RS; p < RE; p++) stack_push(p);
+  push_all(stack_push);
 }
 
 /* ---- design 2: linked stack pages (unchecked) ----------------------------------------------------- */
@@ -142,15 +152,14 @@ static int64_t sp_alloc(int order) {
   return (int64_t)(((uint64_t)hi << 32) | rd(pa));
 }
 static void sp_free(int64_t pfn, int order) {
-  if (order != 0 || pfn < (int64_t)RS || pfn >= (int64_t)RE) bad((uint64_t)pfn);
+  check_order0(pfn, order);
   sp_push((uint64_t)pfn);
 }
 static void sp_boot(int unused) {
   (void)unused;
-  mem_reset();
   sp_head = -1;
   sp_top = 0;
-  for (uint64_t p = RS; p < RE; p++) sp_push(p);
+  push_all(sp_push);
 }
 
 /* ---- design 3: intrusive free list (unchecked) --------------------------------------------------- */
@@ -171,14 +180,13 @@ static int64_t fl_alloc(int order) {
   return pfn;
 }
 static void fl_free(int64_t pfn, int order) {
-  if (order != 0 || pfn < (int64_t)RS || pfn >= (int64_t)RE) bad((uint64_t)pfn);
+  check_order0(pfn, order);
   fl_push((uint64_t)pfn);
 }
 static void fl_boot(int unused) {
   (void)unused;
-  mem_reset();
   fl_head = -1;
-  for (uint64_t p = RS; p < RE; p++) fl_push(p);
+  push_all(fl_push);
 }
 
 /* ---- design 5: buddy ----------------------------------------------------------------------------- */
