@@ -73,8 +73,8 @@ function run(args: string[]): { ms: number; rssMiB: number; status: number; err:
 }
 
 /** The PMM-versus-C row: from the PMM benchmark when it ran earlier in this process, else measured now. */
-function pmmRow(): void {
-  const f = lastFigures ?? measureTwinFigures();
+async function pmmRow(): Promise<void> {
+  const f = lastFigures ?? (await measureTwinFigures());
   const x = (r: number) => (Number.isNaN(r) ? "n/a (no cc)" : `${r.toFixed(1)}x`);
   console.log(
     `${"PMM order-0 alloc+free vs C, same trace".padEnd(44)} stack ${x(f.stack)}, stack-pages ${x(f.stackPages)}, freelist ${x(f.freelist)}, buddy ${x(f.buddy)} (mixed ${x(f.buddyMixed)}), bitmap pair ${f.bitmapPairNs.toFixed(0)} ns  aim: stacks, freelist <= 2x; buddy <= 3x; bitmap pair <= 150 ns`,
@@ -105,7 +105,7 @@ export default async function aims(): Promise<void> {
       `${row.what.padEnd(44)} ${(median / 1000).toFixed(2).padStart(8)} ${range.padStart(18)} ${`${(rss / 1024).toFixed(2)} GB`.padStart(10)}  ${row.aim}${fail}`,
     );
   }
-  if (!only || only.some((o) => "pmm".includes(o))) pmmRow();
+  if (!only || only.some((o) => "pmm".includes(o))) await pmmRow();
   console.log(
     `load average ${loadavg()
       .map((l) => l.toFixed(2))

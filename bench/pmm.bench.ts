@@ -17,143 +17,29 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { bitmapDesign } from "../src/kernel/pmm/bitmap.ts";
-import { buddyDesign } from "../src/kernel/pmm/buddy.ts";
-import { colourStacksDesign, zonedDesign } from "../src/kernel/pmm/compose.ts";
-import { freeListDesign } from "../src/kernel/pmm/freelist.ts";
-import { hugePoolDesign } from "../src/kernel/pmm/huge-pool.ts";
-import type { FrameAllocator, PmmDesign, PmmLayout } from "../src/kernel/pmm/interface.ts";
-import { bringUp } from "../src/kernel/pmm/setup.ts";
-import { stackDesign } from "../src/kernel/pmm/stack.ts";
-import { stackPagesDesign } from "../src/kernel/pmm/stack-pages.ts";
+import { Worker } from "node:worker_threads";
 import { findClang } from "../src/kernel/pmm/wasm/compile.ts";
-import { loadWasmDesign } from "../src/kernel/pmm/wasm/index.ts";
-import { Rng } from "../src/machine/rng.ts";
+import { LAYOUT, type Row, type Trace, trace } from "./pmm-lab.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const build = join(here, "native", "build");
-const LAYOUT: PmmLayout = { usable: [{ start: 0x100, end: 0x40000 }], cpus: 1, colours: 16 };
-const OPS = 2_000_000;
 
-/** A trace: op[i] >= 0 allocates order op[i] into slot[i]; op[i] = -1 frees slot[i]. */
-interface Trace {
-  name: string;
-  op: Int32Array;
-  slot: Int32Array;
-  slots: number;
-  pairs: number;
+/** Run one measurement in a worker thread of its own (a fresh isolate: see bench/pmm-lab.ts). */
+function inWorker<T>(key: string, t?: Trace): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const w = new Worker(new URL("./pmm-worker.mjs", import.meta.url), { workerData: { key, trace: t } });
+    w.once("message", (m: T) => {
+      resolve(m);
+      void w.terminate();
+    });
+    w.once("error", reject);
+  });
 }
 
-function makeTrace(name: string, seed: number, pick: (r: Rng) => number): Trace {
-  const rng = new Rng(seed);
-  const op = new Int32Array(OPS * 2);
-  const slot = new Int32Array(OPS * 2);
-  const live: number[] = [];
-  const freeSlots: number[] = [];
-  let slots = 0;
-  let n = 0;
-  let pairs = 0;
-  for (let i = 0; i < OPS; i++) {
-    const doAlloc = live.length < 2048 || (live.length < 8192 && rng.below(2) === 0);
-    if (doAlloc) {
-      const s = freeSlots.length > 0 ? freeSlots.pop()! : slots++;
-      op[n] = pick(rng);
-      slot[n++] = s;
-      live.push(s);
-      pairs++;
-    } else {
-      const j = rng.below(live.length);
-      const s = live[j];
-      live[j] = live[live.length - 1];
-      live.pop();
-      op[n] = -1;
-      slot[n++] = s;
-      freeSlots.push(s);
-    }
-  }
-  for (const s of live) {
-    op[n] = -1;
-    slot[n++] = s;
-  }
-  return { name, op: op.subarray(0, n), slot: slot.subarray(0, n), slots, pairs };
-}
-
-const mixedOrder = (r: Rng) => {
-  const x = r.below(16);
-  return x < 8 ? 0 : x < 12 ? 1 : x < 14 ? 2 : x < 15 ? 3 : 9;
-};
-
-/**
- * A fresh copy of a driver loop, for one design: a C driver calls one allocator's functions directly,
- * while one loop shared by every design sees every design's class and its calls go megamorphic (about
- * 20-35 ns a pair more here, not the design's cost). `f` must use nothing but its arguments and globals.
- */
-function ownCopy<F extends (...args: never[]) => unknown>(f: F): F {
-  return new Function(`return (${f.toString()})`)() as F;
-}
-
-/** Replay a trace; returns [nanoseconds, checksum of returned frames, failed allocs]. */
-function replayLoop(a: FrameAllocator, t: Trace): [number, number, number] {
-  const pfn = new Float64Array(t.slots);
-  const ord = new Int32Array(t.slots);
-  const op = t.op;
-  const slot = t.slot;
-  let sum = 0;
-  let failed = 0;
-  const t0 = process.hrtime.bigint();
-  for (let i = 0; i < op.length; i++) {
-    const o = op[i];
-    const s = slot[i];
-    if (o >= 0) {
-      const p = a.alloc(o);
-      pfn[s] = p;
-      ord[s] = o;
-      if (p < 0) failed++;
-      else sum = (sum + p) % 4294967296;
-    } else if (pfn[s] >= 0) {
-      a.free(pfn[s], ord[s]);
-    }
-  }
-  return [Number(process.hrtime.bigint() - t0), sum, failed];
-}
-
-function tightLoop(a: FrameAllocator, n: number): number {
-  const t0 = process.hrtime.bigint();
-  for (let i = 0; i < n; i++) a.free(a.alloc(0), 0);
-  return Number(process.hrtime.bigint() - t0) / n;
-}
-
-interface Row {
-  design: string;
-  trace: string;
-  nsPerPair: number;
-  pairsPerSec: number;
-  checksum: number;
-  failed: number;
-}
-
-function benchDesign(d: PmmDesign, t: Trace): Row {
-  const up = bringUp(d, LAYOUT);
-  const replay = ownCopy(replayLoop);
-  replay(up.alloc, t); // warm-up (and JIT)
-  let best = Number.POSITIVE_INFINITY;
-  let sum = 0;
-  let failed = 0;
-  for (let r = 0; r < 2; r++) {
-    const fresh = bringUp(d, LAYOUT);
-    const [ns, s, f] = replay(fresh.alloc, t);
-    if (ns < best) best = ns;
-    sum = s;
-    failed = f;
-  }
-  return {
-    design: d.name,
-    trace: t.name,
-    nsPerPair: best / t.pairs,
-    pairsPerSec: (t.pairs * 1e9) / best,
-    checksum: sum,
-    failed,
-  };
+const replayRow = (key: string, t: Trace) => inWorker<Row>(key, t);
+async function tightRow(key: string): Promise<[string, number]> {
+  const r = await inWorker<{ design: string; tightNs: number }>(key);
+  return [r.design, r.tightNs];
 }
 
 function writeTrace(t: Trace): string {
@@ -237,16 +123,12 @@ function runNative(traces: Trace[], twins = true): Row[] | null {
 }
 
 /** The C examples compiled to WebAssembly (the same source a kernel compiles), when clang is here. */
-function wasmDesigns(): { stackPages: PmmDesign[]; bitmap: PmmDesign[] } {
+function wasmKeys(): { stackPages: string[]; bitmap: string[] } {
   if (findClang() === null) {
     console.log("WebAssembly rows skipped: no clang (apt-get install clang lld).");
     return { stackPages: [], bitmap: [] };
   }
-  const load = (file: string): PmmDesign => {
-    const d = loadWasmDesign(join(here, "..", "examples", "c", file), { isolate: false });
-    return { ...d, name: `${file} (wasm)` };
-  };
-  return { stackPages: [load("stack_pages.c")], bitmap: [load("bitmap.c")] };
+  return { stackPages: ["wasm:stack_pages.c"], bitmap: ["wasm:bitmap.c"] };
 }
 
 /** The PMM row of the aims table (bench/aims.bench.ts): ratios to the C twin measured in this run. */
@@ -287,71 +169,57 @@ function figuresOf(rows: Row[], native: Row[] | null, tights: [string, number][]
 }
 
 /** Only the aims table's PMM figures (when the full benchmark did not run in this process). */
-export function measureTwinFigures(): TwinFigures {
-  const order0 = makeTrace("order0", 42, () => 0);
-  const mixed = makeTrace("mixed", 42, mixedOrder);
+export async function measureTwinFigures(): Promise<TwinFigures> {
+  const order0 = trace("order0");
+  const mixed = trace("mixed");
   const rows = [
-    benchDesign(stackDesign({ checked: false }), order0),
-    benchDesign(stackPagesDesign({ checked: false }), order0),
-    benchDesign(freeListDesign({ checked: false }), order0),
-    benchDesign(buddyDesign(), order0),
-    benchDesign(buddyDesign(), mixed),
+    await replayRow("stack-unchecked", order0),
+    await replayRow("stack-pages-unchecked", order0),
+    await replayRow("freelist-unchecked", order0),
+    await replayRow("buddy", order0),
+    await replayRow("buddy", mixed),
   ];
-  const up = bringUp(bitmapDesign(), LAYOUT);
-  const tight = ownCopy(tightLoop);
-  tight(up.alloc, 200_000);
-  const tights: [string, number][] = [["bitmap", tight(up.alloc, 2_000_000)]];
+  const tights = [await tightRow("bitmap")];
   return figuresOf(rows, runNative([order0, mixed], false), tights);
 }
 
 export default async function main(): Promise<void> {
-  const wasm = wasmDesigns();
-  const order0 = makeTrace("order0", 42, () => 0);
-  const mixed = makeTrace("mixed", 42, mixedOrder);
+  const wasm = wasmKeys();
+  const order0 = trace("order0");
+  const mixed = trace("mixed");
   console.log(`RAM 1 GiB; traces: order0 ${order0.pairs} pairs, mixed ${mixed.pairs} pairs (seed 42)`);
+  console.log("each row in a worker thread of its own (a fresh isolate, as the C twin calls one allocator)");
   const order0Designs = [
-    stackDesign({ checked: false }),
-    stackDesign(),
-    stackPagesDesign({ checked: false }),
-    stackPagesDesign(),
+    "stack-unchecked",
+    "stack",
+    "stack-pages-unchecked",
+    "stack-pages",
     ...wasm.stackPages,
-    freeListDesign({ checked: false }),
-    colourStacksDesign(),
-    bitmapDesign(),
+    "freelist-unchecked",
+    "colour-stacks",
+    "bitmap",
     ...wasm.bitmap,
-    buddyDesign(),
-    buddyDesign({ pcp: false, name: "buddy-nopcp" }),
-    zonedDesign(),
-    hugePoolDesign(),
+    "buddy",
+    "buddy-nopcp",
+    "zoned-buddy",
+    "huge-pool",
   ];
-  const mixedDesigns = [
-    bitmapDesign(),
-    ...wasm.bitmap,
-    buddyDesign(),
-    buddyDesign({ pcp: false, name: "buddy-nopcp" }),
-    buddyDesign({ migrate: true }),
-    zonedDesign(),
-    hugePoolDesign(),
-  ];
+  const mixedDesigns = ["bitmap", ...wasm.bitmap, "buddy", "buddy-nopcp", "buddy-mt", "zoned-buddy", "huge-pool"];
   const rows: Row[] = [];
-  for (const d of order0Designs) rows.push(benchDesign(d, order0));
-  for (const d of mixedDesigns) rows.push(benchDesign(d, mixed));
+  for (const d of order0Designs) rows.push(await replayRow(d, order0));
+  for (const d of mixedDesigns) rows.push(await replayRow(d, mixed));
   const tights: [string, number][] = [];
   for (const d of [
-    stackDesign({ checked: false }),
-    stackPagesDesign({ checked: false }),
-    stackPagesDesign(),
+    "stack-unchecked",
+    "stack-pages-unchecked",
+    "stack-pages",
     ...wasm.stackPages,
-    freeListDesign({ checked: false }),
-    buddyDesign(),
-    bitmapDesign(),
+    "freelist-unchecked",
+    "buddy",
+    "bitmap",
     ...wasm.bitmap,
-  ]) {
-    const up = bringUp(d, LAYOUT);
-    const tight = ownCopy(tightLoop);
-    tight(up.alloc, 200_000);
-    tights.push([d.name, tight(up.alloc, 2_000_000)]);
-  }
+  ])
+    tights.push(await tightRow(d));
   const native = runNative([order0, mixed]);
   lastFigures = figuresOf(rows, native, tights);
   const twin = (r: Row) => native?.find((n) => n.trace === r.trace && n.design === r.design);
