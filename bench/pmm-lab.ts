@@ -1,8 +1,8 @@
 /**
- * What the PMM benchmark measures, shared by bench/pmm.bench.ts and the worker that measures each row
- * (bench/pmm-worker.ts): the traces, the driver loops and the designs by name.
+ * What the PMM benchmark measures, shared by bench/pmm.bench.ts and the process that measures each row
+ * (bench/pmm-row.ts): the traces, the driver loops and the designs by name.
  *
- * Each row runs in a worker thread of its own, as the C twin calls one allocator directly: in one
+ * Each row runs in a process of its own, as the C twin calls one allocator directly: in one
  * isolate, the code every design shares (the RAM model, the region, the checks of a free) learns every
  * design's types, and a design measured after the others ran 1.2-2.3x slower here than measured first
  * (stack-pages' round trip 18 -> 41 ns in one process).
@@ -103,7 +103,7 @@ function replayLoop(a: FrameAllocator, t: Trace): [number, number, number] {
       pfn[s] = p;
       ord[s] = o;
       if (p < 0) failed++;
-      else sum = (sum + p) % 4294967296;
+      else sum = (sum + p) >>> 0; // mod 2^32, as C's uint32_t sum
     } else if (pfn[s] >= 0) {
       a.free(pfn[s], ord[s]);
     }
@@ -161,7 +161,9 @@ export function measureTight(d: PmmDesign): number {
 export function designFor(key: string): PmmDesign {
   if (key.startsWith("wasm:")) {
     const file = key.slice(5);
-    const d = loadWasmDesign(join(dirname(fileURLToPath(import.meta.url)), "..", "examples", "c", file), { isolate: false });
+    const d = loadWasmDesign(join(dirname(fileURLToPath(import.meta.url)), "..", "examples", "c", file), {
+      isolate: false,
+    });
     return { ...d, name: `${file} (wasm)` };
   }
   const make: Record<string, () => PmmDesign> = {

@@ -17,28 +17,33 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Worker } from "node:worker_threads";
 import { findClang } from "../src/kernel/pmm/wasm/compile.ts";
 import { LAYOUT, type Row, type Trace, trace } from "./pmm-lab.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const build = join(here, "native", "build");
 
-/** Run one measurement in a worker thread of its own (a fresh isolate: see bench/pmm-lab.ts). */
-function inWorker<T>(key: string, t?: Trace): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const w = new Worker(new URL("./pmm-worker.mjs", import.meta.url), { workerData: { key, trace: t } });
-    w.once("message", (m: T) => {
-      resolve(m);
-      void w.terminate();
-    });
-    w.once("error", reject);
+/**
+ * Host memory in 2 MiB pages for the rows, as the CLI relaunches itself for a big boot
+ * (src/cli/huge-pages.ts): a design whose RAM model backs new pages during the timed replay (the free
+ * list's pages made whole) otherwise pays the host kernel's page faults there (about 35 ns a pair of the
+ * free list's 137 here), while the C twin's RAM was faulted in by its untimed boot.
+ */
+const ROW_ENV = { ...process.env, GLIBC_TUNABLES: "glibc.malloc.hugetlb=1" };
+
+/** Run one measurement in a process of its own (a fresh isolate: see bench/pmm-lab.ts). */
+function inProcess<T>(args: string[]): T {
+  const r = spawnSync(process.execPath, ["--import", "tsx/esm", join(here, "pmm-row.ts"), ...args], {
+    encoding: "utf8",
+    env: ROW_ENV,
   });
+  if (r.status !== 0) throw new Error(`pmm bench row ${args.join(" ")} failed:\n${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split("\n").pop()!) as T;
 }
 
-const replayRow = (key: string, t: Trace) => inWorker<Row>(key, t);
-async function tightRow(key: string): Promise<[string, number]> {
-  const r = await inWorker<{ design: string; tightNs: number }>(key);
+const replayRow = (key: string, t: Trace) => inProcess<Row>([key, t.name]);
+function tightRow(key: string): [string, number] {
+  const r = inProcess<{ design: string; tightNs: number }>([key]);
   return [r.design, r.tightNs];
 }
 
@@ -173,13 +178,13 @@ export async function measureTwinFigures(): Promise<TwinFigures> {
   const order0 = trace("order0");
   const mixed = trace("mixed");
   const rows = [
-    await replayRow("stack-unchecked", order0),
-    await replayRow("stack-pages-unchecked", order0),
-    await replayRow("freelist-unchecked", order0),
-    await replayRow("buddy", order0),
-    await replayRow("buddy", mixed),
+    replayRow("stack-unchecked", order0),
+    replayRow("stack-pages-unchecked", order0),
+    replayRow("freelist-unchecked", order0),
+    replayRow("buddy", order0),
+    replayRow("buddy", mixed),
   ];
-  const tights = [await tightRow("bitmap")];
+  const tights = [tightRow("bitmap")];
   return figuresOf(rows, runNative([order0, mixed], false), tights);
 }
 
@@ -188,7 +193,9 @@ export default async function main(): Promise<void> {
   const order0 = trace("order0");
   const mixed = trace("mixed");
   console.log(`RAM 1 GiB; traces: order0 ${order0.pairs} pairs, mixed ${mixed.pairs} pairs (seed 42)`);
-  console.log("each row in a worker thread of its own (a fresh isolate, as the C twin calls one allocator)");
+  console.log(
+    "each row in a process of its own (a fresh isolate, as the C twin calls one allocator), host memory in 2 MiB pages",
+  );
   const order0Designs = [
     "stack-unchecked",
     "stack",
@@ -204,10 +211,18 @@ export default async function main(): Promise<void> {
     "zoned-buddy",
     "huge-pool",
   ];
-  const mixedDesigns = ["bitmap", ...wasm.bitmap, "buddy", "buddy-nopcp", "buddy-mt", "zoned-buddy", "huge-pool"];
+  const mixedDesigns = [
+    "bitmap",
+    ...wasm.bitmap,
+    "buddy",
+    "buddy-nopcp",
+    "buddy-mt",
+    "zoned-buddy",
+    "huge-pool",
+  ];
   const rows: Row[] = [];
-  for (const d of order0Designs) rows.push(await replayRow(d, order0));
-  for (const d of mixedDesigns) rows.push(await replayRow(d, mixed));
+  for (const d of order0Designs) rows.push(replayRow(d, order0));
+  for (const d of mixedDesigns) rows.push(replayRow(d, mixed));
   const tights: [string, number][] = [];
   for (const d of [
     "stack-unchecked",
@@ -219,7 +234,7 @@ export default async function main(): Promise<void> {
     "bitmap",
     ...wasm.bitmap,
   ])
-    tights.push(await tightRow(d));
+    tights.push(tightRow(d));
   const native = runNative([order0, mixed]);
   lastFigures = figuresOf(rows, native, tights);
   const twin = (r: Row) => native?.find((n) => n.trace === r.trace && n.design === r.design);
