@@ -126,13 +126,17 @@ export function cloneGraph<T>(root: T, opts: CloneOptions = {}): T {
     return { buf: out.buf, at: 0 };
   };
 
-  const copy = (v: unknown, path: string): unknown => {
+  // Where a value sits, for CloneRefused's message: a chain of links, spelled out only when refused (a
+  // path string per property and element cost more than the copy of a machine's small objects).
+  const copy = (v: unknown, up: Where | null, key: PropertyKey): unknown => {
     if (v === null || (typeof v !== "object" && typeof v !== "function")) return v;
     const seen = memo.get(v);
     if (seen !== undefined) return seen;
     if (typeof v === "function") {
       if (STATELESS.has(v)) return v;
-      throw new CloneRefused(`${path} is a function (${v.name || "anonymous"}): state a copy cannot carry`);
+      throw new CloneRefused(
+        `${spell(up, key)} is a function (${v.name || "anonymous"}): state a copy cannot carry`,
+      );
     }
     if (ArrayBuffer.isView(v)) {
       if (v.byteLength === 0) return v;
@@ -151,24 +155,29 @@ export function cloneGraph<T>(root: T, opts: CloneOptions = {}): T {
     const proto = Object.getPrototypeOf(v) as object | null;
     const ctor = proto === null ? null : (proto as { constructor?: unknown }).constructor;
     if (ctor !== null && ctor !== undefined && !COPYABLE.has(ctor) && isNative(ctor))
-      throw new CloneRefused(`${path} is a ${String((ctor as { name?: string }).name)}: not copyable`);
+      throw new CloneRefused(
+        `${spell(up, key)} is a ${String((ctor as { name?: string }).name)}: not copyable`,
+      );
     if (v instanceof Map) {
       const out = new Map();
       memo.set(v, out);
+      const here = { up, key };
       let i = 0;
-      for (const [k, x] of v) out.set(copy(k, `${path}.key`), copy(x, `${path}[${i++}]`));
+      for (const [k, x] of v) out.set(copy(k, here, "key"), copy(x, here, i++));
       return out;
     }
     if (v instanceof Set) {
       const out = new Set();
       memo.set(v, out);
-      for (const x of v) out.add(copy(x, `${path}.item`));
+      const here = { up, key };
+      for (const x of v) out.add(copy(x, here, "item"));
       return out;
     }
     if (Array.isArray(v)) {
       const out = new Array<unknown>(v.length);
       memo.set(v, out);
-      for (let i = 0; i < v.length; i++) if (i in v) out[i] = copy(v[i], `${path}[${i}]`);
+      const here = { up, key };
+      for (let i = 0; i < v.length; i++) if (i in v) out[i] = copy(v[i], here, i);
       return out;
     }
     // A registered class is made by `new` (bare: see `blank`), others by Object.create: the former
@@ -180,17 +189,33 @@ export function cloneGraph<T>(root: T, opts: CloneOptions = {}): T {
         : Object.create(proto)
     ) as Record<PropertyKey, unknown>;
     memo.set(v, out);
-    for (const key of Reflect.ownKeys(v)) {
-      const d = Object.getOwnPropertyDescriptor(v, key)!;
+    const here = { up, key };
+    for (const k of Reflect.ownKeys(v)) {
+      const d = Object.getOwnPropertyDescriptor(v, k)!;
       if (d.get !== undefined || d.set !== undefined)
-        throw new CloneRefused(`${path}.${String(key)} is an accessor: not copyable`);
-      const x = copy(d.value, `${path}.${String(key)}`);
-      if (d.writable && d.enumerable && d.configurable) out[key] = x;
-      else Object.defineProperty(out, key, { ...d, value: x });
+        throw new CloneRefused(`${spell(here, k)} is an accessor: not copyable`);
+      const x = copy(d.value, here, k);
+      if (d.writable && d.enumerable && d.configurable) out[k] = x;
+      else Object.defineProperty(out, k, { ...d, value: x });
     }
     return out;
   };
-  return copy(root, "root") as T;
+  return copy(root, null, "root") as T;
+}
+
+/** A link of the way from the root to a value: the container's link and the key in it. */
+interface Where {
+  up: Where | null;
+  key: PropertyKey;
+}
+
+/** The way to a value as `root.a[3].b`: a number is an index, a string a property. */
+function spell(up: Where | null, key: PropertyKey): string {
+  const link = (k: PropertyKey, top: boolean) =>
+    typeof k === "number" ? `[${k}]` : typeof k === "symbol" ? `[${String(k)}]` : top ? k : `.${k}`;
+  let s = link(key, up === null);
+  for (let w = up; w !== null; w = w.up) s = link(w.key, w.up === null) + s;
+  return s;
 }
 
 const nativeCache = new Map<unknown, boolean>();

@@ -504,7 +504,7 @@ class SparseChunk {
 type Slot = Uint32Array | SparseChunk | null | number;
 
 /** Entries of the page cache (a power of two). */
-const PAGE_CACHE = 512;
+const PAGE_CACHE = 16384;
 const NO_WORDS = new Uint32Array(0);
 
 const DENSE_MASK = 0xffe00003; // an offset inside a 2 MiB chunk, 4-byte aligned
@@ -674,7 +674,9 @@ export class PhysMem implements PhysPort {
 
   /** Forget the page-cache entries of the 2 MiB chunk at `chunkBase` (its backing is being replaced). */
   private forgetChunk(chunkBase: number): void {
-    for (let i = 0; i < PAGE_CACHE; i++) {
+    // A page's entry can only be at its own index: the chunk's 512 pages have 512 (PAGE_CACHE >= 512).
+    for (let k = 0; k < 512; k++) {
+      const i = (chunkBase / PAGE_SIZE + k) & (PAGE_CACHE - 1);
       const t = this.pcPage[i];
       if (t >= chunkBase && t < chunkBase + CHUNK_BYTES) {
         this.pcPage[i] = Number.NaN;

@@ -74,6 +74,10 @@ describe("cloneGraph", () => {
     Object.defineProperty(acc, "v", { get: () => n, enumerable: true });
     expect(() => cloneGraph({ acc })).toThrow(CloneRefused);
     expect(() => cloneGraph({ p: Promise.resolve(1) })).toThrow(CloneRefused);
+    // The refusal names the way to the value.
+    expect(() => cloneGraph({ a: [1, { f: () => n }] })).toThrow("root.a[1].f is a function (f)");
+    expect(() => cloneGraph({ m: new Map([["k", { acc }]]) })).toThrow("root.m[0].acc.v is an accessor");
+    expect(() => cloneGraph({ s: new Set([Promise.resolve(2)]) })).toThrow("root.s.item is a Promise");
   });
 
   it("fills recycled buffers with the original's bytes", () => {
