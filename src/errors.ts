@@ -34,7 +34,11 @@ export function hex64(v: number | bigint): string {
   return `0x${BigInt(v).toString(16).padStart(16, "0")}`;
 }
 
-/** Format as short hex (0x1f000). */
+/**
+ * Format as short hex (0x1f000). A number that is no integer (a caller's bad frame number, 2046.5,
+ * NaN) is printed as it is: an error message about it must not throw in its turn.
+ */
 export function hex(v: number | bigint): string {
+  if (typeof v === "number" && !Number.isInteger(v)) return String(v);
   return `0x${BigInt(v).toString(16)}`;
 }

@@ -130,6 +130,16 @@ export function checkFreeArgs(design: string, pfn: number, order: number, maxOrd
   }
 }
 
+/**
+ * The argument checks of an order-0 design's free: a frame number, order 0, in usable RAM. A frame of
+ * the region last hit is one range test; anything else takes the full checks, which name what is wrong.
+ */
+export function checkOrder0Free(design: string, regions: RegionTable, pfn: number, order: number): void {
+  if (order === 0 && regions.holdsAtHint(pfn)) return;
+  checkFreeArgs(design, pfn, order, 0);
+  if (regions.indexOf(pfn) < 0) badFree("BAD_FREE", design, pfn, order, "not in usable RAM");
+}
+
 /** Validate the layout: sorted, disjoint, non-empty integer ranges. */
 export function checkLayout(layout: PmmLayout): void {
   let prev = -1;
@@ -195,6 +205,12 @@ export class RegionTable {
       if (r < 0) badFree("BAD_FREE", design, p, 0, "addFree outside the usable RAM of the layout");
       p = this.end[r];
     }
+  }
+
+  /** Is pfn a frame of the region last hit? (the common case of a free: one range test, no search) */
+  holdsAtHint(pfn: number): boolean {
+    const h = this.hint;
+    return pfn >= this.start[h] && pfn < this.end[h] && Number.isInteger(pfn);
   }
 
   /** Index of the region holding pfn, or -1. */

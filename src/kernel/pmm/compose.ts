@@ -23,6 +23,7 @@ import {
   allocFramesVia,
   badFree,
   checkFreeArgs,
+  checkOrder0Free,
   checkLayout,
   cutRanges,
   effectiveOrder,
@@ -358,8 +359,7 @@ export class ColourStacks implements FrameAllocator {
   }
 
   free(pfn: number, order: number): void {
-    checkFreeArgs(this.name, pfn, order, 0);
-    if (this.regions.indexOf(pfn) < 0) badFree("BAD_FREE", this.name, pfn, order, "not in usable RAM");
+    checkOrder0Free(this.name, this.regions, pfn, order);
     if (!this.amap.isSet(pfn)) {
       const dbl = this.stacks[pfn % this.colours].contains(pfn);
       badFree(

@@ -21,7 +21,7 @@ import {
   AllocMap,
   allocFramesVia,
   badFree,
-  checkFreeArgs as checkFreeArgs_,
+  checkOrder0Free as checkOrder0Free_,
   checkLayout,
   effectiveOrder,
   FrameMarks,
@@ -43,7 +43,7 @@ import type {
 } from "./interface.ts";
 
 // Module-local copies: the loader compiles imports to getter calls, too slow for hot paths.
-const checkFreeArgs = checkFreeArgs_;
+const checkOrder0Free = checkOrder0Free_;
 const fits = fits_;
 
 export type FreeListOptions = CheckedOptions;
@@ -143,8 +143,7 @@ export class FreeList implements FrameAllocator {
   }
 
   free(pfn: number, order: number): void {
-    checkFreeArgs(this.name, pfn, order, 0);
-    if (this.regions.indexOf(pfn) < 0) badFree("BAD_FREE", this.name, pfn, order, "not in usable RAM");
+    checkOrder0Free(this.name, this.regions, pfn, order);
     if (this.amap !== null && !this.amap.isSet(pfn)) {
       let dbl = false;
       this.forEachFree((p) => {

@@ -25,7 +25,7 @@ import {
   AllocMap,
   allocFramesVia,
   badFree,
-  checkFreeArgs as checkFreeArgs_,
+  checkOrder0Free as checkOrder0Free_,
   checkLayout,
   effectiveOrder,
   FrameMarks,
@@ -48,7 +48,7 @@ import type {
 } from "./interface.ts";
 
 // Module-local copies: the loader compiles imports to getter calls, too slow for hot paths.
-const checkFreeArgs = checkFreeArgs_;
+const checkOrder0Free = checkOrder0Free_;
 const fits = fits_;
 
 /** Frame numbers per stack page (the first u64 is the link). */
@@ -195,8 +195,7 @@ export class StackPages implements FrameAllocator {
   }
 
   free(pfn: number, order: number): void {
-    checkFreeArgs(this.name, pfn, order, 0);
-    if (this.regions.indexOf(pfn) < 0) badFree("BAD_FREE", this.name, pfn, order, "not in usable RAM");
+    checkOrder0Free(this.name, this.regions, pfn, order);
     if (this.amap !== null && !this.amap.isSet(pfn)) {
       const dbl = this.contains(pfn);
       badFree(

@@ -56,6 +56,40 @@ describe.each(designs.map((d) => [d.name, d] as const))("%s", (_name, design) =>
     up.alloc.check();
     expect(() => up.alloc.free(0x205, 0)).toThrow(PagelabError);
   });
+
+  it("names what is wrong with a free's arguments, in the region last hit or not (unchecked too)", () => {
+    const unchecked = [stackDesign, stackPagesDesign, freeListDesign]
+      .map((f) => f({ checked: false }))
+      .find((u) => u.name === `${design.name}-unchecked`)!;
+    for (const d of [design, unchecked]) {
+      const a = bringUp(d, layout, { reserved }).alloc;
+      const code = (f: () => void) => {
+        try {
+          f();
+        } catch (e) {
+          return (e as PagelabError).code;
+        }
+        return "none";
+      };
+      const q = a.alloc(0);
+      a.free(q, 0); // the region last hit is now q's
+      expect(a.alloc(0)).toBe(q);
+      expect(code(() => a.free(q + 0.5, 0))).toBe("BAD_FREE");
+      expect(code(() => a.free(-1, 0))).toBe("BAD_FREE");
+      expect(code(() => a.free(q, 1))).toBe("WRONG_ORDER");
+      expect(code(() => a.free(0x9f, 0))).toBe("BAD_FREE"); // the hole between the regions
+      expect(code(() => a.free(0x800, 0))).toBe("BAD_FREE"); // past the last region
+      // Frames of either region pass the argument checks, whichever region was hit last.
+      const frames: number[] = [];
+      for (let f = a.alloc(0); f >= 0; f = a.alloc(0)) frames.push(f);
+      const low = frames.find((f) => f < 0x9f)!;
+      const high = frames.find((f) => f >= 0x100)!;
+      for (const f of [high, low, q]) expect(code(() => a.free(f, 0))).toBe("none");
+      if (d === design) expect(code(() => a.free(high, 0))).toBe("DOUBLE_FREE");
+      const st = a.stats(); // a stack's first frame freed became its page: transient metadata
+      expect(st.freeFrames + st.transientBytes / 4096).toBe(3);
+    }
+  });
 });
 
 describe("stack pages", () => {
