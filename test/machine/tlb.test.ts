@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { Access } from "../../src/machine/x86/mmu.ts";
 import { PAGE_2M, PAGE_4K } from "../../src/machine/x86/pte.ts";
@@ -83,6 +84,59 @@ describe("TLB", () => {
     expect(a.lookup(2, 0, 0)).toBe(-1);
     expect(a.lookup(0, 0, 0)).toBeGreaterThanOrEqual(0);
     expect(a.lookup(4, 0, 0)).toBeGreaterThanOrEqual(0);
+  });
+
+  it("the miss filter never changes a lookup: random fills, invalidations and flushes against a scan", () => {
+    // Page numbers collide in the filter's buckets (1024 apart) and in the sets.
+    const pn = fc.oneof(
+      fc.integer({ min: 0, max: 40 }),
+      fc.integer({ min: 0, max: 40 }).map((x) => x * 1024),
+    );
+    const op = fc.oneof(
+      fc.record({
+        k: fc.constant("insert"),
+        pn,
+        shift: fc.constantFrom(0, 9),
+        pcid: fc.integer({ min: 0, max: 2 }),
+        global: fc.integer({ min: 0, max: 1 }),
+      }),
+      fc.record({ k: fc.constant("invlpg"), pn, pcid: fc.integer({ min: 0, max: 2 }), keep: fc.boolean() }),
+      fc.record({ k: fc.constant("flush"), pcid: fc.integer({ min: -1, max: 2 }), keep: fc.boolean() }),
+      fc.record({
+        k: fc.constant("lookup"),
+        pn,
+        shift: fc.constantFrom(0, 9),
+        pcid: fc.integer({ min: 0, max: 2 }),
+      }),
+    );
+    fc.assert(
+      fc.property(
+        fc.constantFrom([8, 8], [16, 4]),
+        fc.array(op, { maxLength: 200 }),
+        ([entries, ways], ops) => {
+          const a = new TlbArray({ entries, ways });
+          const scan = (p: number, shift: number, pcid: number) => {
+            const first = (p & (a.sets - 1)) * a.ways;
+            for (let i = first; i < first + a.ways; i++)
+              if (a.tag[i] === p && a.shift[i] === shift && (a.pcid[i] === pcid || a.global[i] === 1))
+                return i;
+            return -1;
+          };
+          for (const o of ops) {
+            if (o.k === "insert") a.insert(o.pn, o.shift, o.pcid, o.global, 7, 0);
+            else if (o.k === "invlpg") a.invalidateAddress(o.pn, o.pcid, o.keep, [0]);
+            else if (o.k === "flush") a.flush(o.pcid, o.keep);
+            else expect(a.lookup(o.pn, o.shift, o.pcid)).toBe(scan(o.pn, o.shift, o.pcid));
+            // The filter counts exactly the valid entries of each bucket.
+            const want = new Uint16Array(a.bucket.length);
+            for (let i = 0; i < a.tag.length; i++)
+              if (a.tag[i] !== -1) want[a.tag[i] & (a.bucket.length - 1)]++;
+            expect(Array.from(a.bucket)).toEqual(Array.from(want));
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 
   it("INVLPG drops one address; a CR3 write drops non-global entries and keeps global ones", () => {

@@ -29,6 +29,9 @@ import {
 } from "./tlb.ts";
 import type { Levels } from "./vaddr.ts";
 
+/** Entries of the CPU's memo of recent first-level TLB hits (a power of two). */
+const MEMO = 64;
+
 export interface CpuOptions {
   id?: number;
   levels?: Levels;
@@ -102,22 +105,23 @@ export class Cpu {
   private hitShift = 0;
 
   /**
-   * The last first-level hit of a kernel data access (READ or WRITE, supervisor page; WRITE only
-   * through a dirty writable entry): page, access, PCID, the entry (array, index, size) and the frame,
-   * valid while the TLB epoch is the one seen then. Repeating that access can only find the same entry
-   * in the same array (nothing was filled, invalidated or flushed since), pass the same rights check
-   * (a supervisor read or write of a supervisor page does not depend on SMAP, PKRU or CR0.WP once the
-   * entry is writable) and need no dirty assist, so it is served by counting the same hit and
-   * refreshing the same entry's recency: identical counters and TLB state, without the lookup.
+   * The last first-level hits of kernel data accesses (READ or WRITE, supervisor page; WRITE only
+   * through a dirty writable entry), MEMO of them by page number: page, access, PCID, the entry (array,
+   * index, size) and the frame, each valid while the TLB epoch is the one seen then. Repeating such an
+   * access can only find the same entry in the same array (nothing was filled, invalidated or flushed
+   * since, so no array that is searched before it has gained an entry for the page), pass the same
+   * rights check (a supervisor read or write of a supervisor page does not depend on SMAP, PKRU or
+   * CR0.WP once the entry is writable) and need no dirty assist, so it is served by counting the same
+   * hit and refreshing the same entry's recency: identical counters and TLB state, without the lookups
+   * (three of them for a page of the direct map in a 1 GiB entry: the 4 KiB and 2 MiB arrays miss first).
    */
-  private mtVpn = Number.NaN;
-  private mtAccess = 0;
-  private mtPcid = 0;
-  private mtEpoch = -1;
-  private mtArr: TlbArray;
-  private mtI = 0;
-  private mtShift = 0;
-  private mtPfn = 0;
+  private readonly mVpn = new Float64Array(MEMO).fill(Number.NaN);
+  /** The access and the PCID, `access | pcid << 8`. */
+  private readonly mKey = new Int32Array(MEMO);
+  private readonly mEpoch = new Float64Array(MEMO).fill(-1);
+  /** The entry, `i | shift << 16`: its array is the data array of that size (d4k, d2m or d1g). */
+  private readonly mEntry = new Int32Array(MEMO);
+  private readonly mPfn = new Float64Array(MEMO);
   private readonly epoch: TlbEpoch;
 
   constructor(mem: PhysMem, opts: CpuOptions = {}) {
@@ -139,7 +143,6 @@ export class Cpu {
     this.pke = opts.pke ?? false;
     this.reservedHi = reservedHiMask(mem.maxPhysAddrBits, this.nxe);
     this.hitArr = this.tlb.stlb;
-    this.mtArr = this.tlb.d4k;
     this.epoch = this.tlb.epoch;
   }
 
@@ -150,20 +153,28 @@ export class Cpu {
   translate(vpn: number, access: number): number {
     const pcid = this.currentPcid;
     const c = this.counters;
+    const m = vpn & (MEMO - 1);
     if (
-      vpn === this.mtVpn &&
-      access === this.mtAccess &&
-      this.epoch.n === this.mtEpoch &&
-      pcid === this.mtPcid &&
+      vpn === this.mVpn[m] &&
+      (access | (pcid << 8)) === this.mKey[m] &&
+      this.epoch.n === this.mEpoch[m] &&
       !this.checkStale
     ) {
       c.tlbL1Hits++;
-      const shift = this.mtShift;
-      if (shift === 0) c.tlbHits4k++;
-      else if (shift === 9) c.tlbHits2m++;
-      else c.tlbHits1g++;
-      this.mtArr.touch(this.mtI);
-      return this.mtPfn;
+      const e = this.mEntry[m];
+      const shift = e >>> 16;
+      const tlb = this.tlb;
+      if (shift === 0) {
+        c.tlbHits4k++;
+        tlb.d4k.touch(e & 0xffff);
+      } else if (shift === 9) {
+        c.tlbHits2m++;
+        tlb.d2m.touch(e & 0xffff);
+      } else {
+        c.tlbHits1g++;
+        tlb.d1g.touch(e & 0xffff);
+      }
+      return this.mPfn[m];
     }
     const tlb = this.tlb;
     const fetch = (access & Access.FETCH) !== 0;
@@ -192,14 +203,11 @@ export class Cpu {
         (access === Access.READ ||
           (access === Access.WRITE && (perm & (TlbPerm.RW | TlbPerm.DIRTY)) === (TlbPerm.RW | TlbPerm.DIRTY)))
       ) {
-        this.mtVpn = vpn;
-        this.mtAccess = access;
-        this.mtPcid = pcid;
-        this.mtEpoch = epoch;
-        this.mtArr = arr;
-        this.mtI = i;
-        this.mtShift = shift;
-        this.mtPfn = pfn;
+        this.mVpn[m] = vpn;
+        this.mKey[m] = access | (pcid << 8);
+        this.mEpoch[m] = epoch;
+        this.mEntry[m] = i | (shift << 16);
+        this.mPfn[m] = pfn;
       }
       return pfn;
     } else {
