@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { PagelabError } from "../../../src/errors.ts";
 import { type Buddy, buddyDesign } from "../../../src/kernel/pmm/buddy.ts";
 import { bringUp } from "../../../src/kernel/pmm/setup.ts";
-import { type HarnessOptions, property } from "./harness.ts";
+import { type HarnessOptions, property, errorCode } from "./harness.ts";
 
 const layout = {
   usable: [
@@ -72,14 +72,7 @@ describe("buddy", () => {
     );
     const b = up.alloc;
     const p = b.alloc(2);
-    const code = (f: () => void) => {
-      try {
-        f();
-      } catch (e) {
-        return (e as PagelabError).code;
-      }
-      return "none";
-    };
+    const code = errorCode;
     expect(code(() => b.free(p + 1, 2))).toBe("MISALIGNED_FREE");
     expect(code(() => b.free(p, 1))).toBe("WRONG_ORDER");
     expect(code(() => b.free(p + 2, 1))).toBe("BAD_FREE");

@@ -3,6 +3,7 @@
  * (bring-your-own allocators use it at run time); here it is asserted with the fixed seed.
  */
 import { expect } from "vitest";
+import { PagelabError } from "../../../src/errors.ts";
 import type { PmmDesign } from "../../../src/kernel/pmm/interface.ts";
 import { type HarnessOptions, validateDesign } from "../../../src/kernel/pmm/validate.ts";
 
@@ -17,4 +18,15 @@ export function property(design: PmmDesign, o: HarnessOptions): void {
     );
   }
   expect(v.runs).toBe(o.runs ?? 25);
+}
+
+/** The code of the typed error `f` throws (it must be a PagelabError), or "none" when it returns. */
+export function errorCode(f: () => void): string {
+  try {
+    f();
+  } catch (e) {
+    expect(e).toBeInstanceOf(PagelabError);
+    return (e as PagelabError).code;
+  }
+  return "none";
 }

@@ -1,12 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { PagelabError } from "../../../src/errors.ts";
 import { ramDigest } from "../../../src/kernel/pmm/check.ts";
 import { getDesign } from "../../../src/kernel/pmm/designs.ts";
 import { makeLargePageTrace, runLargePageWorkload } from "../../../src/kernel/pmm/large-page-workload.ts";
 import { type LargeStacks, largeStacksDesign, PER_PAGE } from "../../../src/kernel/pmm/large-stacks.ts";
 import { bringUp } from "../../../src/kernel/pmm/setup.ts";
 import { Rng } from "../../../src/machine/rng.ts";
-import { type HarnessOptions, property } from "./harness.ts";
+import { type HarnessOptions, property, errorCode } from "./harness.ts";
 
 const GiB = 0x40000; // frames
 const M2 = { pageSize: 0x200000 } as const;
@@ -206,15 +205,7 @@ describe("large-stacks", () => {
     const m = a.alloc(9);
     const g = a.alloc(18);
     const before = `${a.dump()}\n${ramDigest(mem)}`;
-    const code = (f: () => void) => {
-      try {
-        f();
-      } catch (e) {
-        expect(e).toBeInstanceOf(PagelabError);
-        return (e as PagelabError).code;
-      }
-      return "none";
-    };
+    const code = errorCode;
     expect(code(() => a.free(m, 0))).toBe("WRONG_ORDER"); // the head of a 2 MiB page
     expect(code(() => a.free(m + 1, 0))).toBe("BAD_FREE");
     expect(code(() => a.free(m, 18))).toBe("MISALIGNED_FREE");

@@ -5,7 +5,7 @@ import type { PmmDesign } from "../../../src/kernel/pmm/interface.ts";
 import { bringUp } from "../../../src/kernel/pmm/setup.ts";
 import { stackDesign } from "../../../src/kernel/pmm/stack.ts";
 import { PER_STACK_PAGE, stackPagesDesign } from "../../../src/kernel/pmm/stack-pages.ts";
-import { type HarnessOptions, property } from "./harness.ts";
+import { type HarnessOptions, property, errorCode } from "./harness.ts";
 
 const layout = {
   usable: [
@@ -63,14 +63,7 @@ describe.each(designs.map((d) => [d.name, d] as const))("%s", (_name, design) =>
       .find((u) => u.name === `${design.name}-unchecked`)!;
     for (const d of [design, unchecked]) {
       const a = bringUp(d, layout, { reserved }).alloc;
-      const code = (f: () => void) => {
-        try {
-          f();
-        } catch (e) {
-          return (e as PagelabError).code;
-        }
-        return "none";
-      };
+      const code = errorCode;
       const q = a.alloc(0);
       a.free(q, 0); // the region last hit is now q's
       expect(a.alloc(0)).toBe(q);
