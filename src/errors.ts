@@ -35,10 +35,11 @@ export function hex64(v: number | bigint): string {
 }
 
 /**
- * Format as short hex (0x1f000). A number that is no integer (a caller's bad frame number, 2046.5,
- * NaN) is printed as it is: an error message about it must not throw in its turn.
+ * Format as short hex (0x1f000, -0x1). A number that is no integer (a caller's bad frame number,
+ * 2046.5, NaN) is printed as it is: an error message about it must not throw in its turn.
  */
 export function hex(v: number | bigint): string {
   if (typeof v === "number" && !Number.isInteger(v)) return String(v);
-  return `0x${BigInt(v).toString(16)}`;
+  const b = BigInt(v);
+  return b < 0n ? `-0x${(-b).toString(16)}` : `0x${b.toString(16)}`;
 }
