@@ -3,8 +3,7 @@
  * `node --import tsx/esm bench/pmm-row.ts KEY [order0|mixed]` replays the trace on the design named by
  * KEY; without a trace it times the order-0 round trip.
  */
-import { designFor, measureReplay, measureTight } from "./pmm-lab.ts";
-import { trace } from "./pmm-lab.ts";
+import { designFor, measureReplay, measureTight, trace } from "./pmm-lab.ts";
 
 const [key, traceName] = process.argv.slice(2);
 const d = designFor(key);

@@ -393,16 +393,6 @@ export class FrameMarks {
   }
 }
 
-/**
- * Statistics from an allocator's free blocks: runs are merged, then cut into naturally aligned blocks of
- * at most MAX_ORDER (the buddy view of memory that is not kept by a buddy).
- *
- * Host memory stays bounded whatever the RAM size and block count. While `forEachFree` reports blocks
- * in address order (a bitmap does), they are merged into a list of runs as they come. When a block
- * comes out of order (stacks, free lists, buddies), or the run list would outgrow it, a scratch bitmap
- * over the usable ranges takes over (1 bit per frame: 32 MiB per TiB) and is scanned in address order.
- * Either way, no per-block array, no sort.
- */
 /** `statsFromFree` for a design that keeps its counts in registers (`counts()`): one source for both. */
 export function statsFromCounts(a: FrameAllocator, layout: PmmLayout, c: PmmCounts): PmmStats {
   return statsFromFree(a, layout, c.managedFrames, c.metadataBytes, c.transientBytes);
@@ -413,6 +403,16 @@ export function allocMapBytes(amap: AllocMap | null, layout: PmmLayout): number 
   return amap !== null ? AllocMap.bytes(layout) : 0;
 }
 
+/**
+ * Statistics from an allocator's free blocks: runs are merged, then cut into naturally aligned blocks of
+ * at most MAX_ORDER (the buddy view of memory that is not kept by a buddy).
+ *
+ * Host memory stays bounded whatever the RAM size and block count. While `forEachFree` reports blocks
+ * in address order (a bitmap does), they are merged into a list of runs as they come. When a block
+ * comes out of order (stacks, free lists, buddies), or the run list would outgrow it, a scratch bitmap
+ * over the usable ranges takes over (1 bit per frame: 32 MiB per TiB) and is scanned in address order.
+ * Either way, no per-block array, no sort.
+ */
 export function statsFromFree(
   a: FrameAllocator,
   layout: PmmLayout,

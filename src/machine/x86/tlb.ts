@@ -95,8 +95,9 @@ export class TlbArray {
   readonly live = new Int32Array(19);
   /**
    * Valid entries per bucket of their page number (`pn & (BUCKETS - 1)`, any size): a lookup whose
-   * bucket holds none is a miss without scanning the set (a 72-way first-level array otherwise
-   * compares 72 tags to miss; the direct map's 1 GiB hits missed the 4 KiB and 2 MiB arrays first).
+   * bucket holds none is a miss without scanning the set (Zen 4's fully associative first level
+   * compares 72 tags to miss; a direct-map access in a 1 GiB entry misses the 4 KiB and 2 MiB arrays
+   * first).
    */
   readonly bucket = new Uint16Array(BUCKETS);
   private clock = 0;
